@@ -1,0 +1,45 @@
+"""portable_rnn: vanilla RNN and LSTM, forward and backward, on any array API backend.
+
+Written once against the Python array API standard (through array-api-compat),
+the same functions run on NumPy, CuPy, JAX, PyTorch and array_api_strict
+arrays, and return results in the backend, device and dtype of their inputs.
+
+The column dialect (deeplearning.ai): a batch is columns; ``x`` is
+``(n_x, m, T_x)``, hidden states ``(n_a, m)``.
+"""
+
+from ._activations import sigmoid, softmax
+from ._config import Config, config_context, get_config, set_config
+from ._creation import init_lstm_params, init_rnn_params, init_state, to_backend
+from ._lstm import lstm_backward, lstm_cell_backward, lstm_cell_forward, lstm_forward
+from ._rnn import rnn_backward, rnn_cell_backward, rnn_cell_forward, rnn_forward
+from ._seed000 import LSTMfwdProp, fwdProp, fwdPropSeq, sftmax
+from ._validate import MissingParameterError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Config",
+    "LSTMfwdProp",
+    "MissingParameterError",
+    "config_context",
+    "fwdProp",
+    "fwdPropSeq",
+    "get_config",
+    "init_lstm_params",
+    "init_rnn_params",
+    "init_state",
+    "lstm_backward",
+    "lstm_cell_backward",
+    "lstm_cell_forward",
+    "lstm_forward",
+    "rnn_backward",
+    "rnn_cell_backward",
+    "rnn_cell_forward",
+    "rnn_forward",
+    "set_config",
+    "sftmax",
+    "sigmoid",
+    "softmax",
+    "to_backend",
+]

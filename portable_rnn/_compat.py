@@ -1,0 +1,82 @@
+"""The one module that imports array-api-compat.
+
+Every question about an array's namespace, device or backend goes through
+here, so that the math modules never import an array library themselves.
+"""
+
+from __future__ import annotations
+
+import array_api_compat as _aac
+from array_api_compat import (
+    array_namespace,
+    device,
+    is_array_api_obj,
+    is_array_api_strict_namespace,
+    is_cupy_namespace,
+    is_jax_namespace,
+    is_numpy_namespace,
+    is_torch_namespace,
+)
+
+__all__ = [
+    "array_namespace",
+    "backend_name",
+    "device",
+    "is_array",
+    "is_jax_namespace",
+    "namespace_for",
+    "same_device",
+]
+
+#: Backend names, in the order they are listed in messages and docs.
+BACKENDS = ("numpy", "cupy", "jax", "torch", "array_api_strict")
+
+
+def backend_name(xp) -> str:
+    """The portable_rnn backend name of an array namespace."""
+    if is_numpy_namespace(xp):
+        return "numpy"
+    if is_cupy_namespace(xp):
+        return "cupy"
+    if is_jax_namespace(xp):
+        return "jax"
+    if is_torch_namespace(xp):
+        return "torch"
+    if is_array_api_strict_namespace(xp):
+        return "array_api_strict"
+    return getattr(xp, "__name__", repr(xp))
+
+
+def is_array(obj) -> bool:
+    """Whether ``obj`` is an array of a backend that array-api-compat knows."""
+    return is_array_api_obj(obj) and not isinstance(obj, (int, float, complex, bool))
+
+
+def namespace_for(backend: str):
+    """The array API namespace of a backend, by name (imports it)."""
+    if backend == "numpy":
+        import array_api_compat.numpy as xp
+    elif backend == "cupy":
+        import array_api_compat.cupy as xp
+    elif backend == "torch":
+        import array_api_compat.torch as xp
+    elif backend == "jax":
+        import jax.numpy as xp
+    elif backend == "array_api_strict":
+        import array_api_strict as xp
+    else:  # pragma: no cover - callers validate the name first
+        raise ValueError(f"unknown backend {backend!r}")
+    return xp
+
+
+def same_device(d1, d2) -> bool:
+    """Whether two devices are the same; unknown devices (``None``, as for
+    arrays traced under ``jax.jit``) are taken to agree with anything."""
+    if d1 is None or d2 is None:
+        return True
+    return bool(d1 == d2)
+
+
+def to_device(x, dev):
+    """Move ``x`` to device ``dev`` within its own backend."""
+    return _aac.to_device(x, dev)

@@ -1,0 +1,235 @@
+"""One configuration for everything portable_rnn creates.
+
+The configuration decides the backend, device and dtype of arrays that have
+no input to follow: `init_rnn_params`, `init_lstm_params`, `init_state` and
+`to_backend`.  Functions that receive arrays always follow their inputs.
+
+Precedence: `config_context` (current thread or task) over `set_config`
+(process-wide) over the environment variables ``PORTABLE_RNN_BACKEND``,
+``PORTABLE_RNN_DEVICE`` and ``PORTABLE_RNN_DTYPE`` (read once, on first use)
+over the defaults (``numpy``, its default device, ``float64``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import importlib.util
+import os
+import re
+
+from ._compat import BACKENDS
+
+__all__ = ["Config", "config_context", "get_config", "set_config"]
+
+DTYPES = ("float32", "float64")
+
+#: the pip extra that installs each backend
+EXTRAS = {
+    "numpy": "portable_rnn (numpy is a dependency)",
+    "cupy": "portable_rnn[cuda12] or portable_rnn[cuda13]",
+    "jax": "portable_rnn[jax]",
+    "torch": "portable_rnn[torch]",
+    "array_api_strict": "portable_rnn[test]",
+}
+_MODULES = {
+    "numpy": "numpy",
+    "cupy": "cupy",
+    "jax": "jax",
+    "torch": "torch",
+    "array_api_strict": "array_api_strict",
+}
+_ENV = {
+    "backend": "PORTABLE_RNN_BACKEND",
+    "device": "PORTABLE_RNN_DEVICE",
+    "dtype": "PORTABLE_RNN_DTYPE",
+}
+_DEVICE_RE = re.compile(r"^(cpu|gpu|cuda)(?::(\d+))?$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The library configuration (immutable; change it with `set_config`).
+
+    Attributes
+    ----------
+    backend : str
+        One of ``numpy``, ``cupy``, ``jax``, ``torch``, ``array_api_strict``.
+    device : str or device object or None
+        ``"cpu"``, ``"gpu"``, ``"gpu:N"``, ``"cuda:N"``, a backend's own device
+        object, or ``None`` for the backend's default device.
+    dtype : str
+        ``"float32"`` or ``"float64"``.
+    """
+
+    backend: str = "numpy"
+    device: object = None
+    dtype: str = "float64"
+
+
+def _check_backend(backend, source: str) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(
+            f"unknown backend {backend!r} in {source}; valid backends: {', '.join(BACKENDS)}"
+        )
+    if importlib.util.find_spec(_MODULES[backend]) is None:
+        raise ImportError(
+            f"backend {backend!r} (from {source}) is not installed; "
+            f"pip install {EXTRAS[backend]} installs it"
+        )
+    return backend
+
+
+def _check_dtype(dtype, source: str) -> str:
+    if isinstance(dtype, str):
+        name = dtype
+    else:  # a dtype object of any backend (jax.numpy.float32 is a type with a .dtype)
+        name = getattr(dtype, "name", None) or getattr(getattr(dtype, "dtype", None), "name", None)
+        name = name if isinstance(name, str) else str(dtype)
+    name = name.rsplit(".", 1)[-1]  # "torch.float32" -> "float32"
+    if name not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r} in {source}; valid dtypes: {', '.join(DTYPES)}")
+    return name
+
+
+def _check_device(device, source: str):
+    if device is None or not isinstance(device, str):
+        return device
+    spec = device.strip().lower()
+    if not _DEVICE_RE.match(spec):
+        raise ValueError(
+            f"unknown device {device!r} in {source}; valid devices: 'cpu', 'gpu', "
+            "'gpu:N', 'cuda:N', or a backend's own device object"
+        )
+    return spec
+
+
+def _from_env() -> Config:
+    env = {k: os.environ.get(v) or None for k, v in _ENV.items()}
+    config = Config()
+    if env["backend"] is not None:
+        config = dataclasses.replace(
+            config, backend=_check_backend(env["backend"].strip(), _ENV["backend"])
+        )
+    if env["dtype"] is not None:
+        config = dataclasses.replace(
+            config, dtype=_check_dtype(env["dtype"].strip(), _ENV["dtype"])
+        )
+    if env["device"] is not None:
+        config = dataclasses.replace(config, device=_check_device(env["device"], _ENV["device"]))
+    return config
+
+
+_global: Config | None = None
+_local: contextvars.ContextVar[Config | None] = contextvars.ContextVar(
+    "portable_rnn_config", default=None
+)
+
+
+def get_config() -> Config:
+    """The configuration in force here (context, then process-wide, then environment).
+
+    Returns
+    -------
+    config : Config
+        Frozen dataclass with ``backend``, ``device`` and ``dtype``.
+    """
+    global _global
+    local = _local.get()
+    if local is not None:
+        return local
+    if _global is None:
+        _global = _from_env()
+    return _global
+
+
+def _updated(backend=None, device=None, dtype=None) -> Config:
+    config = get_config()
+    changes = {}
+    if backend is not None:
+        changes["backend"] = _check_backend(backend, "set_config(backend=...)")
+        if device is None and backend != config.backend:
+            changes["device"] = None  # another backend's device object would not fit
+    if device is not None:
+        changes["device"] = _check_device(device, "set_config(device=...)")
+    if dtype is not None:
+        changes["dtype"] = _check_dtype(dtype, "set_config(dtype=...)")
+    new = dataclasses.replace(config, **changes)
+    if new.device is not None:
+        from ._creation import resolve_device
+
+        resolve_device(new.backend, new.device)  # fail now, not at first use
+    return new
+
+
+def set_config(backend=None, device=None, dtype=None) -> Config:
+    """Set the backend, device and dtype of arrays the library creates.
+
+    Arguments left as ``None`` keep their current value (changing the backend
+    without naming a device resets the device to that backend's default).
+    Inside a `config_context` the change lasts until the context exits;
+    elsewhere it is process-wide.
+
+    Parameters
+    ----------
+    backend : {"numpy", "cupy", "jax", "torch", "array_api_strict"}, optional
+    device : str or device object, optional
+        ``"cpu"``, ``"gpu"``, ``"gpu:N"``, ``"cuda:N"``, or the backend's own
+        device object (``jax.Device``, ``torch.device``, ``cupy.cuda.Device``,
+        ``array_api_strict.Device``).
+    dtype : {"float32", "float64"} or dtype, optional
+
+    Returns
+    -------
+    config : Config
+        The new configuration.
+
+    Raises
+    ------
+    ValueError
+        Unknown backend, device or dtype name (the message lists the valid
+        ones), or a device the backend does not have.
+    ImportError
+        The backend is not installed (the message names the extra).
+    """
+    global _global
+    new = _updated(backend, device, dtype)
+    if _local.get() is not None:
+        _local.set(new)
+    else:
+        _global = new
+    return new
+
+
+@contextlib.contextmanager
+def config_context(backend=None, device=None, dtype=None):
+    """Context manager: `set_config` for the duration of a ``with`` block.
+
+    The change is local to the current thread (or asyncio task) and undone on
+    exit, even when the block raises.
+
+    Parameters
+    ----------
+    backend, device, dtype
+        As for `set_config`.
+
+    Yields
+    ------
+    config : Config
+        The configuration in force inside the block.
+
+    Examples
+    --------
+    >>> import portable_rnn as prnn
+    >>> with prnn.config_context(dtype="float32"):
+    ...     params = prnn.init_rnn_params(3, 5, 2, seed=0)
+    >>> params["Wax"].dtype
+    dtype('float32')
+    """
+    new = _updated(backend, device, dtype)
+    token = _local.set(new)
+    try:
+        yield new
+    finally:
+        _local.reset(token)

@@ -1,0 +1,328 @@
+"""Testing helpers, public: the same ones portable_rnn's own test suite uses.
+
+* `Backend` and `available_backends`: the backends (and devices) installed here;
+* `tolerances` and `assert_close`: one comparison for every test, checking the
+  backend, shape, dtype and device of an array before its values;
+* `check_gradients`: a hand-written backward against central differences;
+* `to_numpy`: an explicit copy of any backend's array to host memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+
+import numpy as np
+
+from . import _compat
+from ._creation import _to_numpy
+
+__all__ = [
+    "TOLERANCES",
+    "Backend",
+    "assert_close",
+    "available_backends",
+    "check_gradients",
+    "to_numpy",
+    "tolerances",
+]
+
+#: ``(rtol, atol)`` for comparing a result of a given dtype with the NumPy
+#: float64 reference computed from the same inputs (the inputs are rounded to
+#: the dtype first, so only the arithmetic differs).
+#:
+#: * float64: unit roundoff 1.1e-16. The functions chain O(10^2) operations
+#:   per output (products over n_a + n_x terms, T_x steps of recurrence, and
+#:   the backward through them), and backends sum in different orders
+#:   (BLAS blocking, fused gates, XLA); observed differences stay below 1e-13
+#:   relative. 1e-10 leaves three orders of margin and still catches any
+#:   real error (a wrong term is O(1e-2) or larger).
+#: * float32: unit roundoff 6e-8; the same chains give observed differences
+#:   up to a few 1e-6 relative (gradients summed over m * T_x terms are the
+#:   largest). 1e-4 relative, 1e-5 absolute (for entries near zero, whose
+#:   error is set by their larger neighbours) leave more than 10x margin.
+#:   On GPUs this assumes full float32 matrix products (no TF32).
+TOLERANCES = {"float64": (1e-10, 1e-12), "float32": (1e-4, 1e-5)}
+
+
+def _dtype_name(dtype) -> str:
+    name = getattr(dtype, "name", None)
+    if not isinstance(name, str):
+        name = getattr(getattr(dtype, "dtype", None), "name", None) or str(dtype)
+    return name.rsplit(".", 1)[-1]
+
+
+def tolerances(dtype) -> tuple[float, float]:
+    """``(rtol, atol)`` for results of ``dtype`` (a dtype of any backend or a name).
+
+    Parameters
+    ----------
+    dtype : dtype or str
+        ``float32`` or ``float64`` of any backend.
+
+    Returns
+    -------
+    rtol, atol : float
+        See `TOLERANCES` for the reasoning behind the numbers.
+    """
+    name = dtype if isinstance(dtype, str) else _dtype_name(dtype)
+    try:
+        return TOLERANCES[name]
+    except KeyError:
+        raise ValueError(
+            f"no tolerance for dtype {dtype!r}; known: {', '.join(TOLERANCES)}"
+        ) from None
+
+
+def to_numpy(arr) -> np.ndarray:
+    """A NumPy copy of an array of any backend and device (explicit host copy).
+
+    Parameters
+    ----------
+    arr : array
+        Any backend's array.
+
+    Returns
+    -------
+    out : numpy.ndarray
+        Same shape and dtype.
+    """
+    return _to_numpy(arr)
+
+
+def assert_close(
+    actual, desired, *, xp=None, dtype=None, device=None, rtol=None, atol=None, err_msg: str = ""
+) -> None:
+    """Assert that ``actual`` has the expected backend, shape, dtype, device and values.
+
+    Checked in this order: ``actual`` is an array of the expected backend; its
+    shape equals ``desired``'s; its dtype is the expected one; it is on the
+    expected device; its values equal ``desired``'s within `tolerances` of its
+    dtype (or the ``rtol``/``atol`` given).
+
+    Parameters
+    ----------
+    actual : array
+        The result under test.
+    desired : array
+        The reference, of the same backend or (typically) a NumPy float64 array.
+    xp : namespace or Backend, optional
+        Expected backend of ``actual``; default: ``desired``'s.
+    dtype : dtype or str, optional
+        Expected dtype of ``actual``; default: ``desired``'s.
+    device : device, optional
+        Expected device of ``actual``; default: ``desired``'s when both are of
+        one backend, else not checked.
+    rtol, atol : float, optional
+        Override the dtype's tolerances.
+    err_msg : str, optional
+        Prefix of the failure message.
+    """
+    where = f"{err_msg}: " if err_msg else ""
+    if not _compat.is_array(actual):
+        raise AssertionError(f"{where}expected an array, got {type(actual).__name__}")
+    want_xp = getattr(xp, "xp", xp)
+    if want_xp is None:
+        want_xp = _compat.array_namespace(desired)
+    want, got = _compat.backend_name(want_xp), _compat.backend_name(_compat.array_namespace(actual))
+    if want != got:
+        raise AssertionError(f"{where}expected a {want} array, got a {got} array")
+    if tuple(actual.shape) != tuple(desired.shape):
+        raise AssertionError(
+            f"{where}shape {tuple(actual.shape)} != expected {tuple(desired.shape)}"
+        )
+    want_dtype = _dtype_name(desired.dtype if dtype is None else dtype)
+    if _dtype_name(actual.dtype) != want_dtype:
+        raise AssertionError(f"{where}dtype {actual.dtype} != expected {want_dtype}")
+    if device is None and _compat.is_array(desired):
+        same = _compat.backend_name(_compat.array_namespace(desired)) == got
+        device = _compat.device(desired) if same else None
+    if not _compat.same_device(_compat.device(actual), device):
+        raise AssertionError(f"{where}device {_compat.device(actual)} != expected {device}")
+    default_rtol, default_atol = tolerances(want_dtype)
+    np.testing.assert_allclose(
+        to_numpy(actual).astype(np.float64),
+        to_numpy(desired).astype(np.float64) if _compat.is_array(desired) else desired,
+        rtol=default_rtol if rtol is None else rtol,
+        atol=default_atol if atol is None else atol,
+        err_msg=err_msg,
+    )
+
+
+def check_gradients(
+    fn, inputs: dict, gradients: dict, *, eps: float = 1e-6, rtol: float = 1e-6, atol: float = 1e-8
+) -> dict:
+    """Check analytic gradients against central differences, in NumPy float64.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(inputs) -> float``: a scalar loss of a dict of NumPy float64 arrays.
+    inputs : dict of str to array
+        Where to evaluate; arrays of any backend, copied to NumPy float64.
+    gradients : dict of str to array
+        The gradients to check, ``gradients[k]`` of the shape of ``inputs[k]``.
+    eps : float, optional
+        Step of the central difference ``(fn(x + eps) - fn(x - eps)) / (2 eps)``;
+        its truncation error is O(eps^2) and its rounding error O(1e-16 / eps).
+    rtol, atol : float, optional
+        Tolerances of the comparison.
+
+    Returns
+    -------
+    errors : dict of str to float
+        Largest absolute difference per gradient.
+
+    Raises
+    ------
+    AssertionError
+        A gradient differs from its numerical estimate.
+    """
+    base = {k: to_numpy(v).astype(np.float64) for k, v in inputs.items()}
+    errors = {}
+    for name, analytic in gradients.items():
+        if name not in base:
+            raise KeyError(f"gradient {name!r} has no input of that name")
+        analytic = to_numpy(analytic).astype(np.float64)
+        if analytic.shape != base[name].shape:
+            raise AssertionError(
+                f"gradient {name!r} has shape {analytic.shape}, input {base[name].shape}"
+            )
+        numeric = np.zeros_like(base[name])
+        for idx in np.ndindex(*base[name].shape):
+            values = []
+            for sign in (1.0, -1.0):
+                probe = dict(base)
+                probe[name] = base[name].copy()
+                probe[name][idx] += sign * eps
+                values.append(float(fn(probe)))
+            numeric[idx] = (values[0] - values[1]) / (2 * eps)
+        np.testing.assert_allclose(
+            analytic,
+            numeric,
+            rtol=rtol,
+            atol=atol,
+            err_msg=f"gradient {name!r} vs central differences",
+        )
+        errors[name] = float(np.max(np.abs(analytic - numeric), initial=0.0))
+    return errors
+
+
+# -- backends -----------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Backend:
+    """One backend on one device, as the test suite runs it.
+
+    Attribute access falls through to the array namespace, so a `Backend`
+    can be used as ``xp`` (``xp.float32``, ``xp.zeros(...)``); `asarray` is
+    overridden to create arrays on this backend's device (read-only for
+    ``numpy:readonly``) and to accept dtype names.
+
+    Attributes
+    ----------
+    name : str
+        ``numpy``, ``numpy:readonly``, ``array_api_strict``, ``jax``,
+        ``torch``, and on GPU machines ``cupy``, ``jax:gpu``, ``torch:gpu``.
+    backend : str
+        The library: ``numpy``, ``array_api_strict``, ``jax``, ``torch``, ``cupy``.
+    device : str
+        The portable_rnn device name, ``"cpu"`` or ``"gpu:0"``.
+    """
+
+    name: str
+    backend: str
+    device: str
+
+    @property
+    def xp(self):
+        """The array API namespace."""
+        return _compat.namespace_for(self.backend)
+
+    @property
+    def array_device(self):
+        """The backend's own device object."""
+        from ._creation import resolve_device
+
+        return resolve_device(self.backend, self.device)
+
+    @property
+    def readonly(self) -> bool:
+        return self.name.endswith(":readonly")
+
+    def __getattr__(self, attr):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return getattr(self.xp, attr)
+
+    def asarray(self, obj, dtype=None):
+        """``obj`` (NumPy array or nested lists) as a new array of this backend and device."""
+        from ._creation import _from_numpy, _from_numpy_any
+
+        host = np.array(obj, copy=True)
+        if dtype is None and np.issubdtype(host.dtype, np.floating):
+            dtype = host.dtype
+        if dtype is None:
+            out = _from_numpy_any(self.xp, self.backend, host, self.array_device)
+        else:
+            out = _from_numpy(self.xp, self.backend, host, self.array_device, _dtype_name(dtype))
+        if self.readonly:
+            out.flags.writeable = False
+        return out
+
+    def __repr__(self) -> str:
+        return f"Backend({self.name!r})"
+
+
+_CPU = (
+    ("numpy", "numpy", "cpu"),
+    ("numpy:readonly", "numpy", "cpu"),
+    ("array_api_strict", "array_api_strict", "cpu"),
+    ("jax", "jax", "cpu"),
+    ("torch", "torch", "cpu"),
+)
+_GPU = (
+    ("cupy", "cupy", "gpu:0"),
+    ("jax:gpu", "jax", "gpu:0"),
+    ("torch:gpu", "torch", "gpu:0"),
+)
+#: every backend variant the suite knows, in order
+BACKEND_NAMES = tuple(n for n, _, _ in _CPU + _GPU)
+
+
+def _unavailable(backend: str, device: str) -> str | None:
+    """Why a backend/device cannot run here, or ``None`` if it can."""
+    from ._config import _MODULES, EXTRAS
+    from ._creation import resolve_device
+
+    if importlib.util.find_spec(_MODULES[backend]) is None:
+        return f"{backend} is not installed (pip install {EXTRAS[backend]})"
+    try:
+        resolve_device(backend, device)
+    except Exception as exc:  # no GPU, no driver, broken install: say why
+        return f"{backend} on {device}: {exc}"
+    return None
+
+
+def available_backends(*, include_unavailable: bool = False):
+    """The backends and devices that can run here.
+
+    Parameters
+    ----------
+    include_unavailable : bool, optional, keyword-only
+        Also list the known backends that cannot run, each with the reason.
+
+    Returns
+    -------
+    backends : list of Backend, or list of (Backend, reason or None)
+        In the order of `BACKEND_NAMES`.
+    """
+    found = []
+    for name, backend, device in _CPU + _GPU:
+        reason = _unavailable(backend, device)
+        if include_unavailable:
+            found.append((Backend(name, backend, device), reason))
+        elif reason is None:
+            found.append(Backend(name, backend, device))
+    return found
