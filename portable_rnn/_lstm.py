@@ -36,24 +36,26 @@ LSTM_KEYS = ("Wf", "bf", "Wi", "bi", "Wc", "bc", "Wo", "bo", "Wy", "by")
 
 
 def _check(dims: Dims, p: dict) -> None:
-    dims.check("Wy", p["Wy"], "n_y n_a")
     for g in GATES:
-        dims.check(f"W{g}", p[f"W{g}"], "n_a n_ax")
+        dims.check(f"W{g}", p[f"W{g}"], "n_a n_a+n_x")
+    dims.check("Wy", p["Wy"], "n_y n_a")
     for g in GATES:
         dims.check(f"b{g}", p[f"b{g}"], "n_a 1")
     dims.check("by", p["by"], "n_y 1")
 
 
 def _check_inputs(dims: Dims, x_name: str, x, letters: str, p: dict) -> None:
-    """Check ``x``/``xt`` and the parameters; ``n_a + n_x`` must match ``Wf``."""
+    """Check ``x``/``xt``, then the parameters against it.
+
+    ``n_a`` is read from the rows of ``Wf``, and the gate weights must have
+    ``n_a + n_x`` columns, so that the error names the weight that is wrong.
+    """
     dims.check(x_name, x, letters)
+    Wf = p["Wf"]
+    if getattr(Wf, "ndim", None) == 2:
+        dims.define("n_a", Wf.shape[0], "Wf")
+        dims.define("n_a+n_x", dims["n_a"] + dims["n_x"], f"n_a from Wf and n_x from {x_name}")
     _check(dims, p)
-    if dims["n_ax"] != dims["n_a"] + dims["n_x"]:
-        raise ValueError(
-            f"Wf, Wi, Wc and Wo must have shape (n_a, n_a + n_x) = "
-            f"({dims['n_a']}, {dims['n_a'] + dims['n_x']}) with n_a = {dims['n_a']} "
-            f"from Wy and n_x = {dims['n_x']} from {x_name}, got {tuple(p['Wf'].shape)}"
-        )
 
 
 def _fused(xp, p):
@@ -339,10 +341,10 @@ def lstm_backward(da, caches):
     states, a, a0, c0, has_c0, x, parameters = _sequence_cache(caches)
     p = get_params(parameters, LSTM_KEYS)
     xp = check_arrays({"da": da, "x": x, "a0": a0, "c0": c0, **p})
-    dims = Dims()
-    dims.check("da", da, "n_a m T_x")
+    dims = Dims()  # the caches are the reference; da is checked against them
     _check_inputs(dims, "x", x, "n_x m T_x", p)
     dims.check("a0", a0, "n_a m")
+    dims.check("da", da, "n_a m T_x")
     if len(states) != dims["T_x"]:
         raise ValueError(f"caches hold {len(states)} steps but da has T_x = {dims['T_x']}")
 

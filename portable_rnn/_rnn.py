@@ -133,11 +133,11 @@ def rnn_cell_backward(da_next, cache):
     a_next, a_prev, xt, p = _cell_cache(cache)
     xp = check_arrays({"da_next": da_next, "a_next": a_next, "a_prev": a_prev, "xt": xt, **p})
     dims = Dims()
-    dims.check("da_next", da_next, "n_a m")
-    dims.check("a_next", a_next, "n_a m")
-    dims.check("a_prev", a_prev, "n_a m")
     dims.check("xt", xt, "n_x m")
     _check(dims, p)
+    dims.check("a_next", a_next, "n_a m")
+    dims.check("a_prev", a_prev, "n_a m")
+    dims.check("da_next", da_next, "n_a m")
     dz, da_prev = _step_backward(da_next, a_next, p["Waa"])
     return {
         "dxt": p["Wax"].T @ dz,
@@ -238,11 +238,11 @@ def rnn_backward(da, caches):
     states, a, a0, x, parameters = _sequence_cache(caches)
     p = get_params(parameters, RNN_KEYS)
     xp = check_arrays({"da": da, "x": x, "a0": a0, **p})
-    dims = Dims()
-    dims.check("da", da, "n_a m T_x")
+    dims = Dims()  # the caches are the reference; da is checked against them
     dims.check("x", x, "n_x m T_x")
     _check(dims, p)
     dims.check("a0", a0, "n_a m")
+    dims.check("da", da, "n_a m T_x")
     if len(states) != dims["T_x"]:
         raise ValueError(f"caches hold {len(states)} steps but da has T_x = {dims['T_x']}")
 
