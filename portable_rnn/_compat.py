@@ -22,6 +22,7 @@ __all__ = [
     "array_namespace",
     "backend_name",
     "device",
+    "dtype_name",
     "is_array",
     "is_jax_namespace",
     "namespace_for",
@@ -45,6 +46,18 @@ def backend_name(xp) -> str:
     if is_array_api_strict_namespace(xp):
         return "array_api_strict"
     return getattr(xp, "__name__", repr(xp))
+
+
+def dtype_name(dtype) -> str:
+    """``"float32"``, ``"int64"``... for a dtype of any backend, or a name."""
+    if isinstance(dtype, str):
+        return dtype
+    import numpy as np
+
+    try:  # NumPy, JAX and CuPy dtypes and scalar types
+        return np.dtype(dtype).name
+    except TypeError:  # torch.float32, array_api_strict.float32
+        return str(dtype).rsplit(".", 1)[-1]
 
 
 def is_array(obj) -> bool:

@@ -19,7 +19,7 @@ import importlib.util
 import os
 import re
 
-from ._compat import BACKENDS
+from ._compat import BACKENDS, dtype_name
 
 __all__ = ["Config", "config_context", "get_config", "set_config"]
 
@@ -82,12 +82,7 @@ def _check_backend(backend, source: str) -> str:
 
 
 def _check_dtype(dtype, source: str) -> str:
-    if isinstance(dtype, str):
-        name = dtype
-    else:  # a dtype object of any backend (jax.numpy.float32 is a type with a .dtype)
-        name = getattr(dtype, "name", None) or getattr(getattr(dtype, "dtype", None), "name", None)
-        name = name if isinstance(name, str) else str(dtype)
-    name = name.rsplit(".", 1)[-1]  # "torch.float32" -> "float32"
+    name = dtype_name(dtype)
     if name not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r} in {source}; valid dtypes: {', '.join(DTYPES)}")
     return name

@@ -260,13 +260,14 @@ def _to_numpy(arr) -> np.ndarray:
 
 def _transfer(arr, src: str, backend: str, xp, dev):
     """``arr`` on ``backend`` and ``dev``: DLPack where it works, else via host memory."""
-    if not (src == "numpy" and not arr.flags.writeable):  # never alias read-only memory
-        try:
-            out = xp.from_dlpack(arr)
-        except (BufferError, TypeError, ValueError, RuntimeError, AttributeError):
-            out = None
-        if out is not None and (dev is None or _compat.same_device(_compat.device(out), dev)):
-            return out
+    if src == "numpy" and not arr.flags.writeable:
+        arr = np.array(arr)  # a writable copy: never alias read-only memory
+    try:
+        out = xp.from_dlpack(arr)
+    except (BufferError, TypeError, ValueError, RuntimeError, AttributeError):
+        out = None
+    if out is not None and (dev is None or _compat.same_device(_compat.device(out), dev)):
+        return out
     return _from_numpy_any(xp, backend, _to_numpy(arr), dev)
 
 

@@ -18,6 +18,7 @@ from . import _compat
 from ._creation import _to_numpy
 
 __all__ = [
+    "BACKEND_NAMES",
     "TOLERANCES",
     "Backend",
     "assert_close",
@@ -45,13 +46,6 @@ __all__ = [
 TOLERANCES = {"float64": (1e-10, 1e-12), "float32": (1e-4, 1e-5)}
 
 
-def _dtype_name(dtype) -> str:
-    name = getattr(dtype, "name", None)
-    if not isinstance(name, str):
-        name = getattr(getattr(dtype, "dtype", None), "name", None) or str(dtype)
-    return name.rsplit(".", 1)[-1]
-
-
 def tolerances(dtype) -> tuple[float, float]:
     """``(rtol, atol)`` for results of ``dtype`` (a dtype of any backend or a name).
 
@@ -65,7 +59,7 @@ def tolerances(dtype) -> tuple[float, float]:
     rtol, atol : float
         See `TOLERANCES` for the reasoning behind the numbers.
     """
-    name = dtype if isinstance(dtype, str) else _dtype_name(dtype)
+    name = dtype if isinstance(dtype, str) else _compat.dtype_name(dtype)
     try:
         return TOLERANCES[name]
     except KeyError:
@@ -131,8 +125,8 @@ def assert_close(
         raise AssertionError(
             f"{where}shape {tuple(actual.shape)} != expected {tuple(desired.shape)}"
         )
-    want_dtype = _dtype_name(desired.dtype if dtype is None else dtype)
-    if _dtype_name(actual.dtype) != want_dtype:
+    want_dtype = _compat.dtype_name(desired.dtype if dtype is None else dtype)
+    if _compat.dtype_name(actual.dtype) != want_dtype:
         raise AssertionError(f"{where}dtype {actual.dtype} != expected {want_dtype}")
     if device is None and _compat.is_array(desired):
         same = _compat.backend_name(_compat.array_namespace(desired)) == got
@@ -266,7 +260,9 @@ class Backend:
         if dtype is None:
             out = _from_numpy_any(self.xp, self.backend, host, self.array_device)
         else:
-            out = _from_numpy(self.xp, self.backend, host, self.array_device, _dtype_name(dtype))
+            out = _from_numpy(
+                self.xp, self.backend, host, self.array_device, _compat.dtype_name(dtype)
+            )
         if self.readonly:
             out.flags.writeable = False
         return out

@@ -53,28 +53,45 @@ def _rnn_params(xp):
 def test_wrong_weight_shape_names_the_weight(xp, lstm):
     x, a0, c0, p, _ = lstm
     bad = dict(p, Wf=_to(xp, np.zeros((5, 9))))
-    with pytest.raises(ValueError, match=r"^Wf must have shape \(n_a, n_a\+n_x\) = \(5, 8\), got \(5, 9\)"):
+    with pytest.raises(
+        ValueError, match=r"^Wf must have shape \(n_a, n_a\+n_x\) = \(5, 8\), got \(5, 9\)"
+    ):
         prnn.lstm_forward(x, a0, bad)
-    bad = dict(p, Wi=_to(xp, np.zeros((5, 7))), Wf=_to(xp, np.zeros((5, 7))),
-               Wc=_to(xp, np.zeros((5, 7))), Wo=_to(xp, np.zeros((5, 7))))
-    with pytest.raises(ValueError, match=r"^Wf must have shape \(n_a, n_a\+n_x\) = \(5, 8\), got \(5, 7\)"):
+    bad = dict(
+        p,
+        Wi=_to(xp, np.zeros((5, 7))),
+        Wf=_to(xp, np.zeros((5, 7))),
+        Wc=_to(xp, np.zeros((5, 7))),
+        Wo=_to(xp, np.zeros((5, 7))),
+    )
+    with pytest.raises(
+        ValueError, match=r"^Wf must have shape \(n_a, n_a\+n_x\) = \(5, 8\), got \(5, 7\)"
+    ):
         prnn.lstm_forward(x, a0, bad)
-    with pytest.raises(ValueError, match=r"^bc must be 2-D with shape \(n_a, 1\), got shape \(5,\)"):
+    with pytest.raises(
+        ValueError, match=r"^bc must be 2-D with shape \(n_a, 1\), got shape \(5,\)"
+    ):
         prnn.lstm_forward(x, a0, dict(p, bc=_to(xp, np.zeros((5,)))))
 
 
 def test_wrong_rnn_shapes_name_the_argument(xp, rnn):
     x, a0, p, da = rnn
-    with pytest.raises(ValueError, match=r"^Wax must have shape \(n_a, n_x\) = \(5, 3\), got \(5, 2\)"):
+    with pytest.raises(
+        ValueError, match=r"^Wax must have shape \(n_a, n_x\) = \(5, 3\), got \(5, 2\)"
+    ):
         prnn.rnn_forward(x, a0, dict(p, Wax=_to(xp, np.zeros((5, 2)))))
-    with pytest.raises(ValueError, match=r"^x must be 3-D with shape \(n_x, m, T_x\), got shape \(3, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"^x must be 3-D with shape \(n_x, m, T_x\), got shape \(3, 4\)"
+    ):
         prnn.rnn_forward(_to(xp, np.zeros((3, 4))), a0, p)
     with pytest.raises(ValueError, match=r"^xt must be 2-D"):
         prnn.rnn_cell_forward(x, a0, p)
     with pytest.raises(ValueError, match="at least one time step"):
         prnn.rnn_forward(_to(xp, np.zeros((3, 4, 0))), a0, p)
     _, _, caches = prnn.rnn_forward(x, a0, p)
-    with pytest.raises(ValueError, match=r"^da must have shape \(n_a, m, T_x\) = \(5, 4, 6\), got \(5, 4, 5\)"):
+    with pytest.raises(
+        ValueError, match=r"^da must have shape \(n_a, m, T_x\) = \(5, 4, 6\), got \(5, 4, 5\)"
+    ):
         prnn.rnn_backward(_to(xp, np.zeros((5, 4, 5))), caches)
     _, _, cache = prnn.rnn_cell_forward(_to(xp, np.zeros((3, 4))), a0, p)
     with pytest.raises(ValueError, match=r"^da_next must"):
@@ -169,7 +186,9 @@ def test_two_devices_are_refused_naming_both():
     x, a0, p, _ = ref.rnn_problem(np.random.default_rng(2))
     on = {k: xps.asarray(v) for k, v in p.items()}
     x_d1 = xps.asarray(x, device=xps.Device("device1"))
-    with pytest.raises(ValueError, match=r"^x is on device .*device1.* but a0 is on device .*CPU_DEVICE"):
+    with pytest.raises(
+        ValueError, match=r"^x is on device .*device1.* but a0 is on device .*CPU_DEVICE"
+    ):
         prnn.rnn_forward(x_d1, xps.asarray(a0), on)
 
 

@@ -1,0 +1,56 @@
+"""The public API is exactly what __all__ says, and every function is documented."""
+
+import inspect
+
+import portable_rnn as prnn
+import portable_rnn.testing as prnn_testing
+
+SEED_SIGNATURES = {
+    "rnn_cell_forward": "(xt, a_prev, parameters)",
+    "rnn_forward": "(x, a0, parameters)",
+    "rnn_cell_backward": "(da_next, cache)",
+    "rnn_backward": "(da, caches)",
+    "lstm_cell_forward": "(xt, a_prev, c_prev, parameters)",
+    "lstm_forward": "(x, a0, parameters, *, c0=None)",
+    "lstm_cell_backward": "(da_next, dc_next, cache)",
+    "lstm_backward": "(da, caches)",
+    "fwdProp": "(hprev, xt, params)",
+    "fwdPropSeq": "(x, h0, params)",
+    "LSTMfwdProp": "(X, h0, c0, params)",
+}
+
+
+def _public(module):
+    """Names a module defines or re-exports from portable_rnn, and its constants."""
+    return sorted(
+        name
+        for name, obj in vars(module).items()
+        if not name.startswith("_")
+        and not inspect.ismodule(obj)
+        and (getattr(obj, "__module__", "").startswith("portable_rnn") or name.isupper())
+    )
+
+
+def test_all_is_the_public_api():
+    assert sorted(prnn.__all__) == _public(prnn)
+    assert sorted(prnn_testing.__all__) == _public(prnn_testing)
+
+
+def test_seed_signatures_are_kept():
+    for name, signature in SEED_SIGNATURES.items():
+        assert str(inspect.signature(getattr(prnn, name))) == signature, name
+
+
+def test_every_public_function_has_a_numpydoc_docstring_with_shapes():
+    for module in (prnn, prnn_testing):
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if not callable(obj) or inspect.isclass(obj) and issubclass(obj, Exception):
+                continue
+            doc = inspect.getdoc(obj) or ""
+            assert doc, f"{name} has no docstring"
+            if inspect.isfunction(obj) and inspect.signature(obj).parameters:
+                assert "Parameters\n----------" in doc, name
+    for name in SEED_SIGNATURES:
+        doc = inspect.getdoc(getattr(prnn, name))
+        assert "Returns\n-------" in doc and "shape (" in doc, name

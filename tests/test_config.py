@@ -1,0 +1,256 @@
+"""Configuration, parameter initialisation, zero states and to_backend."""
+
+import importlib.util
+import threading
+
+import numpy as np
+import pytest
+
+import portable_rnn as prnn
+import portable_rnn._config as config_mod
+from portable_rnn.testing import assert_close, to_numpy
+
+
+@pytest.fixture(autouse=True)
+def fresh_config(monkeypatch):
+    """Each test starts from the defaults (environment read anew) and leaves no trace."""
+    for var in ("PORTABLE_RNN_BACKEND", "PORTABLE_RNN_DEVICE", "PORTABLE_RNN_DTYPE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(config_mod, "_global", None)
+    yield
+
+
+def test_defaults():
+    assert prnn.get_config() == prnn.Config(backend="numpy", device=None, dtype="float64")
+
+
+def test_set_config_and_context_manager_restores_even_on_error():
+    prnn.set_config(dtype="float32")
+    assert prnn.get_config().dtype == "float32"
+    with pytest.raises(RuntimeError), prnn.config_context(backend="array_api_strict"):
+        assert prnn.get_config().backend == "array_api_strict"
+        assert prnn.get_config().dtype == "float32"  # the rest is inherited
+        raise RuntimeError("boom")
+    assert prnn.get_config() == prnn.Config(dtype="float32")
+    with prnn.config_context(dtype="float64"):
+        with prnn.config_context(backend="array_api_strict") as inner:
+            assert inner == prnn.Config("array_api_strict", None, "float64")
+            prnn.set_config(dtype="float32")  # inside a context: local to it
+            assert prnn.get_config().dtype == "float32"
+        assert prnn.get_config() == prnn.Config("numpy", None, "float64")
+    assert prnn.get_config().dtype == "float32"
+
+
+def test_context_is_local_to_its_thread():
+    seen = {}
+    with prnn.config_context(dtype="float32"):
+        t = threading.Thread(target=lambda: seen.update(dtype=prnn.get_config().dtype))
+        t.start()
+        t.join()
+    assert seen["dtype"] == "float64"
+
+
+def test_environment_variables(monkeypatch):
+    monkeypatch.setenv("PORTABLE_RNN_BACKEND", "array_api_strict")
+    monkeypatch.setenv("PORTABLE_RNN_DTYPE", "float32")
+    monkeypatch.setenv("PORTABLE_RNN_DEVICE", "cpu")
+    assert prnn.get_config() == prnn.Config("array_api_strict", "cpu", "float32")
+    params = prnn.init_rnn_params(3, 4, 2, seed=0)
+    import array_api_strict as xps
+
+    assert params["Wax"].dtype == xps.float32
+    assert params["Wax"].device == xps.Device("CPU_DEVICE")
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "message"),
+    [
+        (
+            "PORTABLE_RNN_BACKEND",
+            "tensorflow",
+            "unknown backend 'tensorflow' in PORTABLE_RNN_BACKEND; valid backends: numpy, cupy, jax, torch, array_api_strict",
+        ),
+        (
+            "PORTABLE_RNN_DTYPE",
+            "float16",
+            "unknown dtype 'float16' in PORTABLE_RNN_DTYPE; valid dtypes: float32, float64",
+        ),
+        (
+            "PORTABLE_RNN_DEVICE",
+            "tpu:0",
+            "unknown device 'tpu:0' in PORTABLE_RNN_DEVICE; valid devices: 'cpu', 'gpu'",
+        ),
+    ],
+)
+def test_bad_environment_variables_name_the_variable(monkeypatch, var, value, message):
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ValueError) as info:
+        prnn.get_config()
+    assert str(info.value).startswith(message)
+
+
+def test_bad_names_list_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown backend 'numpyy'.*valid backends: numpy, cupy"):
+        prnn.set_config(backend="numpyy")
+    with pytest.raises(ValueError, match="valid dtypes: float32, float64"):
+        prnn.set_config(dtype="int32")
+    with pytest.raises(ValueError, match="valid devices: 'cpu', 'gpu', 'gpu:N', 'cuda:N'"):
+        prnn.set_config(device="gpu0")
+    assert prnn.get_config() == prnn.Config()  # nothing changed
+
+
+def test_backend_not_installed_names_the_extra():
+    missing = [b for b in ("cupy", "jax", "torch") if importlib.util.find_spec(b) is None]
+    if not missing:
+        pytest.skip("every optional backend is installed here")
+    with pytest.raises(
+        ImportError, match=rf"backend '{missing[0]}' .*not installed; pip install portable_rnn\["
+    ):
+        prnn.set_config(backend=missing[0])
+
+
+def test_gpu_where_there_is_none_is_an_error_not_a_fallback():
+    with pytest.raises(ValueError, match="runs on the CPU only"):
+        prnn.set_config(device="gpu")  # numpy
+    for backend in ("torch", "jax"):
+        if importlib.util.find_spec(backend) is None:
+            continue
+        from portable_rnn._creation import resolve_device
+
+        try:
+            resolve_device(backend, "gpu:0")
+        except RuntimeError as exc:
+            assert "never falls back to the CPU" in str(exc)
+            with pytest.raises(RuntimeError, match="sees 0 GPU"):
+                prnn.set_config(backend=backend, device="cuda:7")
+        else:
+            with pytest.raises(RuntimeError, match="GPU"):
+                prnn.set_config(backend=backend, device="gpu:4096")
+    assert prnn.get_config() == prnn.Config()
+
+
+def test_device_objects_are_accepted(xp):
+    prnn.set_config(backend=xp.backend, device=xp.array_device)
+    state = prnn.init_state(4, 3)
+    assert_close(state, np.zeros((4, 3)), xp=xp, dtype="float64", device=xp.array_device)
+
+
+# -- creation follows the config; functions given arrays follow their inputs --------
+
+
+def test_init_params_same_numbers_on_every_backend(xp):
+    ref = prnn.init_lstm_params(3, 5, 2, seed=7, backend="numpy")
+    for dtype in ("float64", "float32"):
+        with prnn.config_context(backend=xp.backend, device=xp.device, dtype=dtype):
+            params = prnn.init_lstm_params(3, 5, 2, seed=7)
+        assert list(params) == ["Wf", "bf", "Wi", "bi", "Wc", "bc", "Wo", "bo", "Wy", "by"]
+        for k, v in params.items():
+            assert_close(
+                v,
+                ref[k].astype(dtype),
+                xp=xp,
+                dtype=dtype,
+                device=xp.array_device,
+                rtol=0,
+                atol=0,
+                err_msg=k,
+            )
+    bound = 1 / np.sqrt(5)
+    values = np.concatenate([v.ravel() for v in ref.values()])
+    assert values.min() >= -bound and values.max() <= bound and values.std() > bound / 3
+    rnn = prnn.init_rnn_params(3, 5, 2, seed=7, backend=xp.backend, device=xp.device)
+    assert {k: tuple(v.shape) for k, v in rnn.items()} == {
+        "Wax": (5, 3),
+        "Waa": (5, 5),
+        "Wya": (2, 5),
+        "ba": (5, 1),
+        "by": (2, 1),
+    }
+    assert not np.array_equal(
+        to_numpy(prnn.init_rnn_params(3, 5, 2, seed=8)["Wax"]), to_numpy(rnn["Wax"])
+    )
+
+
+def test_init_rejects_bad_sizes():
+    with pytest.raises(ValueError, match="n_a must be a positive integer, got 0"):
+        prnn.init_rnn_params(3, 0, 2, seed=0)
+    with pytest.raises(ValueError, match="n_x must be a positive integer, got 2.5"):
+        prnn.init_lstm_params(2.5, 4, 2)
+
+
+def test_functions_follow_their_inputs_not_the_config(xp):
+    params = prnn.init_rnn_params(
+        3, 4, 2, seed=0, backend=xp.backend, device=xp.device, dtype="float32"
+    )
+    x = xp.asarray(np.ones((3, 2, 5)), dtype="float32")
+    with prnn.config_context(backend="numpy", dtype="float64"):
+        a, y, _ = prnn.rnn_forward(x, None, params)  # a0=None: zeros like x
+    assert_close(a, to_numpy(a), xp=xp, dtype="float32", device=xp.array_device)
+
+
+def test_jax_float64_without_x64_is_an_error():
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", False)
+    try:
+        with pytest.raises(ValueError, match="float64 on JAX needs .*jax_enable_x64"):
+            prnn.init_rnn_params(3, 4, 2, seed=0, backend="jax")
+        with pytest.raises(ValueError, match="jax_enable_x64"):
+            prnn.to_backend(np.ones(3), "jax")
+        moved = prnn.to_backend(np.ones(3), "jax", dtype="float32")
+        assert moved.dtype == jax.numpy.float32
+    finally:
+        jax.config.update("jax_enable_x64", True)
+
+
+# -- to_backend -------------------------------------------------------------------
+
+
+def test_to_backend_moves_structures_and_keeps_dtypes(xp):
+    tree = {
+        "W": np.arange(6.0).reshape(2, 3),
+        "pair": (np.ones(2, dtype=np.float32), [np.zeros(1), 3]),
+        "labels": np.array([0, 2, 1]),
+        "name": "lstm",
+        "none": None,
+    }
+    moved = prnn.to_backend(tree, xp.backend, xp.device)
+    assert_close(moved["W"], tree["W"], xp=xp, device=xp.array_device, rtol=0, atol=0)
+    assert_close(moved["pair"][0], tree["pair"][0], xp=xp, device=xp.array_device)
+    assert isinstance(moved["pair"], tuple) and isinstance(moved["pair"][1], list)
+    assert moved["pair"][1][1] == 3 and moved["name"] == "lstm" and moved["none"] is None
+    np.testing.assert_array_equal(to_numpy(moved["labels"]), tree["labels"])
+    back = prnn.to_backend(moved, "numpy")
+    np.testing.assert_array_equal(back["W"], tree["W"])
+    f32 = prnn.to_backend(tree["W"], xp.backend, xp.device, dtype="float32")
+    assert_close(f32, tree["W"], xp=xp, dtype="float32", device=xp.array_device)
+
+
+def test_to_backend_same_place_is_no_copy(xp):
+    arr = xp.asarray(np.ones((2, 2)))
+    assert prnn.to_backend(arr, xp.backend, xp.device) is arr
+
+
+def test_to_backend_uses_the_config():
+    import array_api_compat
+
+    with prnn.config_context(backend="array_api_strict"):
+        moved = prnn.to_backend(np.ones(2))
+    assert array_api_compat.is_array_api_strict_namespace(array_api_compat.array_namespace(moved))
+
+
+def test_to_backend_never_aliases_read_only_memory():
+    torch = pytest.importorskip("torch")
+    arr = np.ones(3)
+    arr.flags.writeable = False
+    moved = prnn.to_backend(arr, "torch")
+    moved += 1  # must not write into the read-only NumPy array
+    assert arr[0] == 1.0 and isinstance(moved, torch.Tensor)
+
+
+def test_zeros_helper_of_the_backend_seam(xp):
+    """The one backend-specific helper equals the generic zeros on every backend."""
+    from portable_rnn._backend import zeros_like_state
+
+    like = xp.asarray(np.ones((2, 3)), dtype="float32")
+    z = zeros_like_state(xp.xp, (4, 5), like)
+    assert_close(z, np.zeros((4, 5)), xp=xp, dtype="float32", device=xp.array_device)

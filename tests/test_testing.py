@@ -1,0 +1,60 @@
+"""portable_rnn.testing catches what it promises to catch."""
+
+import numpy as np
+import pytest
+
+from portable_rnn.testing import (
+    TOLERANCES,
+    assert_close,
+    available_backends,
+    check_gradients,
+    tolerances,
+)
+
+
+def test_assert_close_checks_backend_shape_dtype_device_then_values(xp):
+    a = xp.asarray(np.ones((2, 3)))
+    assert_close(a, np.ones((2, 3)), xp=xp, device=xp.array_device)
+    other = np if xp.backend != "numpy" else pytest.importorskip("array_api_strict")
+    with pytest.raises(AssertionError, match="expected a .* array, got a"):
+        assert_close(a, np.ones((2, 3)), xp=other)
+    with pytest.raises(AssertionError, match=r"shape \(2, 3\) != expected \(3, 2\)"):
+        assert_close(a, np.ones((3, 2)), xp=xp)
+    with pytest.raises(AssertionError, match="dtype .* != expected float32"):
+        assert_close(a, np.ones((2, 3)), xp=xp, dtype="float32")
+    with pytest.raises(AssertionError, match="device .* != expected"):
+        assert_close(a, np.ones((2, 3)), xp=xp, device="elsewhere")
+    with pytest.raises(AssertionError, match="Not equal to tolerance"):
+        assert_close(a, np.ones((2, 3)) + 1e-9, xp=xp)
+    with pytest.raises(AssertionError, match="expected an array"):
+        assert_close([1.0], np.ones(1))
+
+
+def test_tolerances_come_from_one_table():
+    assert tolerances(np.float32) == TOLERANCES["float32"]
+    assert tolerances("float64") == TOLERANCES["float64"]
+    with pytest.raises(ValueError, match="no tolerance for dtype"):
+        tolerances("int8")
+
+
+def test_check_gradients_catches_a_wrong_gradient():
+    w = np.array([1.0, -2.0, 0.5])
+
+    def loss(v):
+        return float(np.sum(np.sin(v["w"]) * v["w"]))
+
+    right = np.sin(w) + w * np.cos(w)
+    errors = check_gradients(loss, {"w": w}, {"w": right})
+    assert errors["w"] < 1e-8
+    with pytest.raises(AssertionError, match="gradient 'w' vs central differences"):
+        check_gradients(loss, {"w": w}, {"w": right * 1.001})
+    with pytest.raises(AssertionError, match="has shape"):
+        check_gradients(loss, {"w": w}, {"w": right[:2]})
+
+
+def test_available_backends_lists_reasons():
+    listed = available_backends(include_unavailable=True)
+    names = [b.name for b, _ in listed]
+    assert names[:2] == ["numpy", "numpy:readonly"]
+    assert all(why is None or isinstance(why, str) for _, why in listed)
+    assert [b.name for b in available_backends()] == [b.name for b, why in listed if why is None]
