@@ -45,7 +45,7 @@ def test_every_public_function_has_a_numpydoc_docstring_with_shapes():
     for module in (prnn, prnn_testing):
         for name in module.__all__:
             obj = getattr(module, name)
-            if not callable(obj) or inspect.isclass(obj) and issubclass(obj, Exception):
+            if not callable(obj) or (inspect.isclass(obj) and issubclass(obj, Exception)):
                 continue
             doc = inspect.getdoc(obj) or ""
             assert doc, f"{name} has no docstring"

@@ -68,7 +68,8 @@ def test_environment_variables(monkeypatch):
         (
             "PORTABLE_RNN_BACKEND",
             "tensorflow",
-            "unknown backend 'tensorflow' in PORTABLE_RNN_BACKEND; valid backends: numpy, cupy, jax, torch, array_api_strict",
+            "unknown backend 'tensorflow' in PORTABLE_RNN_BACKEND; "
+            "valid backends: numpy, cupy, jax, torch, array_api_strict",
         ),
         (
             "PORTABLE_RNN_DTYPE",

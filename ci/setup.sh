@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Set up from nothing: a virtual environment in .venv with portable_rnn and
+# every CPU backend (numpy, array_api_strict, jax, torch), the test and docs
+# tools. Usage: bash ci/setup.sh   (from the repository root)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+"$PYTHON" -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -c ci/constraints.txt -e ".[dev]"
+.venv/bin/python - <<'PY'
+import importlib.metadata as md
+names = ["numpy", "array-api-compat", "array-api-strict", "jax", "jaxlib", "torch", "pytest", "mkdocs"]
+print("installed:", ", ".join(f"{n} {md.version(n)}" for n in names))
+PY

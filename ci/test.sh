@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The checks CI runs, in the environment made by ci/setup.sh (or any
+# environment with portable_rnn[dev] installed). Usage: bash ci/test.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=${PYTHON:-python3}; fi
+status=0
+step() { echo; echo "=== $*"; }
+
+step "lint: ruff"
+"$PY" -m ruff check portable_rnn tests || status=1
+"$PY" -m ruff format --check portable_rnn tests || status=1
+
+step "tests: the README's test command, every CPU backend required"
+# On CI no CPU backend may be skipped: naming them makes a missing one an error.
+export PORTABLE_RNN_TEST_BACKENDS=${PORTABLE_RNN_TEST_BACKENDS:-numpy,numpy:readonly,array_api_strict,jax,torch}
+"$PY" -m pytest
+rc=$?
+if [ "$rc" -eq 5 ]; then
+    echo "ci/test.sh: pytest collected no tests (exit code 5); that is a failure here"
+    status=1
+elif [ "$rc" -ne 0 ]; then
+    status=1
+fi
+
+step "main job: python -m portable_rnn"
+"$PY" -m portable_rnn || status=1
+
+step "docs: mkdocs build --strict"
+"$PY" -m mkdocs build --strict --quiet --site-dir "${TMPDIR:-/tmp}/portable_rnn_site" || status=1
+
+echo
+if [ "$status" -eq 0 ]; then echo "ci/test.sh: all checks passed"; else echo "ci/test.sh: FAILED"; fi
+exit "$status"
