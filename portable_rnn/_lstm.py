@@ -348,9 +348,22 @@ def lstm_backward(da, caches):
     if len(states) != dims["T_x"]:
         raise ValueError(f"caches hold {len(states)} steps but da has T_x = {dims['T_x']}")
 
-    n_a, m, T = dims["n_a"], dims["m"], dims["T_x"]
-    n_x = dims["n_x"]
     W, _ = _fused(xp, p)
+    grads = _backward(xp, da, states, a, a0, c0, x, W)
+    dW, db, dc0 = grads.pop("dW"), grads.pop("db"), grads.pop("dc0")
+    grads.update(_split_gate_grads(xp, dW, db, dims["n_a"]))
+    if has_c0:
+        grads["dc0"] = dc0
+    return grads
+
+
+def _backward(xp, da, states, a, a0, c0, x, W):
+    """BPTT core with stacked weights: ``dx``, ``da0``, ``dc0``, ``dW``, ``db``.
+
+    ``dW`` is ``(4 n_a, n_a + n_x)`` and ``db`` ``(4 n_a, 1)``, gates f, i, c, o.
+    """
+    n_x, m, T = x.shape
+    n_a = a0.shape[0]
     Wa_T = W[:, :n_a].T
     dz_steps = [None] * T
     da_prev = zeros_like_state(xp, (n_a, m), da)
@@ -365,12 +378,10 @@ def lstm_backward(da, caches):
     dz = xp.reshape(xp.stack(dz_steps, axis=-1), (4 * n_a, m * T))
     dWa = dz @ xp.reshape(previous_states(xp, a0, a), (n_a, m * T)).T
     dWx = dz @ xp.reshape(x, (n_x, m * T)).T
-    grads = {
+    return {
         "dx": xp.reshape(W[:, n_a:].T @ dz, (n_x, m, T)),
         "da0": da_prev,
+        "dc0": dc_prev,
+        "dW": xp.concat([dWa, dWx], axis=1),
+        "db": xp.sum(dz, axis=1, keepdims=True),
     }
-    dW = xp.concat([dWa, dWx], axis=1)
-    grads.update(_split_gate_grads(xp, dW, xp.sum(dz, axis=1, keepdims=True), n_a))
-    if has_c0:
-        grads["dc0"] = dc_prev
-    return grads

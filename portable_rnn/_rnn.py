@@ -246,17 +246,21 @@ def rnn_backward(da, caches):
     if len(states) != dims["T_x"]:
         raise ValueError(f"caches hold {len(states)} steps but da has T_x = {dims['T_x']}")
 
-    Waa = p["Waa"]
-    dz_steps = [None] * len(states)
-    da_prev = zeros_like_state(xp, (dims["n_a"], dims["m"]), da)
-    for t in reversed(range(len(states))):
+    return _backward(xp, da, states, a, a0, x, p["Wax"], p["Waa"])
+
+
+def _backward(xp, da, states, a, a0, x, Wax, Waa):
+    """BPTT core: ``dx``, ``da0``, ``dWax``, ``dWaa``, ``dba`` (column layout)."""
+    n_x, m, T = x.shape
+    n_a = Waa.shape[0]
+    dz_steps = [None] * T
+    da_prev = zeros_like_state(xp, (n_a, m), da)
+    for t in reversed(range(T)):
         dz_steps[t], da_prev = _step_backward(da[:, :, t] + da_prev, states[t], Waa)
     # Weight gradients: one product over all steps, after the loop.
-    n_x, m, T = x.shape
-    n_a = dims["n_a"]
     dz = xp.reshape(xp.stack(dz_steps, axis=-1), (n_a, m * T))
     return {
-        "dx": xp.reshape(p["Wax"].T @ dz, (n_x, m, T)),
+        "dx": xp.reshape(Wax.T @ dz, (n_x, m, T)),
         "da0": da_prev,
         "dWax": dz @ xp.reshape(x, (n_x, m * T)).T,
         "dWaa": dz @ xp.reshape(previous_states(xp, a0, a), (n_a, m * T)).T,

@@ -4,6 +4,7 @@ import inspect
 
 import portable_rnn as prnn
 import portable_rnn.testing as prnn_testing
+from portable_rnn import rnn_layers
 
 SEED_SIGNATURES = {
     "rnn_cell_forward": "(xt, a_prev, parameters)",
@@ -17,6 +18,16 @@ SEED_SIGNATURES = {
     "fwdProp": "(hprev, xt, params)",
     "fwdPropSeq": "(x, h0, params)",
     "LSTMfwdProp": "(X, h0, c0, params)",
+}
+CS231N_SIGNATURES = {
+    "rnn_step_forward": "(x, prev_h, Wx, Wh, b)",
+    "rnn_step_backward": "(dnext_h, cache)",
+    "rnn_forward": "(x, h0, Wx, Wh, b)",
+    "rnn_backward": "(dh, cache)",
+    "lstm_step_forward": "(x, prev_h, prev_c, Wx, Wh, b)",
+    "lstm_step_backward": "(dnext_h, dnext_c, cache)",
+    "lstm_forward": "(x, h0, Wx, Wh, b)",
+    "lstm_backward": "(dh, cache)",
 }
 
 
@@ -34,15 +45,18 @@ def _public(module):
 def test_all_is_the_public_api():
     assert sorted(prnn.__all__) == _public(prnn)
     assert sorted(prnn_testing.__all__) == _public(prnn_testing)
+    assert sorted(rnn_layers.__all__) == _public(rnn_layers)
 
 
 def test_seed_signatures_are_kept():
     for name, signature in SEED_SIGNATURES.items():
         assert str(inspect.signature(getattr(prnn, name))) == signature, name
+    for name, signature in CS231N_SIGNATURES.items():
+        assert str(inspect.signature(getattr(rnn_layers, name))) == signature, name
 
 
 def test_every_public_function_has_a_numpydoc_docstring_with_shapes():
-    for module in (prnn, prnn_testing):
+    for module in (prnn, prnn_testing, rnn_layers):
         for name in module.__all__:
             obj = getattr(module, name)
             if not callable(obj) or (inspect.isclass(obj) and issubclass(obj, Exception)):

@@ -1,0 +1,355 @@
+"""The CS231n dialect (rows), as in seed 001: thin layers over the shared cell code.
+
+Dimension letters: ``N`` examples in the batch (one per row), ``T`` time
+steps, ``D`` input features, ``H`` hidden units.
+
+* RNN: ``next_h = tanh(x @ Wx + prev_h @ Wh + b)`` with ``Wx (D, H)``,
+  ``Wh (H, H)``, ``b (H,)``.
+* LSTM: ``a = x @ Wx + prev_h @ Wh + b`` with fused ``Wx (D, 4H)``,
+  ``Wh (H, 4H)``, ``b (4H,)``, gate order **i, f, o, g** along the ``4H`` axis;
+  ``next_c = f * prev_c + i * g`` and ``next_h = o * tanh(next_c)``.
+
+Every function here transposes its arguments into the column layout and calls
+the same cell and sequence code as `portable_rnn.rnn_forward` and
+`portable_rnn.lstm_forward` (one implementation of the math; transposes are
+views or fused by the backends). Forwards return ``(out, cache)``; backwards
+take ``(dout, cache)`` and return the gradients in the order of the forward's
+inputs. Caches are opaque.
+
+This module holds seed 001's functions; the rest of the CS231n layer set
+(GRU, temporal affine and softmax, word embeddings) is not here yet.
+"""
+
+from __future__ import annotations
+
+from . import _backend, _lstm, _rnn, _validate
+
+__all__ = [
+    "lstm_backward",
+    "lstm_forward",
+    "lstm_step_backward",
+    "lstm_step_forward",
+    "rnn_backward",
+    "rnn_forward",
+    "rnn_step_backward",
+    "rnn_step_forward",
+]
+
+
+def _col(xp, b):
+    """A bias ``(k,)`` as a column ``(k, 1)``."""
+    return xp.reshape(b, (b.shape[0], 1))
+
+
+def _to_col_seq(xp, x):
+    """``(N, T, D)`` -> ``(D, N, T)``."""
+    return xp.permute_dims(x, (2, 0, 1))
+
+
+def _to_row_seq(xp, a):
+    """``(H, N, T)`` -> ``(N, T, H)``."""
+    return xp.permute_dims(a, (1, 2, 0))
+
+
+def _unpack(cache, n: int, what: str):
+    if not (isinstance(cache, tuple) and len(cache) == n):
+        raise TypeError(f"cache must be the cache returned by {what}")
+    return cache
+
+
+# -- vanilla RNN ------------------------------------------------------------
+
+
+def _rnn_dims(x_name, x, x_letters, h_name, h, Wx, Wh, b):
+    dims = _validate.Dims()
+    dims.check(x_name, x, x_letters)
+    dims.check("Wh", Wh, "H H")
+    dims.check("Wx", Wx, "D H")
+    dims.check("b", b, "H")
+    dims.check(h_name, h, "N H")
+    return dims
+
+
+def rnn_step_forward(x, prev_h, Wx, Wh, b):
+    """One vanilla RNN step, ``next_h = tanh(x @ Wx + prev_h @ Wh + b)``.
+
+    Parameters
+    ----------
+    x : array, shape (N, D)
+        Input of this step.
+    prev_h : array, shape (N, H)
+        Previous hidden state.
+    Wx : array, shape (D, H)
+        Input-to-hidden weights.
+    Wh : array, shape (H, H)
+        Hidden-to-hidden weights.
+    b : array, shape (H,)
+        Biases.
+
+    Returns
+    -------
+    next_h : array, shape (N, H)
+        Next hidden state.
+    cache : tuple
+        For `rnn_step_backward`.
+    """
+    xp = _validate.check_arrays({"x": x, "prev_h": prev_h, "Wx": Wx, "Wh": Wh, "b": b})
+    _rnn_dims("x", x, "N D", "prev_h", prev_h, Wx, Wh, b)
+    next_h = _rnn._step(xp, (x @ Wx + b).T, prev_h.T, Wh.T).T
+    return next_h, (x, prev_h, Wx, Wh, next_h)
+
+
+def rnn_step_backward(dnext_h, cache):
+    """Backward pass of one vanilla RNN step.
+
+    Parameters
+    ----------
+    dnext_h : array, shape (N, H)
+        Gradient of the loss with respect to ``next_h``.
+    cache : tuple
+        From `rnn_step_forward`.
+
+    Returns
+    -------
+    dx : array, shape (N, D)
+    dprev_h : array, shape (N, H)
+    dWx : array, shape (D, H)
+    dWh : array, shape (H, H)
+    db : array, shape (H,)
+    """
+    x, prev_h, Wx, Wh, next_h = _unpack(cache, 5, "rnn_step_forward")
+    xp = _validate.check_arrays({"dnext_h": dnext_h, "x": x, "prev_h": prev_h, "Wx": Wx, "Wh": Wh})
+    dims = _validate.Dims()
+    dims.check("next_h", next_h, "N H")
+    dims.check("dnext_h", dnext_h, "N H")
+    dz, dprev = _rnn._step_backward(dnext_h.T, next_h.T, Wh.T)  # dz: (H, N)
+    return (Wx @ dz).T, dprev.T, (dz @ x).T, (dz @ prev_h).T, xp.sum(dz, axis=1)
+
+
+def rnn_forward(x, h0, Wx, Wh, b):
+    """Run a vanilla RNN over a whole sequence.
+
+    Parameters
+    ----------
+    x : array, shape (N, T, D)
+        Inputs of every step (``T >= 1``).
+    h0 : array, shape (N, H)
+        Initial hidden state.
+    Wx : array, shape (D, H)
+    Wh : array, shape (H, H)
+    b : array, shape (H,)
+
+    Returns
+    -------
+    h : array, shape (N, T, H)
+        Hidden states of every step.
+    cache : tuple
+        For `rnn_backward`.
+    """
+    xp = _validate.check_arrays({"x": x, "h0": h0, "Wx": Wx, "Wh": Wh, "b": b})
+    dims = _rnn_dims("x", x, "N T D", "h0", h0, Wx, Wh, b)
+    if dims["T"] < 1:
+        raise ValueError(f"x must have at least one time step, got shape {tuple(x.shape)}")
+    x_col, h0_col = _to_col_seq(xp, x), h0.T
+    states, a = _rnn._forward(xp, x_col, h0_col, Wx.T, Wh.T, _col(xp, b))
+    return _to_row_seq(xp, a), (states, a, h0_col, x_col, Wx, Wh)
+
+
+def rnn_backward(dh, cache):
+    """Backpropagation through time for the vanilla RNN.
+
+    Parameters
+    ----------
+    dh : array, shape (N, T, H)
+        Upstream gradients of all hidden states.
+    cache : tuple
+        From `rnn_forward`.
+
+    Returns
+    -------
+    dx : array, shape (N, T, D)
+    dh0 : array, shape (N, H)
+    dWx : array, shape (D, H)
+    dWh : array, shape (H, H)
+    db : array, shape (H,)
+    """
+    states, a, h0_col, x_col, Wx, Wh = _unpack(cache, 6, "rnn_forward")
+    xp = _validate.check_arrays({"dh": dh, "x": x_col, "Wx": Wx})
+    dims = _validate.Dims()
+    dims.check("h", _to_row_seq(xp, a), "N T H")
+    dims.check("dh", dh, "N T H")
+    g = _rnn._backward(xp, _to_col_seq(xp, dh), states, a, h0_col, x_col, Wx.T, Wh.T)
+    return (
+        _to_row_seq(xp, g["dx"]),
+        g["da0"].T,
+        g["dWax"].T,
+        g["dWaa"].T,
+        g["dba"][:, 0],
+    )
+
+
+# -- LSTM -------------------------------------------------------------------
+
+# Rows of the stacked column weights are in the order f, i, c(g), o; CS231n's
+# 4H axis is i, f, o, g. The permutation of blocks [1, 0, 3, 2] maps either
+# order to the other (it is its own inverse).
+_SWAP = (1, 0, 3, 2)
+
+
+def _reorder(xp, M, H: int):
+    """Swap gate blocks of ``H`` rows: CS231n (i, f, o, g) <-> ours (f, i, c, o)."""
+    return xp.concat([M[k * H : (k + 1) * H, ...] for k in _SWAP], axis=0)
+
+
+def _fused_col(xp, Wx, Wh, b, H: int):
+    """CS231n ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)`` -> ours ``W (4H, H + D)``,
+    ``b (4H, 1)``."""
+    W = _reorder(xp, xp.concat([Wh.T, Wx.T], axis=1), H)
+    return W, _reorder(xp, _col(xp, b), H)
+
+
+def _weight_grads(xp, dW, db, H: int):
+    """Ours ``dW (4H, H + D)``, ``db (4H, 1)`` -> CS231n ``dWx (D, 4H)``,
+    ``dWh (H, 4H)``, ``db (4H,)``."""
+    dW = _reorder(xp, dW, H)
+    return dW[:, H:].T, dW[:, :H].T, _reorder(xp, db, H)[:, 0]
+
+
+def _lstm_dims(x_name, x, x_letters, h_name, h, Wx, Wh, b):
+    dims = _validate.Dims()
+    dims.check(x_name, x, x_letters)
+    dims.check(h_name, h, "N H")
+    dims.define("4H", 4 * dims["H"], f"4 * H from {h_name}")
+    dims.check("Wx", Wx, "D 4H")
+    dims.check("Wh", Wh, "H 4H")
+    dims.check("b", b, "4H")
+    return dims
+
+
+def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
+    """One LSTM step (CS231n gate order i, f, o, g).
+
+    Parameters
+    ----------
+    x : array, shape (N, D)
+        Input of this step.
+    prev_h : array, shape (N, H)
+        Previous hidden state.
+    prev_c : array, shape (N, H)
+        Previous cell state.
+    Wx : array, shape (D, 4H)
+        Input-to-hidden weights, gates i, f, o, g.
+    Wh : array, shape (H, 4H)
+        Hidden-to-hidden weights, gates i, f, o, g.
+    b : array, shape (4H,)
+        Biases, gates i, f, o, g.
+
+    Returns
+    -------
+    next_h : array, shape (N, H)
+    next_c : array, shape (N, H)
+    cache : tuple
+        For `lstm_step_backward`.
+    """
+    named = {"x": x, "prev_h": prev_h, "prev_c": prev_c, "Wx": Wx, "Wh": Wh, "b": b}
+    xp = _validate.check_arrays(named)
+    dims = _lstm_dims("x", x, "N D", "prev_h", prev_h, Wx, Wh, b)
+    dims.check("prev_c", prev_c, "N H")
+    H = dims["H"]
+    W, bc = _fused_col(xp, Wx, Wh, b, H)
+    concat = xp.concat([prev_h.T, x.T], axis=0)
+    f, i, cc, o, c, tc, a = _lstm._step(xp, W @ concat + bc, prev_c.T, H)
+    return a.T, c.T, (concat, prev_c.T, W, (f, i, cc, o, tc), H)
+
+
+def lstm_step_backward(dnext_h, dnext_c, cache):
+    """Backward pass of one LSTM step.
+
+    Parameters
+    ----------
+    dnext_h : array, shape (N, H)
+        Gradient of the loss with respect to ``next_h``.
+    dnext_c : array, shape (N, H)
+        Gradient of the loss with respect to ``next_c``.
+    cache : tuple
+        From `lstm_step_forward`.
+
+    Returns
+    -------
+    dx : array, shape (N, D)
+    dprev_h : array, shape (N, H)
+    dprev_c : array, shape (N, H)
+    dWx : array, shape (D, 4H)
+    dWh : array, shape (H, 4H)
+    db : array, shape (4H,)
+    """
+    concat, c_prev, W, (f, i, cc, o, tc), H = _unpack(cache, 5, "lstm_step_forward")
+    xp = _validate.check_arrays({"dnext_h": dnext_h, "dnext_c": dnext_c, "W": W})
+    dims = _validate.Dims()
+    dims.check("prev_c", c_prev.T, "N H")
+    dims.check("dnext_h", dnext_h, "N H")
+    dims.check("dnext_c", dnext_c, "N H")
+    dz, dc_prev = _lstm._step_backward(xp, dnext_h.T, dnext_c.T, f, i, cc, o, c_prev, tc)
+    dconcat = W.T @ dz
+    dWx, dWh, db = _weight_grads(xp, dz @ concat.T, xp.sum(dz, axis=1, keepdims=True), H)
+    return dconcat[H:, :].T, dconcat[:H, :].T, dc_prev.T, dWx, dWh, db
+
+
+def lstm_forward(x, h0, Wx, Wh, b):
+    """Run an LSTM over a whole sequence; the cell state starts at zero.
+
+    Parameters
+    ----------
+    x : array, shape (N, T, D)
+        Inputs of every step (``T >= 1``).
+    h0 : array, shape (N, H)
+        Initial hidden state.
+    Wx : array, shape (D, 4H)
+    Wh : array, shape (H, 4H)
+    b : array, shape (4H,)
+
+    Returns
+    -------
+    h : array, shape (N, T, H)
+        Hidden states of every step.
+    cache : tuple
+        For `lstm_backward`.
+    """
+    xp = _validate.check_arrays({"x": x, "h0": h0, "Wx": Wx, "Wh": Wh, "b": b})
+    dims = _lstm_dims("x", x, "N T D", "h0", h0, Wx, Wh, b)
+    if dims["T"] < 1:
+        raise ValueError(f"x must have at least one time step, got shape {tuple(x.shape)}")
+    H = dims["H"]
+    W, bc = _fused_col(xp, Wx, Wh, b, H)
+    x_col, h0_col = _to_col_seq(xp, x), h0.T
+    c0 = _backend.zeros_like_state(xp, h0_col.shape, h0_col)
+    states, a, _ = _lstm._forward(xp, x_col, h0_col, c0, W, bc)
+    return _to_row_seq(xp, a), (states, a, h0_col, c0, x_col, W, H)
+
+
+def lstm_backward(dh, cache):
+    """Backpropagation through time for the LSTM.
+
+    Parameters
+    ----------
+    dh : array, shape (N, T, H)
+        Upstream gradients of all hidden states.
+    cache : tuple
+        From `lstm_forward`.
+
+    Returns
+    -------
+    dx : array, shape (N, T, D)
+    dh0 : array, shape (N, H)
+    dWx : array, shape (D, 4H)
+    dWh : array, shape (H, 4H)
+    db : array, shape (4H,)
+    """
+    states, a, h0_col, c0, x_col, W, H = _unpack(cache, 7, "lstm_forward")
+    xp = _validate.check_arrays({"dh": dh, "x": x_col, "W": W})
+    dims = _validate.Dims()
+    dims.check("h", _to_row_seq(xp, a), "N T H")
+    dims.check("dh", dh, "N T H")
+    g = _lstm._backward(xp, _to_col_seq(xp, dh), states, a, h0_col, c0, x_col, W)
+    dWx, dWh, db = _weight_grads(xp, g["dW"], g["db"], H)
+    return _to_row_seq(xp, g["dx"]), g["da0"].T, dWx, dWh, db
