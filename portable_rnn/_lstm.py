@@ -274,8 +274,7 @@ def lstm_forward(x, a0, parameters, *, c0=None):
     xp = check_arrays({"x": x, "a0": a0, "c0": c0, **p})
     dims = Dims()
     _check_inputs(dims, "x", x, "n_x m T_x", p)
-    if dims["T_x"] < 1:
-        raise ValueError(f"x must have at least one time step, got shape {tuple(x.shape)}")
+    dims.require_steps("T_x", "x", x)
     shape = (dims["n_a"], dims["m"])
     for name, state in (("a0", a0), ("c0", c0)):
         if state is not None:

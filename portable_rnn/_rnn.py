@@ -188,8 +188,7 @@ def rnn_forward(x, a0, parameters):
     xp = check_arrays({"x": x, "a0": a0, **p})
     dims = Dims()
     dims.check("x", x, "n_x m T_x")
-    if dims["T_x"] < 1:
-        raise ValueError(f"x must have at least one time step, got shape {tuple(x.shape)}")
+    dims.require_steps("T_x", "x", x)
     _check(dims, p)
     if a0 is None:
         a0 = zeros_like_state(xp, (dims["n_a"], dims["m"]), x)

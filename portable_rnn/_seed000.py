@@ -103,8 +103,7 @@ def fwdPropSeq(x, h0, params):
     xp = check_arrays({"x": x, "h0": h0, **p})
     dims = Dims()
     dims.check("x", x, "n_x m T")
-    if dims["T"] < 1:
-        raise ValueError(f"x must have at least one time step, got shape {tuple(x.shape)}")
+    dims.require_steps("T", "x", x)
     _check_rnn(dims, p)
     dims.check("h0", h0, "n_h m")
     states, H = _rnn._forward(xp, x, h0, p["U"].T, p["W"].T, p["bx"])
@@ -141,8 +140,7 @@ def LSTMfwdProp(X, h0, c0, params):
     xp = check_arrays({"X": X, "h0": h0, "c0": c0, **p})
     dims = Dims()
     dims.check("X", X, "n_x m T")
-    if dims["T"] < 1:
-        raise ValueError(f"X must have at least one time step, got shape {tuple(X.shape)}")
+    dims.require_steps("T", "X", X)
     for g in "fico":
         dims.check(f"Wh{g}", p[f"Wh{g}"], "n_h n_h")
     for g in "fico":

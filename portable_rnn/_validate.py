@@ -144,6 +144,13 @@ class Dims:
             if self._expected(letter) is None:
                 self.define(letter, actual, name)
 
+    def require_steps(self, letter: str, name: str, arr) -> None:
+        """Refuse an empty time axis: sequences need at least one step."""
+        if self.size[letter] < 1:
+            raise ValueError(
+                f"{name} must have at least one time step, got shape {tuple(arr.shape)}"
+            )
+
     def _expected(self, letter: str) -> int | None:
         """The size a letter stands for: a literal ("1") or one already read."""
         return int(letter) if letter.isdigit() else self.size.get(letter)

@@ -148,8 +148,7 @@ def rnn_forward(x, h0, Wx, Wh, b):
     """
     xp = _validate.check_arrays({"x": x, "h0": h0, "Wx": Wx, "Wh": Wh, "b": b})
     dims = _rnn_dims("x", x, "N T D", "h0", h0, Wx, Wh, b)
-    if dims["T"] < 1:
-        raise ValueError(f"x must have at least one time step, got shape {tuple(x.shape)}")
+    dims.require_steps("T", "x", x)
     x_col, h0_col = _to_col_seq(xp, x), h0.T
     states, a = _rnn._forward(xp, x_col, h0_col, Wx.T, Wh.T, _col(xp, b))
     return _to_row_seq(xp, a), (states, a, h0_col, x_col, Wx, Wh)
@@ -317,8 +316,7 @@ def lstm_forward(x, h0, Wx, Wh, b):
     """
     xp = _validate.check_arrays({"x": x, "h0": h0, "Wx": Wx, "Wh": Wh, "b": b})
     dims = _lstm_dims("x", x, "N T D", "h0", h0, Wx, Wh, b)
-    if dims["T"] < 1:
-        raise ValueError(f"x must have at least one time step, got shape {tuple(x.shape)}")
+    dims.require_steps("T", "x", x)
     H = dims["H"]
     W, bc = _fused_col(xp, Wx, Wh, b, H)
     x_col, h0_col = _to_col_seq(xp, x), h0.T
