@@ -10,7 +10,8 @@ The column dialect (deeplearning.ai): a batch is columns; ``x`` is
 
 from ._activations import sigmoid, softmax
 from ._config import Config, config_context, get_config, set_config
-from ._creation import init_lstm_params, init_rnn_params, init_state, to_backend
+from ._creation import init_gru_params, init_lstm_params, init_rnn_params, init_state, to_backend
+from ._gru import gru_backward, gru_cell_backward, gru_cell_forward, gru_forward
 from ._lstm import lstm_backward, lstm_cell_backward, lstm_cell_forward, lstm_forward
 from ._rnn import rnn_backward, rnn_cell_backward, rnn_cell_forward, rnn_forward
 from ._seed000 import LSTMfwdProp, fwdProp, fwdPropSeq, sftmax
@@ -26,6 +27,11 @@ __all__ = [
     "fwdProp",
     "fwdPropSeq",
     "get_config",
+    "gru_backward",
+    "gru_cell_backward",
+    "gru_cell_forward",
+    "gru_forward",
+    "init_gru_params",
     "init_lstm_params",
     "init_rnn_params",
     "init_state",

@@ -11,7 +11,14 @@ import numpy as np
 from . import _compat
 from ._config import _check_backend, _check_device, _check_dtype, get_config
 
-__all__ = ["init_lstm_params", "init_rnn_params", "init_state", "resolve_device", "to_backend"]
+__all__ = [
+    "init_gru_params",
+    "init_lstm_params",
+    "init_rnn_params",
+    "init_state",
+    "resolve_device",
+    "to_backend",
+]
 
 
 # -- devices ------------------------------------------------------------------
@@ -204,6 +211,35 @@ def init_lstm_params(n_x, n_a, n_y, *, seed=None, backend=None, device=None, dty
     for g in "fico":
         shapes[f"W{g}"] = (n_a, n_a + n_x)
         shapes[f"b{g}"] = (n_a, 1)
+    shapes["Wy"] = (n_y, n_a)
+    shapes["by"] = (n_y, 1)
+    return _init(shapes, n_a, seed, backend, device, dtype)
+
+
+def init_gru_params(n_x, n_a, n_y, *, seed=None, backend=None, device=None, dtype=None):
+    """Parameters of a GRU, uniform in ``[-1/sqrt(n_a), 1/sqrt(n_a)]``.
+
+    Parameters
+    ----------
+    n_x, n_a, n_y : int
+        Input features, hidden units, output classes.
+    seed : int or None, keyword-only
+        As for `init_rnn_params`.
+    backend, device, dtype : optional, keyword-only
+        Override the configuration for this call.
+
+    Returns
+    -------
+    parameters : dict
+        ``Wr``, ``Wz``, ``Wn`` (n_a, n_a + n_x); ``br``, ``bz``, ``bn``, ``bhn``
+        (n_a, 1); ``Wy`` (n_y, n_a); ``by`` (n_y, 1).
+    """
+    _check_sizes(n_x=n_x, n_a=n_a, n_y=n_y)
+    shapes = {}
+    for g in "rzn":
+        shapes[f"W{g}"] = (n_a, n_a + n_x)
+        shapes[f"b{g}"] = (n_a, 1)
+    shapes["bhn"] = (n_a, 1)
     shapes["Wy"] = (n_y, n_a)
     shapes["by"] = (n_y, 1)
     return _init(shapes, n_a, seed, backend, device, dtype)

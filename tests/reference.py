@@ -157,3 +157,45 @@ def lstm_problem(rng, n_x=3, n_a=5, n_y=2, m=4, T=6, scale=0.5):
     c0 = rng.standard_normal((n_a, m)) * scale
     da = rng.standard_normal((n_a, m, T))
     return x, a0, c0, p, da
+
+
+# -- GRU (PyTorch equations), per-gate loops ------------------------------------------
+
+
+def gru_cell_forward(xt, a_prev, p):
+    n_a = a_prev.shape[0]
+
+    def split(W):
+        return W[:, :n_a], W[:, n_a:]
+
+    (Wra, Wrx), (Wza, Wzx), (Wna, Wnx) = split(p["Wr"]), split(p["Wz"]), split(p["Wn"])
+    r = sigmoid(Wrx @ xt + Wra @ a_prev + p["br"])
+    z = sigmoid(Wzx @ xt + Wza @ a_prev + p["bz"])
+    n = np.tanh(Wnx @ xt + p["bn"] + r * (Wna @ a_prev + p["bhn"]))
+    a_next = (1 - z) * n + z * a_prev
+    return a_next, softmax(p["Wy"] @ a_next + p["by"])
+
+
+def gru_forward(x, a0, p):
+    n_x, m, T = x.shape
+    n_a, n_y = p["Wr"].shape[0], p["Wy"].shape[0]
+    a, y = np.zeros((n_a, m, T)), np.zeros((n_y, m, T))
+    a_t = np.zeros((n_a, m)) if a0 is None else a0
+    for t in range(T):
+        a_t, y[:, :, t] = gru_cell_forward(x[:, :, t], a_t, p)
+        a[:, :, t] = a_t
+    return a, y
+
+
+def gru_problem(rng, n_x=3, n_a=5, n_y=2, m=4, T=6, scale=0.5):
+    p = {}
+    for k in "rzn":
+        p[f"W{k}"] = rng.standard_normal((n_a, n_a + n_x)) * scale
+        p[f"b{k}"] = rng.standard_normal((n_a, 1)) * scale
+    p["bhn"] = rng.standard_normal((n_a, 1)) * scale
+    p["Wy"] = rng.standard_normal((n_y, n_a)) * scale
+    p["by"] = rng.standard_normal((n_y, 1)) * scale
+    x = rng.standard_normal((n_x, m, T))
+    a0 = rng.standard_normal((n_a, m)) * scale
+    da = rng.standard_normal((n_a, m, T))
+    return x, a0, p, da
