@@ -44,6 +44,7 @@ __all__ = ["gru_backward", "gru_cell_backward", "gru_cell_forward", "gru_forward
 
 GATES = ("r", "z", "n")
 GRU_KEYS = ("Wr", "br", "Wz", "bz", "Wn", "bn", "bhn", "Wy", "by")
+OUTPUT_KEYS = ("Wy", "by")  # the output layer is optional: without it y is None
 
 
 def _check_inputs(dims: Dims, x_name: str, x, letters: str, p: dict) -> None:
@@ -55,11 +56,12 @@ def _check_inputs(dims: Dims, x_name: str, x, letters: str, p: dict) -> None:
         dims.define("n_a+n_x", dims["n_a"] + dims["n_x"], f"n_a from Wr and n_x from {x_name}")
     for g in GATES:
         dims.check(f"W{g}", p[f"W{g}"], "n_a n_a+n_x")
-    dims.check("Wy", p["Wy"], "n_y n_a")
     for g in GATES:
         dims.check(f"b{g}", p[f"b{g}"], "n_a 1")
     dims.check("bhn", p["bhn"], "n_a 1")
-    dims.check("by", p["by"], "n_y 1")
+    if "Wy" in p:
+        dims.check("Wy", p["Wy"], "n_y n_a")
+        dims.check("by", p["by"], "n_y 1")
 
 
 def _fused(xp, p):
@@ -110,13 +112,16 @@ def _forward(xp, x, a0, W, b, bhn):
     return states, xp.stack([s[4] for s in states], axis=-1)
 
 
-def _backward(xp, da, states, a, a0, x, W):
-    """BPTT core: ``dx``, ``da0``, ``dW (3 n_a, n_a + n_x)``, ``db (3 n_a, 1)``, ``dbhn``."""
+def _backward(xp, da, states, a, a0, x, W, da_n=None):
+    """BPTT core: ``dx``, ``da0``, ``dW (3 n_a, n_a + n_x)``, ``db (3 n_a, 1)``, ``dbhn``.
+
+    ``da_n`` is an extra gradient at the final state (or ``None``).
+    """
     n_x, m, T = x.shape
     n_a = a0.shape[0]
     Wa_T = W[:, :n_a].T
     dxw_steps, dha_steps = [None] * T, [None] * T
-    da_prev = zeros_like_state(xp, (n_a, m), da)
+    da_prev = zeros_like_state(xp, (n_a, m), da) if da_n is None else da_n
     for t in reversed(range(T)):
         r, z, n, hn, _ = states[t]
         prev = a0 if t == 0 else states[t - 1][4]
@@ -180,7 +185,7 @@ def gru_cell_forward(xt, a_prev, parameters):
     KeyError
         A missing parameter.
     """
-    p = get_params(parameters, GRU_KEYS)
+    p = get_params(parameters, GRU_KEYS, optional=OUTPUT_KEYS)
     xp = check_arrays({"xt": xt, "a_prev": a_prev, **p})
     dims = Dims()
     _check_inputs(dims, "xt", xt, "n_x m", p)
@@ -189,7 +194,7 @@ def gru_cell_forward(xt, a_prev, parameters):
     W, b = _fused(xp, p)
     xw = W[:, n_a:] @ xt + b
     r, z, n, hn, a_next = _step(xp, xw, W[:, :n_a] @ a_prev, p["bhn"], a_prev, n_a)
-    yt_pred = _softmax(xp, p["Wy"] @ a_next + p["by"], axis=0)
+    yt_pred = _softmax(xp, p["Wy"] @ a_next + p["by"], axis=0) if "Wy" in p else None
     return a_next, yt_pred, (a_next, a_prev, r, z, n, hn, xt, parameters)
 
 
@@ -215,7 +220,7 @@ def gru_cell_backward(da_next, cache):
             "tuple of gru_cell_forward"
         )
     *arrays, parameters = cache
-    p = get_params(parameters, GRU_KEYS, "cache[7] (parameters)")
+    p = get_params(parameters, GRU_KEYS, "cache[7] (parameters)", OUTPUT_KEYS)
     names = ("a_next", "a_prev", "rt", "zt", "nt", "hnt", "xt")
     named = dict(zip(names, arrays, strict=True))
     xp = check_arrays({"da_next": da_next, **named, **p})
@@ -270,7 +275,7 @@ def gru_forward(x, a0, parameters):
         ``(step_caches, x)`` for `gru_backward`; ``step_caches[t]`` is the cache
         `gru_cell_forward` would return at step ``t``. Otherwise opaque.
     """
-    p = get_params(parameters, GRU_KEYS)
+    p = get_params(parameters, GRU_KEYS, optional=OUTPUT_KEYS)
     xp = check_arrays({"x": x, "a0": a0, **p})
     dims = Dims()
     _check_inputs(dims, "x", x, "n_x m T_x", p)
@@ -281,7 +286,7 @@ def gru_forward(x, a0, parameters):
         dims.check("a0", a0, "n_a m")
     W, b = _fused(xp, p)
     states, a = _forward(xp, x, a0, W, b, p["bhn"])
-    y = outputs(xp, p["Wy"], p["by"], a)
+    y = outputs(xp, p["Wy"], p["by"], a) if "Wy" in p else None
     steps = StepCaches(
         _make_step, len(states), states=states, a=a, a0=a0, x=x, parameters=parameters
     )
@@ -308,7 +313,7 @@ def gru_backward(da, caches):
     steps, x = steps_and_x(caches)
     if not (isinstance(steps, StepCaches) and steps._make_step is _make_step):
         raise TypeError("caches must be the caches returned by gru_forward")
-    p = get_params(steps.parameters, GRU_KEYS)
+    p = get_params(steps.parameters, GRU_KEYS, optional=OUTPUT_KEYS)
     xp = check_arrays({"da": da, "x": x, "a0": steps.a0, **p})
     dims = Dims()
     _check_inputs(dims, "x", x, "n_x m T_x", p)

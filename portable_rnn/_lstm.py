@@ -33,15 +33,17 @@ __all__ = ["lstm_backward", "lstm_cell_backward", "lstm_cell_forward", "lstm_for
 
 GATES = ("f", "i", "c", "o")
 LSTM_KEYS = ("Wf", "bf", "Wi", "bi", "Wc", "bc", "Wo", "bo", "Wy", "by")
+OUTPUT_KEYS = ("Wy", "by")  # the output layer is optional: without it y is None
 
 
 def _check(dims: Dims, p: dict) -> None:
     for g in GATES:
         dims.check(f"W{g}", p[f"W{g}"], "n_a n_a+n_x")
-    dims.check("Wy", p["Wy"], "n_y n_a")
     for g in GATES:
         dims.check(f"b{g}", p[f"b{g}"], "n_a 1")
-    dims.check("by", p["by"], "n_y 1")
+    if "Wy" in p:
+        dims.check("Wy", p["Wy"], "n_y n_a")
+        dims.check("by", p["by"], "n_y 1")
 
 
 def _check_inputs(dims: Dims, x_name: str, x, letters: str, p: dict) -> None:
@@ -167,7 +169,7 @@ def lstm_cell_forward(xt, a_prev, c_prev, parameters):
     KeyError
         A missing parameter.
     """
-    p = get_params(parameters, LSTM_KEYS)
+    p = get_params(parameters, LSTM_KEYS, optional=OUTPUT_KEYS)
     xp = check_arrays({"xt": xt, "a_prev": a_prev, "c_prev": c_prev, **p})
     dims = Dims()
     _check_inputs(dims, "xt", xt, "n_x m", p)
@@ -176,7 +178,7 @@ def lstm_cell_forward(xt, a_prev, c_prev, parameters):
     W, b = _fused(xp, p)
     z = W @ xp.concat([a_prev, xt], axis=0) + b
     f, i, cc, o, c_next, _, a_next = _step(xp, z, c_prev, dims["n_a"])
-    yt_pred = _softmax(xp, p["Wy"] @ a_next + p["by"], axis=0)
+    yt_pred = _softmax(xp, p["Wy"] @ a_next + p["by"], axis=0) if "Wy" in p else None
     cache = (a_next, c_next, a_prev, c_prev, f, i, cc, o, xt, parameters)
     return a_next, c_next, yt_pred, cache
 
@@ -188,7 +190,7 @@ def _cell_cache(cache, name="cache"):
     if not (isinstance(cache, (tuple, list)) and len(cache) == 10):
         raise TypeError(f"{name} must be the {_CACHE_FIELDS} tuple of lstm_cell_forward")
     *arrays, parameters = cache
-    return arrays, get_params(parameters, LSTM_KEYS, f"{name}[9] (parameters)")
+    return arrays, get_params(parameters, LSTM_KEYS, f"{name}[9] (parameters)", OUTPUT_KEYS)
 
 
 def lstm_cell_backward(da_next, dc_next, cache):
@@ -270,7 +272,7 @@ def lstm_forward(x, a0, parameters, *, c0=None):
         ``(step_caches, x)`` for `lstm_backward`; ``step_caches[t]`` is the
         cache `lstm_cell_forward` would return at step ``t``. Otherwise opaque.
     """
-    p = get_params(parameters, LSTM_KEYS)
+    p = get_params(parameters, LSTM_KEYS, optional=OUTPUT_KEYS)
     xp = check_arrays({"x": x, "a0": a0, "c0": c0, **p})
     dims = Dims()
     _check_inputs(dims, "x", x, "n_x m T_x", p)
@@ -285,7 +287,7 @@ def lstm_forward(x, a0, parameters, *, c0=None):
 
     W, b = _fused(xp, p)
     states, a, c = _forward(xp, x, a0, c0, W, b)
-    y = outputs(xp, p["Wy"], p["by"], a)
+    y = outputs(xp, p["Wy"], p["by"], a) if "Wy" in p else None
     steps = StepCaches(
         _make_step,
         len(states),
@@ -338,7 +340,7 @@ def lstm_backward(da, caches):
         and ``dc0`` (n_a, m) when the forward was given ``c0``.
     """
     states, a, a0, c0, has_c0, x, parameters = _sequence_cache(caches)
-    p = get_params(parameters, LSTM_KEYS)
+    p = get_params(parameters, LSTM_KEYS, optional=OUTPUT_KEYS)
     xp = check_arrays({"da": da, "x": x, "a0": a0, "c0": c0, **p})
     dims = Dims()  # the caches are the reference; da is checked against them
     _check_inputs(dims, "x", x, "n_x m T_x", p)
@@ -356,17 +358,19 @@ def lstm_backward(da, caches):
     return grads
 
 
-def _backward(xp, da, states, a, a0, c0, x, W):
+def _backward(xp, da, states, a, a0, c0, x, W, da_n=None, dc_n=None):
     """BPTT core with stacked weights: ``dx``, ``da0``, ``dc0``, ``dW``, ``db``.
 
     ``dW`` is ``(4 n_a, n_a + n_x)`` and ``db`` ``(4 n_a, 1)``, gates f, i, c, o.
+    ``da_n`` and ``dc_n`` are extra gradients at the final states (or ``None``).
     """
     n_x, m, T = x.shape
     n_a = a0.shape[0]
     Wa_T = W[:, :n_a].T
     dz_steps = [None] * T
-    da_prev = zeros_like_state(xp, (n_a, m), da)
-    dc_prev = da_prev
+    zeros = zeros_like_state(xp, (n_a, m), da)
+    da_prev = zeros if da_n is None else da_n
+    dc_prev = zeros if dc_n is None else dc_n
     for t in reversed(range(T)):
         f, i, cc, o, _, tc, _ = states[t]
         c_prev = c0 if t == 0 else states[t - 1][4]

@@ -25,14 +25,16 @@ from ._validate import Dims, check_arrays, get_params
 __all__ = ["rnn_backward", "rnn_cell_backward", "rnn_cell_forward", "rnn_forward"]
 
 RNN_KEYS = ("Wax", "Waa", "Wya", "ba", "by")
+OUTPUT_KEYS = ("Wya", "by")  # the output layer is optional: without it y_pred is None
 
 
 def _check(dims: Dims, p: dict) -> None:
     dims.check("Waa", p["Waa"], "n_a n_a")
     dims.check("Wax", p["Wax"], "n_a n_x")
-    dims.check("Wya", p["Wya"], "n_y n_a")
     dims.check("ba", p["ba"], "n_a 1")
-    dims.check("by", p["by"], "n_y 1")
+    if "Wya" in p:
+        dims.check("Wya", p["Wya"], "n_y n_a")
+        dims.check("by", p["by"], "n_y 1")
 
 
 # -- the math, unchecked, shared by the cell and the sequence functions -------
@@ -94,14 +96,14 @@ def rnn_cell_forward(xt, a_prev, parameters):
     KeyError
         A missing parameter.
     """
-    p = get_params(parameters, RNN_KEYS)
+    p = get_params(parameters, RNN_KEYS, optional=OUTPUT_KEYS)
     xp = check_arrays({"xt": xt, "a_prev": a_prev, **p})
     dims = Dims()
     dims.check("xt", xt, "n_x m")
     _check(dims, p)
     dims.check("a_prev", a_prev, "n_a m")
     a_next = _step(xp, p["Wax"] @ xt + p["ba"], a_prev, p["Waa"])
-    yt_pred = _softmax(xp, p["Wya"] @ a_next + p["by"], axis=0)
+    yt_pred = _softmax(xp, p["Wya"] @ a_next + p["by"], axis=0) if "Wya" in p else None
     return a_next, yt_pred, (a_next, a_prev, xt, parameters)
 
 
@@ -111,7 +113,12 @@ def _cell_cache(cache, name="cache"):
             f"{name} must be the (a_next, a_prev, xt, parameters) tuple of rnn_cell_forward"
         )
     a_next, a_prev, xt, parameters = cache
-    return a_next, a_prev, xt, get_params(parameters, RNN_KEYS, f"{name}[3] (parameters)")
+    return (
+        a_next,
+        a_prev,
+        xt,
+        get_params(parameters, RNN_KEYS, f"{name}[3] (parameters)", OUTPUT_KEYS),
+    )
 
 
 def rnn_cell_backward(da_next, cache):
@@ -184,7 +191,7 @@ def rnn_forward(x, a0, parameters):
     The input product ``Wax @ x`` and the output product ``Wya @ a`` are each
     one matrix product over all steps; only ``Waa @ a<t-1>`` runs per step.
     """
-    p = get_params(parameters, RNN_KEYS)
+    p = get_params(parameters, RNN_KEYS, optional=OUTPUT_KEYS)
     xp = check_arrays({"x": x, "a0": a0, **p})
     dims = Dims()
     dims.check("x", x, "n_x m T_x")
@@ -196,7 +203,7 @@ def rnn_forward(x, a0, parameters):
         dims.check("a0", a0, "n_a m")
 
     states, a = _forward(xp, x, a0, p["Wax"], p["Waa"], p["ba"])
-    y_pred = outputs(xp, p["Wya"], p["by"], a)
+    y_pred = outputs(xp, p["Wya"], p["by"], a) if "Wya" in p else None
     steps = StepCaches(
         _make_step, len(states), states=states, a=a, a0=a0, x=x, parameters=parameters
     )
@@ -235,7 +242,7 @@ def rnn_backward(da, caches):
         over all steps.
     """
     states, a, a0, x, parameters = _sequence_cache(caches)
-    p = get_params(parameters, RNN_KEYS)
+    p = get_params(parameters, RNN_KEYS, optional=OUTPUT_KEYS)
     xp = check_arrays({"da": da, "x": x, "a0": a0, **p})
     dims = Dims()  # the caches are the reference; da is checked against them
     dims.check("x", x, "n_x m T_x")
@@ -248,12 +255,15 @@ def rnn_backward(da, caches):
     return _backward(xp, da, states, a, a0, x, p["Wax"], p["Waa"])
 
 
-def _backward(xp, da, states, a, a0, x, Wax, Waa):
-    """BPTT core: ``dx``, ``da0``, ``dWax``, ``dWaa``, ``dba`` (column layout)."""
+def _backward(xp, da, states, a, a0, x, Wax, Waa, da_n=None):
+    """BPTT core: ``dx``, ``da0``, ``dWax``, ``dWaa``, ``dba`` (column layout).
+
+    ``da_n`` is an extra gradient at the final state ``a<T_x>`` (or ``None``).
+    """
     n_x, m, T = x.shape
     n_a = Waa.shape[0]
     dz_steps = [None] * T
-    da_prev = zeros_like_state(xp, (n_a, m), da)
+    da_prev = zeros_like_state(xp, (n_a, m), da) if da_n is None else da_n
     for t in reversed(range(T)):
         dz_steps[t], da_prev = _step_backward(da[:, :, t] + da_prev, states[t], Waa)
     # Weight gradients: one product over all steps, after the loop.

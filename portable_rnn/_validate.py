@@ -86,17 +86,26 @@ def check_arrays(named: Mapping[str, object]):
     return xp
 
 
-def get_params(parameters, keys: tuple[str, ...], name: str = "parameters") -> dict:
-    """Return ``{key: parameters[key]}`` for ``keys``, refusing missing keys."""
+def get_params(parameters, keys: tuple[str, ...], name: str = "parameters", optional=()) -> dict:
+    """Return ``{key: parameters[key]}`` for ``keys``, refusing missing keys.
+
+    ``optional`` names a group of keys (the output layer ``Wy``, ``by``) that
+    may be left out together; giving only some of them is an error.
+    """
     if not isinstance(parameters, Mapping):
         raise TypeError(f"{name} must be a dict of arrays, got {type(parameters).__name__}")
-    missing = [k for k in keys if k not in parameters]
+    required = [k for k in keys if k not in optional]
+    missing = [k for k in required if k not in parameters]
+    given = [k for k in optional if k in parameters]
+    if given and len(given) < len(optional):
+        missing += [k for k in optional if k not in parameters]
     if missing:
         raise MissingParameterError(
             f"{name} is missing the key(s) {', '.join(repr(k) for k in missing)}; "
             f"expected keys: {', '.join(keys)}"
+            + (f" ({' and '.join(optional)} together or neither)" if optional else "")
         )
-    return {k: parameters[k] for k in keys}
+    return {k: parameters[k] for k in keys if k in parameters}
 
 
 class Dims:
