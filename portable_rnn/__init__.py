@@ -10,11 +10,19 @@ The column dialect (deeplearning.ai): a batch is columns; ``x`` is
 
 from ._activations import sigmoid, softmax
 from ._config import Config, config_context, get_config, set_config
-from ._creation import init_gru_params, init_lstm_params, init_rnn_params, init_state, to_backend
+from ._creation import (
+    init_gru_params,
+    init_lstm_params,
+    init_multilayer_params,
+    init_rnn_params,
+    init_state,
+    to_backend,
+)
 from ._gru import gru_backward, gru_cell_backward, gru_cell_forward, gru_forward
 from ._lstm import lstm_backward, lstm_cell_backward, lstm_cell_forward, lstm_forward
 from ._rnn import rnn_backward, rnn_cell_backward, rnn_cell_forward, rnn_forward
 from ._seed000 import LSTMfwdProp, fwdProp, fwdPropSeq, sftmax
+from ._stacked import multilayer_backward, multilayer_forward
 from ._validate import MissingParameterError
 
 __version__ = "0.1.0"
@@ -33,12 +41,15 @@ __all__ = [
     "gru_forward",
     "init_gru_params",
     "init_lstm_params",
+    "init_multilayer_params",
     "init_rnn_params",
     "init_state",
     "lstm_backward",
     "lstm_cell_backward",
     "lstm_cell_forward",
     "lstm_forward",
+    "multilayer_backward",
+    "multilayer_forward",
     "rnn_backward",
     "rnn_cell_backward",
     "rnn_cell_forward",

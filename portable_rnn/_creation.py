@@ -245,6 +245,55 @@ def init_gru_params(n_x, n_a, n_y, *, seed=None, backend=None, device=None, dtyp
     return _init(shapes, n_a, seed, backend, device, dtype)
 
 
+def init_multilayer_params(
+    cell,
+    n_x,
+    n_a,
+    *,
+    num_layers=1,
+    bidirectional=False,
+    seed=None,
+    backend=None,
+    device=None,
+    dtype=None,
+):
+    """Parameters of a stack for `multilayer_forward`, uniform in ``±1/sqrt(n_a)``.
+
+    Parameters
+    ----------
+    cell : {"rnn", "lstm", "gru"}
+        The cell of every layer.
+    n_x, n_a : int
+        Input features of the first layer, hidden units of every layer.
+    num_layers : int, keyword-only
+        Layers in the stack.
+    bidirectional : bool, keyword-only
+        Two directions per layer.
+    seed : int or None, keyword-only
+        One seed for the whole stack; each dict is drawn from its own stream of it.
+    backend, device, dtype : optional, keyword-only
+        Override the configuration for this call.
+
+    Returns
+    -------
+    layers : list of dict
+        ``num_layers * num_directions`` dicts in PyTorch's order, without output layer;
+        layer 0 has ``n_x`` inputs, the others ``num_directions * n_a``.
+    """
+    inits = {"rnn": init_rnn_params, "lstm": init_lstm_params, "gru": init_gru_params}
+    if cell not in inits:
+        raise ValueError(f"unknown cell {cell!r}; valid cells: {', '.join(inits)}")
+    _check_sizes(num_layers=num_layers)
+    D = 2 if bidirectional else 1
+    layers = []
+    for k in range(num_layers * D):
+        stream = None if seed is None else np.random.SeedSequence([seed, k])
+        n_in = n_x if k < D else D * n_a
+        p = inits[cell](n_in, n_a, 1, seed=stream, backend=backend, device=device, dtype=dtype)
+        layers.append({key: v for key, v in p.items() if key not in ("Wy", "Wya", "by")})
+    return layers
+
+
 def init_state(n_a, m, *, backend=None, device=None, dtype=None):
     """A zero state (hidden or cell) on the configured backend, device and dtype.
 
