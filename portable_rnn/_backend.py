@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ._compat import backend_name, device
 
-__all__ = ["zeros_like_state"]
+__all__ = ["arange_like", "zeros_like_state"]
 
 
 def zeros_like_state(xp, shape: tuple[int, ...], like):
@@ -25,3 +25,15 @@ def zeros_like_state(xp, shape: tuple[int, ...], like):
         with like.device:
             return xp.zeros(shape, dtype=like.dtype)
     return xp.zeros(shape, dtype=like.dtype, device=device(like))
+
+
+def arange_like(xp, n: int, like):
+    """``0 .. n-1`` with the dtype and on the device of the array ``like``.
+
+    As for `zeros_like_state`, CuPy allocates on the current device, so its
+    ``arange`` runs under the device of ``like``.
+    """
+    if backend_name(xp) == "cupy":  # pragma: no cover - needs a GPU
+        with like.device:
+            return xp.arange(n, dtype=like.dtype)
+    return xp.arange(n, dtype=like.dtype, device=device(like))

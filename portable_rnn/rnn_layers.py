@@ -16,15 +16,29 @@ views or fused by the backends). Forwards return ``(out, cache)``; backwards
 take ``(dout, cache)`` and return the gradients in the order of the forward's
 inputs. Caches are opaque.
 
-This module holds seed 001's functions; the rest of the CS231n layer set
-(GRU, temporal affine and softmax, word embeddings) is not here yet.
+* Temporal affine (``x (N, T, D) @ w (D, M) + b``), ``temporal_softmax_loss(x, y, mask)``
+  (scores ``(N, T, V)``, labels ``(N, T)`` in ``[0, V)``, loss summed over unmasked steps
+  and divided by ``N``), word embeddings (``x (N, T)`` indices into ``W (V, D)``).
+* GRU (not in CS231n; PyTorch's equations): ``Wx (D, 3H)``, ``Wh (H, 3H)``,
+  ``b (3H,)``, ``bhn (H,)``, gate order **r, z, n**.
 """
 
 from __future__ import annotations
 
-from . import _backend, _lstm, _rnn, _validate
+from . import _backend, _gru, _lstm, _rnn, _validate
+from ._temporal import (
+    temporal_affine_backward,
+    temporal_affine_forward,
+    temporal_softmax_loss,
+    word_embedding_backward,
+    word_embedding_forward,
+)
 
 __all__ = [
+    "gru_backward",
+    "gru_forward",
+    "gru_step_backward",
+    "gru_step_forward",
     "lstm_backward",
     "lstm_forward",
     "lstm_step_backward",
@@ -33,6 +47,11 @@ __all__ = [
     "rnn_forward",
     "rnn_step_backward",
     "rnn_step_forward",
+    "temporal_affine_backward",
+    "temporal_affine_forward",
+    "temporal_softmax_loss",
+    "word_embedding_backward",
+    "word_embedding_forward",
 ]
 
 
@@ -351,3 +370,161 @@ def lstm_backward(dh, cache):
     g = _lstm._backward(xp, _to_col_seq(xp, dh), states, a, h0_col, c0, x_col, W)
     dWx, dWh, db = _weight_grads(xp, g["dW"], g["db"], H)
     return _to_row_seq(xp, g["dx"]), g["da0"].T, dWx, dWh, db
+
+
+# -- GRU --------------------------------------------------------------------
+# Rows dialect of the column GRU (PyTorch equations, gate order r, z, n along 3H):
+#   Wx (D, 3H) = weight_ih.T, Wh (H, 3H) = weight_hh.T,
+#   b (3H,) = [b_ir + b_hr, b_iz + b_hz, b_in], bhn (H,) = b_hn.
+
+
+def _gru_dims(x_name, x, x_letters, h_name, h, Wx, Wh, b, bhn):
+    dims = _validate.Dims()
+    dims.check(x_name, x, x_letters)
+    dims.check(h_name, h, "N H")
+    dims.define("3H", 3 * dims["H"], f"3 * H from {h_name}")
+    dims.check("Wx", Wx, "D 3H")
+    dims.check("Wh", Wh, "H 3H")
+    dims.check("b", b, "3H")
+    dims.check("bhn", bhn, "H")
+    return dims
+
+
+def _gru_col(xp, Wx, Wh, b, bhn):
+    """Rows GRU weights -> the column core's ``W (3H, H + D)``, ``b (3H, 1)``, ``bhn (H, 1)``."""
+    return xp.concat([Wh.T, Wx.T], axis=1), _col(xp, b), _col(xp, bhn)
+
+
+def _gru_grads(dW, db, dbhn, H):
+    """Column ``dW (3H, H + D)``, ``db``, ``dbhn`` -> rows ``dWx (D, 3H)``, ``dWh (H, 3H)``,
+    ``db (3H,)``, ``dbhn (H,)``."""
+    return dW[:, H:].T, dW[:, :H].T, db[:, 0], dbhn[:, 0]
+
+
+def gru_step_forward(x, prev_h, Wx, Wh, b, bhn):
+    """One GRU step, PyTorch equations, gate order r, z, n.
+
+    ``r = sigmoid(x @ Wx_r + prev_h @ Wh_r + b_r)``, ``z`` likewise,
+    ``n = tanh(x @ Wx_n + b_n + r * (prev_h @ Wh_n + bhn))``,
+    ``next_h = (1 - z) * n + z * prev_h``.
+
+    Parameters
+    ----------
+    x : array, shape (N, D)
+        Input of this step.
+    prev_h : array, shape (N, H)
+        Previous hidden state.
+    Wx : array, shape (D, 3H)
+        Input weights, gates r, z, n (PyTorch's ``weight_ih`` transposed).
+    Wh : array, shape (H, 3H)
+        Hidden weights, gates r, z, n (``weight_hh`` transposed).
+    b : array, shape (3H,)
+        Biases ``[b_ir + b_hr, b_iz + b_hz, b_in]``.
+    bhn : array, shape (H,)
+        Hidden-side bias of the candidate, inside the reset product (``b_hn``).
+
+    Returns
+    -------
+    next_h : array, shape (N, H)
+    cache : tuple
+        For `gru_step_backward`.
+    """
+    named = {"x": x, "prev_h": prev_h, "Wx": Wx, "Wh": Wh, "b": b, "bhn": bhn}
+    xp = _validate.check_arrays(named)
+    dims = _gru_dims("x", x, "N D", "prev_h", prev_h, Wx, Wh, b, bhn)
+    H = dims["H"]
+    W, bc, bhn_c = _gru_col(xp, Wx, Wh, b, bhn)
+    a_prev = prev_h.T
+    r, z, n, hn, a = _gru._step(xp, W[:, H:] @ x.T + bc, W[:, :H] @ a_prev, bhn_c, a_prev, H)
+    return a.T, (x, a_prev, W, (r, z, n, hn), H)
+
+
+def gru_step_backward(dnext_h, cache):
+    """Backward pass of one GRU step.
+
+    Parameters
+    ----------
+    dnext_h : array, shape (N, H)
+        Gradient of the loss with respect to ``next_h``.
+    cache : tuple
+        From `gru_step_forward`.
+
+    Returns
+    -------
+    dx : array, shape (N, D)
+    dprev_h : array, shape (N, H)
+    dWx : array, shape (D, 3H)
+    dWh : array, shape (H, 3H)
+    db : array, shape (3H,)
+    dbhn : array, shape (H,)
+    """
+    x, a_prev, W, (r, z, n, hn), H = _unpack(cache, 5, "gru_step_forward")
+    xp = _validate.check_arrays({"dnext_h": dnext_h, "x": x, "W": W})
+    dims = _validate.Dims()
+    dims.check("prev_h", a_prev.T, "N H")
+    dims.check("dnext_h", dnext_h, "N H")
+    dxw, dha, direct = _gru._step_backward(xp, dnext_h.T, r, z, n, hn, a_prev)
+    dprev = W[:, :H].T @ dha + direct
+    dW = xp.concat([dha @ a_prev.T, dxw @ x], axis=1)
+    db = xp.sum(dxw, axis=1, keepdims=True)
+    dbhn = xp.sum(dha[2 * H :, :], axis=1, keepdims=True)
+    return ((W[:, H:].T @ dxw).T, dprev.T, *_gru_grads(dW, db, dbhn, H))
+
+
+def gru_forward(x, h0, Wx, Wh, b, bhn):
+    """Run a GRU over a whole sequence (PyTorch equations, gate order r, z, n).
+
+    Parameters
+    ----------
+    x : array, shape (N, T, D)
+        Inputs of every step (``T >= 1``).
+    h0 : array, shape (N, H)
+        Initial hidden state.
+    Wx : array, shape (D, 3H)
+    Wh : array, shape (H, 3H)
+    b : array, shape (3H,)
+    bhn : array, shape (H,)
+
+    Returns
+    -------
+    h : array, shape (N, T, H)
+        Hidden states of every step.
+    cache : tuple
+        For `gru_backward`.
+    """
+    named = {"x": x, "h0": h0, "Wx": Wx, "Wh": Wh, "b": b, "bhn": bhn}
+    xp = _validate.check_arrays(named)
+    dims = _gru_dims("x", x, "N T D", "h0", h0, Wx, Wh, b, bhn)
+    dims.require_steps("T", "x", x)
+    W, bc, bhn_c = _gru_col(xp, Wx, Wh, b, bhn)
+    x_col, h0_col = _to_col_seq(xp, x), h0.T
+    states, a = _gru._forward(xp, x_col, h0_col, W, bc, bhn_c)
+    return _to_row_seq(xp, a), (states, a, h0_col, x_col, W, dims["H"])
+
+
+def gru_backward(dh, cache):
+    """Backpropagation through time for the GRU.
+
+    Parameters
+    ----------
+    dh : array, shape (N, T, H)
+        Upstream gradients of all hidden states.
+    cache : tuple
+        From `gru_forward`.
+
+    Returns
+    -------
+    dx : array, shape (N, T, D)
+    dh0 : array, shape (N, H)
+    dWx : array, shape (D, 3H)
+    dWh : array, shape (H, 3H)
+    db : array, shape (3H,)
+    dbhn : array, shape (H,)
+    """
+    states, a, h0_col, x_col, W, H = _unpack(cache, 6, "gru_forward")
+    xp = _validate.check_arrays({"dh": dh, "x": x_col, "W": W})
+    dims = _validate.Dims()
+    dims.check("h", _to_row_seq(xp, a), "N T H")
+    dims.check("dh", dh, "N T H")
+    g = _gru._backward(xp, _to_col_seq(xp, dh), states, a, h0_col, x_col, W)
+    return (_to_row_seq(xp, g["dx"]), g["da0"].T, *_gru_grads(g["dW"], g["db"], g["dbhn"], H))

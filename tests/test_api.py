@@ -4,7 +4,7 @@ import inspect
 
 import portable_rnn as prnn
 import portable_rnn.testing as prnn_testing
-from portable_rnn import rnn_layers
+from portable_rnn import interop, rnn_layers
 
 SEED_SIGNATURES = {
     "rnn_cell_forward": "(xt, a_prev, parameters)",
@@ -28,6 +28,13 @@ CS231N_SIGNATURES = {
     "lstm_step_backward": "(dnext_h, dnext_c, cache)",
     "lstm_forward": "(x, h0, Wx, Wh, b)",
     "lstm_backward": "(dh, cache)",
+    "gru_step_forward": "(x, prev_h, Wx, Wh, b, bhn)",
+    "gru_forward": "(x, h0, Wx, Wh, b, bhn)",
+    "temporal_affine_forward": "(x, w, b)",
+    "temporal_affine_backward": "(dout, cache)",
+    "temporal_softmax_loss": "(x, y, mask)",
+    "word_embedding_forward": "(x, W)",
+    "word_embedding_backward": "(dout, cache)",
 }
 
 
@@ -46,6 +53,7 @@ def test_all_is_the_public_api():
     assert sorted(prnn.__all__) == _public(prnn)
     assert sorted(prnn_testing.__all__) == _public(prnn_testing)
     assert sorted(rnn_layers.__all__) == _public(rnn_layers)
+    assert sorted(interop.__all__) == _public(interop)
 
 
 def test_seed_signatures_are_kept():
@@ -56,7 +64,7 @@ def test_seed_signatures_are_kept():
 
 
 def test_every_public_function_has_a_numpydoc_docstring_with_shapes():
-    for module in (prnn, prnn_testing, rnn_layers):
+    for module in (prnn, prnn_testing, rnn_layers, interop):
         for name in module.__all__:
             obj = getattr(module, name)
             if not callable(obj) or (inspect.isclass(obj) and issubclass(obj, Exception)):

@@ -1,0 +1,297 @@
+"""PyTorch interop: the weights of ``torch.nn.RNN/LSTM/GRU`` (and their cells) as
+portable_rnn parameters, and back.
+
+`from_torch` returns arrays of PyTorch (detached copies, on the module's device
+and in its dtype); move them anywhere with `portable_rnn.to_backend`.
+`to_torch` builds a module from parameters of any backend.
+
+Mapping (``H`` hidden units; PyTorch gate rows: RNN one block, LSTM i, f, g, o,
+GRU r, z, n; ``[A | B]`` joins columns, hidden-state columns first):
+
+| portable_rnn column dialect | from PyTorch |
+|---|---|
+| RNN ``Wax``, ``Waa``, ``ba`` | ``weight_ih``, ``weight_hh``, ``bias_ih + bias_hh`` |
+| LSTM ``W{f,i,c,o}`` | ``[weight_hh[g] \\| weight_ih[g]]`` for gate f, i, g, o |
+| LSTM ``b{f,i,c,o}`` | ``bias_ih[g] + bias_hh[g]`` |
+| GRU ``W{r,z,n}`` | ``[weight_hh[g] \\| weight_ih[g]]`` |
+| GRU ``br``, ``bz``, ``bn``, ``bhn`` | ``b_ir + b_hr``, ``b_iz + b_hz``, ``b_in``, ``b_hn`` |
+
+In the rows (CS231n) dialect: RNN ``Wx = weight_ih.T``, ``Wh = weight_hh.T``,
+``b = bias_ih + bias_hh``; LSTM the same with the gate blocks reordered to
+CS231n's i, f, o, g; GRU ``Wx``, ``Wh`` transposed (gates r, z, n),
+``b = [b_ir + b_hr, b_iz + b_hz, b_in]``, ``bhn = b_hn``.
+
+PyTorch modules have no output layer, so the dicts have none either: the
+column forwards then return ``y = None``.
+"""
+
+from __future__ import annotations
+
+from . import _compat, _creation
+
+__all__ = ["from_torch", "to_torch"]
+
+_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+_COLUMN_ORDER = {"lstm": (1, 0, 2, 3), "gru": (0, 1, 2), "rnn": (0,)}  # torch blocks, ours
+_COLUMN_NAMES = {"lstm": "fico", "gru": "rzn"}
+_CS231N_ORDER = (0, 1, 3, 2)  # torch i, f, g, o -> CS231n i, f, o, g (its own inverse)
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a test dependency
+        raise ImportError(
+            "portable_rnn.interop needs PyTorch: pip install portable_rnn[torch]"
+        ) from None
+    return torch
+
+
+def _kind(module):
+    nn = _torch().nn
+    for kind, (seq, cell) in {
+        "lstm": (nn.LSTM, nn.LSTMCell),
+        "gru": (nn.GRU, nn.GRUCell),
+        "rnn": (nn.RNN, nn.RNNCell),
+    }.items():
+        if isinstance(module, seq):
+            return kind, False
+        if isinstance(module, cell):
+            return kind, True
+    raise TypeError(
+        "from_torch takes torch.nn.RNN, LSTM, GRU, RNNCell, LSTMCell or GRUCell, "
+        f"got {type(module).__name__}"
+    )
+
+
+def _blocks(xp, M, H, order):
+    return xp.concat([M[k * H : (k + 1) * H, ...] for k in order], axis=0)
+
+
+def _column(kind, xp, W_ih, W_hh, b_ih, b_hh):
+    """One layer's column-dialect dict from PyTorch's four tensors."""
+    H = W_hh.shape[1]
+    if kind == "rnn":
+        return {"Wax": W_ih, "Waa": W_hh, "ba": xp.reshape(b_ih + b_hh, (H, 1))}
+    p = {}
+    for name, k in zip(_COLUMN_NAMES[kind], _COLUMN_ORDER[kind], strict=True):
+        rows = slice(k * H, (k + 1) * H)
+        p[f"W{name}"] = xp.concat([W_hh[rows, :], W_ih[rows, :]], axis=1)
+        if kind == "gru" and name == "n":
+            p["bn"] = xp.reshape(b_ih[rows], (H, 1))
+            p["bhn"] = xp.reshape(b_hh[rows], (H, 1))
+        else:
+            p[f"b{name}"] = xp.reshape(b_ih[rows] + b_hh[rows], (H, 1))
+    return p
+
+
+def _rows(kind, xp, W_ih, W_hh, b_ih, b_hh):
+    """One layer's rows-dialect (CS231n) dict from PyTorch's four tensors."""
+    H = W_hh.shape[1]
+    if kind == "lstm":
+        W_ih, W_hh = _blocks(xp, W_ih, H, _CS231N_ORDER), _blocks(xp, W_hh, H, _CS231N_ORDER)
+        b_ih, b_hh = _blocks(xp, b_ih, H, _CS231N_ORDER), _blocks(xp, b_hh, H, _CS231N_ORDER)
+    if kind != "gru":
+        return {"Wx": W_ih.T, "Wh": W_hh.T, "b": b_ih + b_hh}
+    b = xp.concat([b_ih[: 2 * H] + b_hh[: 2 * H], b_ih[2 * H :]], axis=0)
+    return {"Wx": W_ih.T, "Wh": W_hh.T, "b": b, "bhn": b_hh[2 * H :]}
+
+
+def _tensors(module, suffix, zeros_like):
+    """``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh`` of one layer, detached."""
+    W_ih = getattr(module, f"weight_ih{suffix}").detach().clone()
+    W_hh = getattr(module, f"weight_hh{suffix}").detach().clone()
+    if module.bias:
+        b_ih = getattr(module, f"bias_ih{suffix}").detach().clone()
+        b_hh = getattr(module, f"bias_hh{suffix}").detach().clone()
+    else:
+        b_ih = b_hh = zeros_like(W_ih[:, 0])
+    return W_ih, W_hh, b_ih, b_hh
+
+
+def from_torch(module, dialect="column"):
+    """The parameters of a PyTorch recurrent module, in portable_rnn's layout.
+
+    Parameters
+    ----------
+    module : torch.nn.RNN, LSTM, GRU, RNNCell, LSTMCell or GRUCell
+        ``RNN`` with ``nonlinearity="tanh"``; ``LSTM`` without projection
+        (``proj_size=0``). Any ``num_layers`` and ``bidirectional`` in the column
+        dialect; one unidirectional layer in the rows dialect.
+    dialect : {"column", "rows"}
+        ``"column"``: dicts for `portable_rnn.rnn_forward`, `lstm_forward`,
+        `gru_forward` (and their cells) or, for several layers or directions,
+        the list for `portable_rnn.multilayer_forward`. ``"rows"``: a dict of
+        the arguments of `portable_rnn.rnn_layers` (``Wx``, ``Wh``, ``b``, and
+        ``bhn`` for the GRU); needs ``batch_first=True`` on sequence modules,
+        since the rows dialect takes ``(N, T, D)`` inputs.
+
+    Returns
+    -------
+    parameters : dict, or list of dict
+        PyTorch tensors (detached copies, same device and dtype); see the module
+        docs for the mapping. ``Wax``/``Waa``/``ba``, gate weights ``(H, H + D)``
+        and biases ``(H, 1)`` in the column dialect.
+
+    Raises
+    ------
+    TypeError
+        Not one of the supported modules.
+    ValueError
+        An attribute portable_rnn cannot represent (``nonlinearity``,
+        ``proj_size``), or one the dialect does not fit (``batch_first``,
+        ``num_layers``, ``bidirectional`` in the rows dialect), named.
+    """
+    torch = _torch()
+    if dialect not in ("column", "rows"):
+        raise ValueError(f"dialect must be 'column' or 'rows', got {dialect!r}")
+    kind, is_cell = _kind(module)
+    if kind == "rnn" and module.nonlinearity != "tanh":
+        raise ValueError(
+            f"module.nonlinearity is {module.nonlinearity!r}; portable_rnn's RNN uses 'tanh'"
+        )
+    if kind == "lstm" and not is_cell and module.proj_size:
+        raise ValueError(
+            f"module.proj_size is {module.proj_size}; LSTMs with projections are not supported"
+        )
+    xp = _compat.namespace_for("torch")
+    convert = _column if dialect == "column" else _rows
+    if is_cell:
+        return convert(kind, xp, *_tensors(module, "", torch.zeros_like))
+    D = 2 if module.bidirectional else 1
+    if dialect == "rows":
+        if not module.batch_first:
+            raise ValueError(
+                "module.batch_first is False, but the rows dialect takes (N, T, D) inputs; "
+                "use a module with batch_first=True, or dialect='column'"
+            )
+        if module.num_layers != 1 or D != 1:
+            raise ValueError(
+                f"module.num_layers is {module.num_layers} and module.bidirectional is "
+                f"{module.bidirectional}; the rows dialect has one unidirectional layer "
+                "(use dialect='column' with portable_rnn.multilayer_forward)"
+            )
+    layers = []
+    for layer in range(module.num_layers):
+        for d in range(D):
+            suffix = f"_l{layer}" + ("_reverse" if d else "")
+            layers.append(convert(kind, xp, *_tensors(module, suffix, torch.zeros_like)))
+    return layers[0] if len(layers) == 1 else layers
+
+
+def _infer(parameters):
+    first = parameters[0] if isinstance(parameters, (list, tuple)) else parameters
+    if not isinstance(first, dict):
+        raise TypeError("parameters must be a dict or a list of dicts")
+    for kind, key in (("rnn", "Waa"), ("lstm", "Wf"), ("gru", "Wr")):
+        if key in first:
+            return kind, "column", first
+    if "Wx" in first and "Wh" in first:
+        H = first["Wh"].shape[0]
+        ratio = first["Wh"].shape[1] // H
+        kind = {1: "rnn", 4: "lstm", 3: "gru"}.get(ratio)
+        if kind is not None:
+            return kind, "rows", first
+    raise ValueError(
+        "cannot tell the cell from the keys "
+        f"{sorted(first)}; expected Waa (RNN), Wf (LSTM), Wr (GRU), or Wx/Wh/b (rows)"
+    )
+
+
+def _to_torch_tensors(kind, dialect, xp, p):
+    """PyTorch's ``(weight_ih, weight_hh, bias_ih, bias_hh)`` for one layer."""
+    if dialect == "rows":
+        W_ih, W_hh = p["Wx"].T, p["Wh"].T
+        H = W_hh.shape[1]
+        if kind == "gru":
+            b_ih = p["b"]
+            b_hh = xp.concat([xp.zeros_like(p["b"][: 2 * H]), p["bhn"]], axis=0)
+        else:
+            b_ih, b_hh = p["b"], xp.zeros_like(p["b"])
+        if kind == "lstm":
+            W_ih, W_hh = _blocks(xp, W_ih, H, _CS231N_ORDER), _blocks(xp, W_hh, H, _CS231N_ORDER)
+            b_ih, b_hh = _blocks(xp, b_ih, H, _CS231N_ORDER), _blocks(xp, b_hh, H, _CS231N_ORDER)
+        return W_ih, W_hh, b_ih, b_hh
+    if kind == "rnn":
+        return p["Wax"], p["Waa"], p["ba"][:, 0], xp.zeros_like(p["ba"][:, 0])
+    H = p[f"W{_COLUMN_NAMES[kind][0]}"].shape[0]
+    inverse = sorted(range(len(_COLUMN_ORDER[kind])), key=lambda i: _COLUMN_ORDER[kind][i])
+    names = [_COLUMN_NAMES[kind][i] for i in inverse]  # ours, in PyTorch's gate order
+    W_hh = xp.concat([p[f"W{g}"][:, :H] for g in names], axis=0)
+    W_ih = xp.concat([p[f"W{g}"][:, H:] for g in names], axis=0)
+    b_ih = xp.concat([p[f"b{g}"][:, 0] for g in names], axis=0)
+    b_hh = xp.zeros_like(b_ih)
+    if kind == "gru":
+        b_hh = xp.concat([xp.zeros_like(b_ih[: 2 * H]), p["bhn"][:, 0]], axis=0)
+    return W_ih, W_hh, b_ih, b_hh
+
+
+def to_torch(parameters, *, bidirectional=False, batch_first=None):
+    """A PyTorch module holding portable_rnn parameters (of any backend).
+
+    Parameters
+    ----------
+    parameters : dict or list of dict
+        One layer's dict in the column dialect (``Wax``... / ``Wf``... / ``Wr``...)
+        or the rows dialect (``Wx``, ``Wh``, ``b``[, ``bhn``]), or the list of
+        `portable_rnn.multilayer_forward` (column dialect). The output layer,
+        if any, is not part of a PyTorch recurrent module and is left out.
+    bidirectional : bool, keyword-only
+        How to read a list: PyTorch's order, two dicts per layer.
+    batch_first : bool, optional, keyword-only
+        The module's ``batch_first``; default ``True`` for the rows dialect,
+        ``False`` for the column dialect.
+
+    Returns
+    -------
+    module : torch.nn.RNN, LSTM or GRU
+        On the parameters' device (CPU when they are not PyTorch tensors), in
+        their dtype. ``module.state_dict()`` gives the state dict.
+    """
+    torch = _torch()
+    kind, dialect, _ = _infer(parameters)
+    layers = list(parameters) if isinstance(parameters, (list, tuple)) else [parameters]
+    layers = [_creation.to_backend(p, "torch", _torch_device(p)) for p in layers]
+    D = 2 if bidirectional else 1
+    if len(layers) % D:
+        raise ValueError(f"a bidirectional stack needs two dicts per layer, got {len(layers)}")
+    if dialect == "rows" and len(layers) != 1:
+        raise ValueError("the rows dialect holds one layer; pass one dict")
+    xp = _compat.namespace_for("torch")
+    tensors = [_to_torch_tensors(kind, dialect, xp, p) for p in layers]
+    W_ih0, W_hh0 = tensors[0][0], tensors[0][1]
+    cls = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[kind]
+    module = cls(
+        W_ih0.shape[1],
+        W_hh0.shape[1],
+        num_layers=len(layers) // D,
+        bidirectional=bool(bidirectional),
+        batch_first=(dialect == "rows") if batch_first is None else batch_first,
+        device=W_ih0.device,
+        dtype=W_ih0.dtype,
+    )
+    with torch.no_grad():
+        for k, (W_ih, W_hh, b_ih, b_hh) in enumerate(tensors):
+            suffix = f"_l{k // D}" + ("_reverse" if k % D else "")
+            for name, value in (
+                ("weight_ih", W_ih),
+                ("weight_hh", W_hh),
+                ("bias_ih", b_ih),
+                ("bias_hh", b_hh),
+            ):
+                target = getattr(module, name + suffix)
+                if tuple(target.shape) != tuple(value.shape):
+                    raise ValueError(
+                        f"layer {k}: {name} would have shape {tuple(value.shape)}, "
+                        f"the module expects {tuple(target.shape)}"
+                    )
+                target.copy_(value)
+    return module
+
+
+def _torch_device(p):
+    """Keep PyTorch tensors where they are; anything else goes to the CPU."""
+    arr = next(iter(p.values()))
+    if _compat.backend_name(_compat.array_namespace(arr)) == "torch":
+        return _compat.device(arr)
+    return "cpu"
