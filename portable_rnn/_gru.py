@@ -165,6 +165,8 @@ def gru_cell_forward(xt, a_prev, parameters):
     parameters : dict
         ``Wr``, ``Wz``, ``Wn`` (n_a, n_a + n_x) acting on ``[a_prev; xt]``;
         ``br``, ``bz``, ``bn``, ``bhn`` (n_a, 1); ``Wy`` (n_y, n_a); ``by`` (n_y, 1).
+        The output layer (``Wy``, ``by``) may be left out, both together;
+        the predictions are then ``None``.
 
     Returns
     -------
@@ -264,6 +266,8 @@ def gru_forward(x, a0, parameters):
         Initial hidden state; ``None`` means zeros (of ``x``'s dtype and device).
     parameters : dict
         As for `gru_cell_forward`.
+        The output layer (``Wy``, ``by``) may be left out, both together;
+        the predictions are then ``None``.
 
     Returns
     -------

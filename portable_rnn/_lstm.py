@@ -147,6 +147,8 @@ def lstm_cell_forward(xt, a_prev, c_prev, parameters):
         ``Wf``, ``Wi``, ``Wc``, ``Wo`` (n_a, n_a + n_x), acting on
         ``concat = [a_prev; xt]``; ``bf``, ``bi``, ``bc``, ``bo`` (n_a, 1);
         ``Wy`` (n_y, n_a); ``by`` (n_y, 1). Other keys are ignored.
+        The output layer (``Wy``, ``by``) may be left out, both together;
+        the predictions are then ``None``.
 
     Returns
     -------
@@ -256,6 +258,8 @@ def lstm_forward(x, a0, parameters, *, c0=None):
     parameters : dict
         ``Wf``, ``Wi``, ``Wc``, ``Wo`` (n_a, n_a + n_x); ``bf``, ``bi``,
         ``bc``, ``bo`` (n_a, 1); ``Wy`` (n_y, n_a); ``by`` (n_y, 1).
+        The output layer (``Wy``, ``by``) may be left out, both together;
+        the predictions are then ``None``.
     c0 : array, shape (n_a, m), optional
         Initial cell state; zeros when omitted. The cell state is carried from
         each step to the next.

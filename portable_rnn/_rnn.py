@@ -77,6 +77,8 @@ def rnn_cell_forward(xt, a_prev, parameters):
     parameters : dict
         ``Wax`` (n_a, n_x), ``Waa`` (n_a, n_a), ``Wya`` (n_y, n_a),
         ``ba`` (n_a, 1), ``by`` (n_y, 1). Other keys are ignored.
+        The output layer (``Wya``, ``by``) may be left out, both together;
+        the predictions are then ``None``.
 
     Returns
     -------
@@ -175,6 +177,8 @@ def rnn_forward(x, a0, parameters):
     parameters : dict
         ``Wax`` (n_a, n_x), ``Waa`` (n_a, n_a), ``Wya`` (n_y, n_a),
         ``ba`` (n_a, 1), ``by`` (n_y, 1).
+        The output layer (``Wya``, ``by``) may be left out, both together;
+        the predictions are then ``None``.
 
     Returns
     -------

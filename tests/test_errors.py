@@ -220,3 +220,20 @@ def test_error_is_raised_before_any_work(monkeypatch):
         prnn.lstm_forward(x, a0, copy.deepcopy(p), c0=np.zeros((5, 1)))
     assert calls == []
     assert re.escape  # keep the import honest for readers grepping for regexes
+
+
+def test_output_layer_is_optional_both_or_neither(xp, lstm, rnn):
+    x, a0, c0, p, da = lstm
+    bare = {k: v for k, v in p.items() if k not in ("Wy", "by")}
+    a, y, c, caches = prnn.lstm_forward(x, a0, bare)
+    a_full, y_full, _, _ = prnn.lstm_forward(x, a0, p)
+    assert y is None and y_full is not None
+    np.testing.assert_array_equal(to_numpy(a), to_numpy(a_full))
+    prnn.lstm_backward(da, caches)  # the backward needs no output layer either
+    with pytest.raises(prnn.MissingParameterError, match="'by'.*Wy and by together or neither"):
+        prnn.lstm_forward(x, a0, dict(bare, Wy=p["Wy"]))
+    xr, a0r, pr, _ = rnn
+    a_next, yt, _ = prnn.rnn_cell_forward(
+        xr[:, :, 0], a0r, {k: v for k, v in pr.items() if k not in ("Wya", "by")}
+    )
+    assert yt is None and tuple(a_next.shape) == (5, 4)

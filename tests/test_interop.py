@@ -219,3 +219,31 @@ def test_module_without_bias_gives_zero_biases():
     module = torch.nn.LSTM(3, 4, bias=False, dtype=torch.float64)
     p = from_torch(module)
     assert float(torch.abs(p["bf"]).max()) == 0.0
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_torch_weights_agree_on_every_backend(xp, kind, record_diff):
+    """from_torch, moved to each backend: outputs and gradients equal PyTorch's to 1e-10."""
+    torch.manual_seed(5)
+    n_x, n_a, m, T, L = 3, 4, 2, 5, 2
+    module = MODULES[kind](n_x, n_a, num_layers=L, bidirectional=True, dtype=torch.float64)
+    x = torch.randn(T, m, n_x, dtype=torch.float64, requires_grad=True)
+    out, _ = module(x)
+    dout = torch.randn_like(out)
+    (out * dout).sum().backward()
+
+    layers = prnn.to_backend(from_torch(module), xp.backend, xp.device)
+    X = xp.asarray(x.detach().permute(2, 1, 0).numpy())
+    ours, _, _, cache = prnn.multilayer_forward(X, layers, cell=kind, bidirectional=True)
+    g = prnn.multilayer_backward(xp.asarray(dout.permute(2, 1, 0).numpy()), cache)
+    kw = {"xp": xp, "dtype": "float64", "device": xp.array_device, **TOL}
+    want_out = out.detach().permute(2, 1, 0).numpy()
+    assert_close(ours, want_out, **kw)
+    record_diff(xp.name, "float64", ours, want_out)
+    assert_close(g["dx"], x.grad.permute(2, 1, 0).numpy(), **kw)
+    for k, grads in enumerate(g["layers"]):
+        suffix = f"_l{k // 2}" + ("_reverse" if k % 2 else "")
+        from_ih, _ = _grads_as_columns(kind, module, suffix)
+        for key, value in from_ih.items():
+            if key.startswith("W"):
+                assert_close(grads["d" + key], value.numpy(), err_msg=key, **kw)
