@@ -255,3 +255,31 @@ def test_zeros_helper_of_the_backend_seam(xp):
     like = xp.asarray(np.ones((2, 3)), dtype="float32")
     z = zeros_like_state(xp.xp, (4, 5), like)
     assert_close(z, np.zeros((4, 5)), xp=xp, dtype="float32", device=xp.array_device)
+
+
+def test_gru_and_multilayer_init_same_numbers_on_every_backend(xp):
+    ref = prnn.init_gru_params(3, 4, 2, seed=3, backend="numpy")
+    got = prnn.init_gru_params(3, 4, 2, seed=3, backend=xp.backend, device=xp.device)
+    assert list(got) == ["Wr", "br", "Wz", "bz", "Wn", "bn", "bhn", "Wy", "by"]
+    for k, v in got.items():
+        assert_close(v, ref[k], xp=xp, device=xp.array_device, rtol=0, atol=0, err_msg=k)
+    ref_layers = prnn.init_multilayer_params("lstm", 3, 4, num_layers=2, bidirectional=True, seed=3)
+    layers = prnn.init_multilayer_params(
+        "lstm",
+        3,
+        4,
+        num_layers=2,
+        bidirectional=True,
+        seed=3,
+        backend=xp.backend,
+        device=xp.device,
+        dtype="float32",
+    )
+    assert [tuple(p["Wf"].shape) for p in layers] == [(4, 7), (4, 7), (4, 12), (4, 12)]
+    assert "Wy" not in layers[0]
+    for p, q in zip(layers, ref_layers, strict=True):
+        for k in p:
+            assert_close(p[k], q[k].astype("float32"), xp=xp, dtype="float32", rtol=0, atol=0)
+    assert not np.array_equal(to_numpy(layers[0]["Wf"]), to_numpy(layers[1]["Wf"]))
+    with pytest.raises(ValueError, match="unknown cell 'tcn'"):
+        prnn.init_multilayer_params("tcn", 3, 4)
