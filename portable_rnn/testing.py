@@ -245,6 +245,25 @@ class Backend:
     def readonly(self) -> bool:
         return self.name.endswith(":readonly")
 
+    def describe(self) -> str:
+        """The device in words: ``"cpu"``, or the GPU's name (``"NVIDIA H100 80GB HBM3"``)."""
+        if self.device == "cpu":
+            return "cpu"
+        dev = self.array_device
+        try:
+            if self.backend == "torch":
+                import torch
+
+                return torch.cuda.get_device_name(dev)
+            if self.backend == "cupy":  # pragma: no cover - needs a GPU
+                import cupy
+
+                name = cupy.cuda.runtime.getDeviceProperties(dev.id)["name"]
+                return name.decode() if isinstance(name, bytes) else str(name)
+            return str(getattr(dev, "device_kind", dev))
+        except Exception:  # pragma: no cover - a description must never fail a run
+            return str(dev)
+
     def __getattr__(self, attr):
         if attr.startswith("__"):
             raise AttributeError(attr)

@@ -1,0 +1,166 @@
+"""pytest plugin: the ``xp`` fixture and ``--backends`` option for any test suite.
+
+Installed with portable_rnn (entry point ``pytest11``), so that code built on
+portable_rnn is tested on every backend with no conftest of its own::
+
+    def test_my_layer(xp):                       # runs once per backend
+        x = xp.asarray(np.ones((3, 4)), dtype="float32")   # on that backend's device
+        ...
+
+``xp`` is a `portable_rnn.testing.Backend`: use it as the array namespace
+(``xp.float32``, ``xp.zeros``...); its ``asarray`` creates arrays on its device
+(read-only for ``numpy:readonly``) and accepts dtype names.
+
+Backends: ``numpy``, ``numpy:readonly``, ``array_api_strict``, ``jax``, ``torch``,
+and where a GPU is present ``cupy``, ``jax:gpu``, ``torch:gpu``. Choose with
+``--backends numpy,jax`` or ``PORTABLE_RNN_TEST_BACKENDS``; a backend named there
+must run, or the session stops with the reason. Without a choice every known
+backend is parametrized and those that cannot run are skipped with the reason.
+The run ends with a table of outcomes per backend.
+
+Backend settings, applied once the fixture is first needed: float64 on JAX
+(``jax_enable_x64``) and full-precision float32 matrix products on GPUs
+(``jax_default_matmul_precision="highest"``, ``CUPY_TF32=0``, no TF32 in
+PyTorch), so that tolerances mean the same everywhere. The plugin does nothing
+in suites that do not use ``xp`` (and it leaves an ``xp`` fixture of their own alone).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+
+import pytest
+
+ENV = "PORTABLE_RNN_TEST_BACKENDS"
+_STATE: dict = {}  # the session's pytest config, for the report hook
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("portable_rnn")
+    group.addoption(
+        "--backends",
+        default=None,
+        help=(
+            "comma-separated backends for tests using the xp fixture (numpy, "
+            "numpy:readonly, array_api_strict, jax, torch, cupy, jax:gpu, torch:gpu); "
+            f"also ${ENV}. Named backends must be able to run."
+        ),
+    )
+
+
+def _selection(config) -> list[str]:
+    from portable_rnn.testing import BACKEND_NAMES
+
+    spec = config.getoption("--backends") or os.environ.get(ENV) or ""
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    unknown = [n for n in names if n not in BACKEND_NAMES]
+    if unknown:
+        raise pytest.UsageError(
+            f"unknown backend(s) {', '.join(unknown)}; known: {', '.join(BACKEND_NAMES)}"
+        )
+    return names
+
+
+def _settings() -> None:
+    """Float64 on JAX and full float32 matrix products on GPUs."""
+    os.environ.setdefault("CUPY_TF32", "0")
+    try:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+        jax.config.update("jax_default_matmul_precision", "highest")
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    except ImportError:
+        pass
+
+
+def backends(config):
+    """``[(Backend, reason or None)]`` this session parametrizes (resolved once)."""
+    chosen = getattr(config, "_prnn_backends", None)
+    if chosen is None:
+        from portable_rnn.testing import available_backends
+
+        _settings()
+        names = _selection(config)
+        everything = available_backends(include_unavailable=True)
+        if names:
+            chosen = [(b, why) for b, why in everything if b.name in names]
+            missing = [f"{b.name}: {why}" for b, why in chosen if why is not None]
+            if missing:
+                raise pytest.UsageError("requested backend(s) cannot run: " + "; ".join(missing))
+        else:
+            chosen = everything
+        config._prnn_backends = chosen
+    return chosen
+
+
+def pytest_configure(config):
+    config._prnn_outcomes = defaultdict(lambda: defaultdict(int))
+    config._prnn_item_backend = {}
+    _STATE["config"] = config
+    if config.getoption("--backends") or os.environ.get(ENV):
+        backends(config)  # a bad selection stops the session before collection
+
+
+def _uses_our_xp(metafunc) -> bool:
+    if "xp" not in metafunc.fixturenames:
+        return False
+    try:  # the xp fixture in force is the one defined here, not a suite's own
+        defs = metafunc._arg2fixturedefs.get("xp", ())
+        return bool(defs) and getattr(defs[-1].func, "__module__", None) == __name__
+    except AttributeError:  # pragma: no cover - pytest internals moved
+        return True
+
+
+def pytest_generate_tests(metafunc):
+    if _uses_our_xp(metafunc):
+        params = [
+            pytest.param(b, id=b.name, marks=[pytest.mark.skip(reason=why)] if why else [])
+            for b, why in backends(metafunc.config)
+        ]
+        metafunc.parametrize("xp", params, indirect=True)
+
+
+@pytest.fixture
+def xp(request):
+    """A `portable_rnn.testing.Backend`, one per backend (see the module docs)."""
+    return request.param
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "xp" in callspec.params:
+            backend = callspec.params["xp"]
+            config._prnn_item_backend[item.nodeid] = getattr(backend, "name", str(backend))
+
+
+def pytest_runtest_logreport(report):
+    config = _STATE.get("config")
+    name = None if config is None else config._prnn_item_backend.get(report.nodeid)
+    if name is None:
+        return
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        config._prnn_outcomes[name][report.outcome] += 1
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    chosen = getattr(config, "_prnn_backends", None)
+    if not chosen:
+        return
+    tr = terminalreporter
+    tr.section("portable_rnn backends")
+    for b, why in chosen:
+        counts = config._prnn_outcomes.get(b.name, {})
+        where = why if why else b.describe()
+        tr.write_line(
+            f"{b.name:<17} passed {counts.get('passed', 0):>4}  failed "
+            f"{counts.get('failed', 0):>3}  skipped {counts.get('skipped', 0):>4}  {where}"
+        )

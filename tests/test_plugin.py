@@ -1,0 +1,73 @@
+"""The pytest plugin gives any test suite the xp fixture and --backends option."""
+
+import pytest
+
+USER_SUITE = """
+import numpy as np
+import portable_rnn as prnn
+from portable_rnn.testing import assert_close
+
+def test_my_rnn(xp):
+    params = prnn.init_rnn_params(3, 4, 2, seed=0, backend=xp.backend, device=xp.device)
+    a, y, _ = prnn.rnn_forward(xp.asarray(np.ones((3, 2, 5))), None, params)
+    assert_close(a, np.asarray(prnn.to_backend(a, "numpy")), xp=xp, device=xp.array_device)
+
+def test_without_xp():
+    assert True
+"""
+
+
+@pytest.fixture
+def suite(pytester):
+    pytester.makepyfile(test_user=USER_SUITE)
+    return pytester
+
+
+def test_xp_runs_on_the_selected_backends(suite):
+    result = suite.runpytest_subprocess("--backends", "numpy,array_api_strict", "-v")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_my_rnn?numpy? PASSED*",
+            "*test_my_rnn?array_api_strict? PASSED*",
+            "*portable_rnn backends*",
+            "numpy*passed    1  failed   0  skipped    0  cpu",
+        ]
+    )
+
+
+def test_environment_variable_selects_too(suite, monkeypatch):
+    monkeypatch.setenv("PORTABLE_RNN_TEST_BACKENDS", "numpy:readonly")
+    result = suite.runpytest_subprocess("-v")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*test_my_rnn?numpy:readonly? PASSED*"])
+
+
+def test_unknown_or_missing_backend_stops_the_session(suite):
+    result = suite.runpytest_subprocess("--backends", "numpy,tensorflow")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*unknown backend(s) tensorflow; known: numpy, numpy:readonly*"])
+    result = suite.runpytest_subprocess("--backends", "cupy")
+    if result.ret == pytest.ExitCode.OK:  # a machine with CuPy and a GPU
+        return
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*requested backend(s) cannot run: cupy*"])
+
+
+def test_a_suites_own_xp_fixture_is_left_alone(pytester):
+    pytester.makeconftest("import pytest\n@pytest.fixture\ndef xp():\n    return 'mine'\n")
+    pytester.makepyfile(test_own="def test_it(xp):\n    assert xp == 'mine'\n")
+    result = pytester.runpytest_subprocess("-v")
+    result.assert_outcomes(passed=1)
+    assert "portable_rnn backends" not in result.stdout.str()
+
+
+def test_unavailable_backends_are_skipped_with_their_reason(suite):
+    result = suite.runpytest_subprocess("-rs")
+    outcomes = result.parseoutcomes()
+    assert outcomes["passed"] >= 2  # numpy at least, and the test without xp
+    table = result.stdout.str().split("portable_rnn backends")[1]
+    for name in ("numpy", "numpy:readonly", "array_api_strict", "jax", "torch", "cupy"):
+        assert name in table
+    if outcomes.get("skipped"):
+        assert "skipped    1" in table
