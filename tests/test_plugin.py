@@ -18,7 +18,8 @@ def test_without_xp():
 
 
 @pytest.fixture
-def suite(pytester):
+def suite(pytester, monkeypatch):
+    monkeypatch.delenv("PORTABLE_RNN_TEST_BACKENDS", raising=False)  # CI sets it
     pytester.makepyfile(test_user=USER_SUITE)
     return pytester
 
@@ -54,7 +55,8 @@ def test_unknown_or_missing_backend_stops_the_session(suite):
     result.stderr.fnmatch_lines(["*requested backend(s) cannot run: cupy*"])
 
 
-def test_a_suites_own_xp_fixture_is_left_alone(pytester):
+def test_a_suites_own_xp_fixture_is_left_alone(pytester, monkeypatch):
+    monkeypatch.delenv("PORTABLE_RNN_TEST_BACKENDS", raising=False)
     pytester.makeconftest("import pytest\n@pytest.fixture\ndef xp():\n    return 'mine'\n")
     pytester.makepyfile(test_own="def test_it(xp):\n    assert xp == 'mine'\n")
     result = pytester.runpytest_subprocess("-v")
