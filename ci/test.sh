@@ -23,7 +23,7 @@ elif [ "$rc" -ne 0 ]; then
     status=1
 fi
 
-step "main job: python -m portable_rnn"
+step "main job: python -m portable_rnn (portable-rnn check)"
 "$PY" -m portable_rnn || status=1
 
 step "docs: mkdocs build --strict"

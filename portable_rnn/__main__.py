@@ -1,60 +1,44 @@
-"""``python -m portable_rnn``: the same LSTM on every installed backend.
+"""``portable-rnn`` / ``python -m portable_rnn``: the command line.
 
-Runs a small LSTM forward and backward on NumPy float64 and then on every
-other backend that can run here, and prints, per backend, the largest
-difference from NumPy. Exit status 1 if any backend disagrees.
+``portable-rnn check`` (also the default with no arguments) runs every public
+function on every installed backend and device and compares it with NumPy
+float64; see `portable_rnn._check`.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 
-import numpy as np
-
-from . import init_lstm_params, lstm_backward, lstm_forward, to_backend
-from .testing import available_backends, to_numpy, tolerances
-
-
-def _enable_jax_float64() -> None:
-    """This process is ours: let JAX run float64 too (it is off by default)."""
-    import importlib.util
-
-    if importlib.util.find_spec("jax") is not None:
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
+DTYPES = {"float64": ("float64",), "float32": ("float32",), "all": ("float64", "float32")}
 
 
 def main(argv=None) -> int:
-    _enable_jax_float64()
-    rng = np.random.default_rng(0)
-    n_x, n_a, n_y, m, T = 8, 16, 4, 5, 12
-    params = init_lstm_params(n_x, n_a, n_y, seed=0, backend="numpy", dtype="float64")
-    x = rng.standard_normal((n_x, m, T))
-    da = rng.standard_normal((n_a, m, T))
-    a, y, c, caches = lstm_forward(x, None, params)
-    ref = {"a": a, "y": y, "c": c, **lstm_backward(da, caches)}
+    parser = argparse.ArgumentParser(
+        prog="portable-rnn", description="portable_rnn: RNN, LSTM and GRU on any array API backend"
+    )
+    sub = parser.add_subparsers(dest="command")
+    check = sub.add_parser(
+        "check",
+        help="cross-backend conformance of every public function (the default)",
+        description="Run every public function on every installed backend and device, "
+        "compare with NumPy float64, and print backend x device x dtype -> functions "
+        "passed, largest difference, time. Exit status 1 if any disagree.",
+    )
+    for p in (parser, check):
+        p.add_argument(
+            "--backends",
+            default=None,
+            help="comma-separated, e.g. numpy,jax,torch:gpu (default: all that run)",
+        )
+        p.add_argument("--dtype", choices=sorted(DTYPES), default="all")
+        p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    from ._check import run_check
 
-    print(f"portable_rnn LSTM demo: n_x={n_x} n_a={n_a} n_y={n_y} m={m} T_x={T}")
-    print(f"{'backend':<18}{'dtype':<9}{'max |diff| vs numpy float64':>30}  agrees")
-    failures = 0
-    for b in available_backends():
-        if b.readonly:
-            continue
-        for dtype in ("float64", "float32"):
-            inputs = to_backend({"x": x, "p": params, "da": da}, b.backend, b.device, dtype=dtype)
-            a_, y_, c_, caches_ = lstm_forward(inputs["x"], None, inputs["p"])
-            out = {"a": a_, "y": y_, "c": c_, **lstm_backward(inputs["da"], caches_)}
-            rtol, atol = tolerances(dtype)
-            worst, ok = 0.0, True
-            for k, v in ref.items():
-                diff = np.abs(to_numpy(out[k]).astype(np.float64) - v)
-                worst = max(worst, float(diff.max()))
-                ok &= bool(np.all(diff <= atol + rtol * np.abs(v)))
-            failures += not ok
-            print(f"{b.name:<18}{dtype:<9}{worst:>30.3e}  {'yes' if ok else 'NO'}")
-    return 1 if failures else 0
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None
+    return run_check(backends, DTYPES[args.dtype], args.json)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

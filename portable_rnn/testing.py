@@ -112,6 +112,19 @@ def assert_close(
     err_msg : str, optional
         Prefix of the failure message.
     """
+    want_dtype = _check_meta(actual, desired, xp=xp, dtype=dtype, device=device, err_msg=err_msg)
+    default_rtol, default_atol = tolerances(want_dtype)
+    np.testing.assert_allclose(
+        to_numpy(actual).astype(np.float64),
+        to_numpy(desired).astype(np.float64) if _compat.is_array(desired) else desired,
+        rtol=default_rtol if rtol is None else rtol,
+        atol=default_atol if atol is None else atol,
+        err_msg=err_msg,
+    )
+
+
+def _check_meta(actual, desired, *, xp=None, dtype=None, device=None, err_msg="") -> str:
+    """The backend, shape, dtype and device checks of `assert_close`; returns the dtype name."""
     where = f"{err_msg}: " if err_msg else ""
     if not _compat.is_array(actual):
         raise AssertionError(f"{where}expected an array, got {type(actual).__name__}")
@@ -133,14 +146,7 @@ def assert_close(
         device = _compat.device(desired) if same else None
     if not _compat.same_device(_compat.device(actual), device):
         raise AssertionError(f"{where}device {_compat.device(actual)} != expected {device}")
-    default_rtol, default_atol = tolerances(want_dtype)
-    np.testing.assert_allclose(
-        to_numpy(actual).astype(np.float64),
-        to_numpy(desired).astype(np.float64) if _compat.is_array(desired) else desired,
-        rtol=default_rtol if rtol is None else rtol,
-        atol=default_atol if atol is None else atol,
-        err_msg=err_msg,
-    )
+    return want_dtype
 
 
 def check_gradients(

@@ -1,6 +1,15 @@
 """The pytest plugin gives any test suite the xp fixture and --backends option."""
 
+import importlib.metadata
+
 import pytest
+
+# Installed, the plugin loads through its pytest11 entry point; from a checkout on
+# PYTHONPATH (ci/gpu on an offline machine) the subprocesses must be told to load it.
+INSTALLED = any(
+    ep.name == "portable_rnn" for ep in importlib.metadata.entry_points(group="pytest11")
+)
+PLUGIN = () if INSTALLED else ("-p", "portable_rnn.pytest_plugin")
 
 USER_SUITE = """
 import numpy as np
@@ -25,7 +34,7 @@ def suite(pytester, monkeypatch):
 
 
 def test_xp_runs_on_the_selected_backends(suite):
-    result = suite.runpytest_subprocess("--backends", "numpy,array_api_strict", "-v")
+    result = suite.runpytest_subprocess(*PLUGIN, "--backends", "numpy,array_api_strict", "-v")
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(
         [
@@ -39,16 +48,16 @@ def test_xp_runs_on_the_selected_backends(suite):
 
 def test_environment_variable_selects_too(suite, monkeypatch):
     monkeypatch.setenv("PORTABLE_RNN_TEST_BACKENDS", "numpy:readonly")
-    result = suite.runpytest_subprocess("-v")
+    result = suite.runpytest_subprocess(*PLUGIN, "-v")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*test_my_rnn?numpy:readonly? PASSED*"])
 
 
 def test_unknown_or_missing_backend_stops_the_session(suite):
-    result = suite.runpytest_subprocess("--backends", "numpy,tensorflow")
+    result = suite.runpytest_subprocess(*PLUGIN, "--backends", "numpy,tensorflow")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*unknown backend(s) tensorflow; known: numpy, numpy:readonly*"])
-    result = suite.runpytest_subprocess("--backends", "cupy")
+    result = suite.runpytest_subprocess(*PLUGIN, "--backends", "cupy")
     if result.ret == pytest.ExitCode.OK:  # a machine with CuPy and a GPU
         return
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -59,13 +68,13 @@ def test_a_suites_own_xp_fixture_is_left_alone(pytester, monkeypatch):
     monkeypatch.delenv("PORTABLE_RNN_TEST_BACKENDS", raising=False)
     pytester.makeconftest("import pytest\n@pytest.fixture\ndef xp():\n    return 'mine'\n")
     pytester.makepyfile(test_own="def test_it(xp):\n    assert xp == 'mine'\n")
-    result = pytester.runpytest_subprocess("-v")
+    result = pytester.runpytest_subprocess(*PLUGIN, "-v")
     result.assert_outcomes(passed=1)
     assert "portable_rnn backends" not in result.stdout.str()
 
 
 def test_unavailable_backends_are_skipped_with_their_reason(suite):
-    result = suite.runpytest_subprocess("-rs")
+    result = suite.runpytest_subprocess(*PLUGIN, "-rs")
     outcomes = result.parseoutcomes()
     assert outcomes["passed"] >= 2  # numpy at least, and the test without xp
     table = result.stdout.str().split("portable_rnn backends")[1]
