@@ -2,7 +2,8 @@
 
 ``portable-rnn check`` (also the default with no arguments) runs every public
 function on every installed backend and device and compares it with NumPy
-float64; see `portable_rnn._check`.
+float64; see `portable_rnn._check`. ``portable-rnn bench`` times the sequences
+next to PyTorch and JAX references; see `portable_rnn._bench`.
 """
 
 from __future__ import annotations
@@ -33,11 +34,83 @@ def main(argv=None) -> int:
         )
         p.add_argument("--dtype", choices=sorted(DTYPES), default="all")
         p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    bench = sub.add_parser(
+        "bench",
+        help="time RNN, LSTM and GRU next to torch.nn and a JAX lax.scan reference",
+        description="Time forward and forward+backward of our sequences on every selected "
+        "backend and device, next to torch.nn.RNN/LSTM/GRU, a JAX lax.scan reference and "
+        "the seed loop; print a markdown table with ratios to the fastest reference.",
+    )
+    bench.add_argument(
+        "--sizes",
+        default="S,M",
+        help="S, M, L (T,B,D,H = 50,32,64,128; 100,64,256,512; 200,256,512,1024) "
+        "or T,B,D,H tuples separated by ';' (default: S,M)",
+    )
+    bench.add_argument("--cells", default="lstm,gru,rnn")
+    bench.add_argument(
+        "--backends",
+        default=None,
+        help="where to time ours (default: every backend that can run, "
+        "without array_api_strict and numpy:readonly)",
+    )
+    bench.add_argument("--repeat", type=int, default=5)
+    bench.add_argument("--warmup", type=int, default=2)
+    bench.add_argument(
+        "--no-references",
+        action="store_true",
+        help="time only ours (no torch.nn, JAX reference or seed loop)",
+    )
+    bench.add_argument("--output", default=None, help="also write the report to this file")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "bench":
+        return _bench(args)
     from ._check import run_check
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None
     return run_check(backends, DTYPES[args.dtype], args.json)
+
+
+def _sizes(spec: str):
+    """``"S,M"`` -> names; ``"50,32,64,128;M"`` -> a tuple and a name (``;`` separates)."""
+
+    def numbers(part):
+        return "," in part and all(n.strip().isdigit() for n in part.split(","))
+
+    parts = spec.split(";") if ";" in spec or numbers(spec) else spec.split(",")
+    return [
+        tuple(int(n) for n in part.split(",")) if numbers(part) else part.strip()
+        for part in parts
+        if part.strip()
+    ]
+
+
+def _bench(args) -> int:
+    from ._bench import run_bench
+
+    if args.repeat < 1 or args.warmup < 0:
+        print("portable-rnn bench: --repeat must be >= 1 and --warmup >= 0", file=sys.stderr)
+        return 2
+    lines = []
+
+    def out(line):
+        print(line, flush=True)
+        lines.append(line)
+
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None
+    status = run_bench(
+        _sizes(args.sizes),
+        tuple(c.strip() for c in args.cells.split(",") if c.strip()),
+        backends,
+        repeat=args.repeat,
+        warmup=args.warmup,
+        references=not args.no_references,
+        out=out,
+    )
+    if status == 0 and args.output:
+        with open(args.output, "w") as fh:
+            fh.write("\n".join(lines) + "\n")
+    return status
 
 
 if __name__ == "__main__":

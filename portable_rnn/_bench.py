@@ -1,0 +1,432 @@
+"""``portable-rnn bench``: timings of RNN, LSTM and GRU next to PyTorch and JAX references.
+
+What is timed, per size, cell and implementation, in float32:
+
+* **ours** on every selected backend and device: the rows-dialect sequence
+  (`portable_rnn.rnn_layers.{cell}_forward`, and ``_backward`` for fwd+bwd), i.e.
+  the hidden-state recurrence exactly as ``torch.nn.LSTM`` computes it, through
+  the same shared sequence code as the column dialect;
+* **torch.nn.RNN/LSTM/GRU** on the same device (cuDNN on a GPU), autograd for the
+  backward;
+* **JAX lax.scan** reference: a hand-written fused-gate ``lax.scan`` under ``jit``
+  with the input product hoisted, ``jax.vjp`` for the backward;
+* **seed loop** (NumPy, LSTM, forward only): the notebooks' per-step loop.
+
+Precision is equalised: full float32 matrix products everywhere (no TF32:
+``jax_default_matmul_precision="highest"``, ``CUPY_TF32=0``,
+``torch.backends.*.allow_tf32 = False``). Each timing is the median of
+``--repeat`` runs after warm-up runs, with the device synchronised; peak device
+memory is reported on GPUs. Ratios are to the fastest reference (torch or JAX)
+of the same row group.
+"""
+
+from __future__ import annotations
+
+import datetime
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+from . import rnn_layers
+from . import testing as _testing
+
+__all__ = ["SIZES", "run_bench"]
+
+#: name -> (T, B, D, H)
+SIZES = {"S": (50, 32, 64, 128), "M": (100, 64, 256, 512), "L": (200, 256, 512, 1024)}
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+def _sync(backend: str, value) -> None:
+    if backend == "jax":
+        import jax
+
+        jax.block_until_ready(value)
+    elif backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+    elif backend == "cupy":  # pragma: no cover - needs a GPU
+        import cupy
+
+        cupy.cuda.get_current_stream().synchronize()
+
+
+def _peak_reset(backend: str, device) -> None:
+    if backend == "torch" and str(device).startswith("cuda"):
+        import torch
+
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak(backend: str, device):
+    """Peak device memory in MiB since the last reset, or None (CPU)."""
+    try:
+        if backend == "torch" and str(device).startswith("cuda"):
+            import torch
+
+            return torch.cuda.max_memory_allocated(device) / 2**20
+        if backend == "cupy":  # pragma: no cover - needs a GPU
+            import cupy
+
+            return cupy.get_default_memory_pool().total_bytes() / 2**20
+        if backend == "jax" and getattr(device, "platform", "cpu") != "cpu":  # pragma: no cover
+            stats = device.memory_stats() or {}
+            return stats.get("peak_bytes_in_use", 0) / 2**20
+    except Exception:  # pragma: no cover - memory statistics are best effort
+        return None
+    return None
+
+
+def _time(fn, backend, repeat, warmup):
+    for _ in range(warmup):
+        _sync(backend, fn())
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        _sync(backend, fn())
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def _is_oom(exc: Exception) -> bool:
+    text = f"{type(exc).__name__} {exc}".lower()
+    return isinstance(exc, MemoryError) or "out of memory" in text or "resource_exhausted" in text
+
+
+def _problem(cell, size, seed=0):
+    T, B, D, H = size
+    rng = np.random.default_rng(seed)
+    G = GATES[cell]
+    s = 1 / np.sqrt(H)
+    v = {
+        "x": rng.standard_normal((B, T, D)).astype(np.float32),
+        "h0": np.zeros((B, H), np.float32),
+        "Wx": rng.uniform(-s, s, (D, G * H)).astype(np.float32),
+        "Wh": rng.uniform(-s, s, (H, G * H)).astype(np.float32),
+        "b": rng.uniform(-s, s, G * H).astype(np.float32),
+        "dh": rng.standard_normal((B, T, H)).astype(np.float32),
+    }
+    if cell == "gru":
+        v["bhn"] = rng.uniform(-s, s, H).astype(np.float32)
+    return v
+
+
+def _ours(backend, cell, v):
+    args = {k: backend.asarray(a, dtype="float32") for k, a in v.items()}
+    names = [k for k in ("x", "h0", "Wx", "Wh", "b", "bhn") if k in args]
+    forward = getattr(rnn_layers, f"{cell}_forward")
+    backward = getattr(rnn_layers, f"{cell}_backward")
+
+    def fwd():
+        return forward(*[args[k] for k in names])[0]
+
+    def fwd_bwd():
+        _, cache = forward(*[args[k] for k in names])
+        return backward(args["dh"], cache)
+
+    return fwd, fwd_bwd
+
+
+def _torch_ref(cell, v, device):
+    import torch
+
+    D, H = v["x"].shape[2], v["h0"].shape[1]
+    cls = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
+    module = cls(D, H, batch_first=True, device=device, dtype=torch.float32)
+    x = torch.from_numpy(v["x"]).to(device).requires_grad_(True)
+    dh = torch.from_numpy(v["dh"]).to(device)
+
+    def fwd():
+        with torch.no_grad():
+            return module(x)[0]
+
+    def fwd_bwd():
+        module.zero_grad(set_to_none=True)
+        out = module(x)[0]
+        out.backward(dh)
+        return out
+
+    return fwd, fwd_bwd
+
+
+def _jax_ref(cell, v, device):
+    import jax
+    import jax.numpy as jnp
+
+    H = v["h0"].shape[1]
+    put = {k: jax.device_put(jnp.asarray(a), device) for k, a in v.items()}
+
+    def run(x, h0, Wx, Wh, b, bhn):
+        xw = jnp.einsum("btd,dg->tbg", x, Wx) + b  # hoisted input product, time-major
+
+        def step(carry, xw_t):
+            h, c = carry
+            hw = h @ Wh
+            if cell == "rnn":
+                h = jnp.tanh(xw_t + hw)
+            elif cell == "lstm":
+                i, f, g, o = jnp.split(xw_t + hw, 4, axis=-1)
+                c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+                h = jax.nn.sigmoid(o) * jnp.tanh(c)
+            else:
+                xr, xz, xn = jnp.split(xw_t, 3, axis=-1)
+                hr, hz, hn = jnp.split(hw, 3, axis=-1)
+                r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
+                n = jnp.tanh(xn + r * (hn + bhn))
+                h = (1 - z) * n + z * h
+            return (h, c), h
+
+        _, hs = jax.lax.scan(step, (h0, jnp.zeros_like(h0)), xw)
+        return jnp.swapaxes(hs, 0, 1)
+
+    bhn = put.get("bhn", jnp.zeros((H,), jnp.float32))
+    args = (put["x"], put["h0"], put["Wx"], put["Wh"], put["b"], bhn)
+    fwd_jit = jax.jit(run)
+
+    @jax.jit
+    def fwd_bwd_jit(*a):
+        _, pullback = jax.vjp(run, *a)
+        return pullback(put["dh"])
+
+    return (lambda: fwd_jit(*args)), (lambda: fwd_bwd_jit(*args))
+
+
+def _seed_loop(v):
+    """Seed 002's LSTM forward: per step a concatenate, four gate products, separate passes."""
+    x, h0, Wx, Wh, b = (v[k] for k in ("x", "h0", "Wx", "Wh", "b"))
+    H = h0.shape[1]
+    W = np.concatenate([Wh.T, Wx.T], axis=1)  # (4H, H + D), gates i, f, o, g
+    Wi, Wf, Wo, Wc = (W[k * H : (k + 1) * H] for k in range(4))
+    bi, bf, bo, bc = (b[k * H : (k + 1) * H, None] for k in range(4))
+    xs = np.transpose(x, (2, 0, 1))  # (D, B, T)
+
+    def sigmoid(z):
+        return 1 / (1 + np.exp(-z))
+
+    def fwd():
+        B, T = x.shape[0], x.shape[1]
+        a = np.zeros((H, B, T), np.float32)
+        a_t, c_t = h0.T, np.zeros((H, B), np.float32)
+        for t in range(T):
+            concat = np.concatenate((a_t, xs[:, :, t]), axis=0)
+            ft = sigmoid(Wf @ concat + bf)
+            it = sigmoid(Wi @ concat + bi)
+            cct = np.tanh(Wc @ concat + bc)
+            c_t = ft * c_t + it * cct
+            ot = sigmoid(Wo @ concat + bo)
+            a_t = ot * np.tanh(c_t)
+            a[:, :, t] = a_t
+        return a
+
+    return fwd
+
+
+def _prepare() -> None:
+    from ._check import _prepare as full_precision
+
+    full_precision()
+
+
+def _versions() -> str:
+    import importlib.metadata as md
+
+    found = []
+    for name in (
+        "numpy",
+        "array-api-compat",
+        "jax",
+        "jaxlib",
+        "torch",
+        "cupy-cuda12x",
+        "cupy-cuda13x",
+    ):
+        try:
+            found.append(f"{name} {md.version(name)}")
+        except md.PackageNotFoundError:
+            continue
+    return ", ".join(found)
+
+
+def _fmt(ms):
+    return "-" if ms is None else (ms if isinstance(ms, str) else f"{ms:.2f}")
+
+
+def run_bench(
+    sizes=("S", "M"),
+    cells=("lstm", "gru", "rnn"),
+    backends=None,
+    repeat=5,
+    warmup=2,
+    references=True,
+    out=print,
+    err=None,
+) -> int:
+    """Time the implementations; print a markdown report; return the exit status.
+
+    Parameters
+    ----------
+    sizes : sequence of str or (T, B, D, H)
+        Names from `SIZES`, or tuples.
+    cells : sequence of {"rnn", "lstm", "gru"}
+    backends : list of str, optional
+        `portable_rnn.testing.BACKEND_NAMES` to time ours on; default: the
+        non-read-only backends that can run here, without array_api_strict
+        (a correctness backend, not a fast one).
+    repeat, warmup : int
+        Timed and untimed runs per measurement; the median is reported.
+    references : bool
+        Also time torch.nn, the JAX lax.scan reference and the seed loop.
+    out, err : callable
+        Where the report and the errors go.
+
+    Returns
+    -------
+    status : int
+        0, or 2 for a bad request (unknown size, cell or backend, or one that cannot run).
+    """
+    err = err or (lambda line: print(line, file=sys.stderr))
+    resolved = []
+    for s in sizes:
+        if isinstance(s, str) and s in SIZES:
+            resolved.append((s, SIZES[s]))
+        elif isinstance(s, tuple) and len(s) == 4 and all(isinstance(n, int) and n > 0 for n in s):
+            resolved.append(("x".join(map(str, s)), s))
+        else:
+            err(f"portable-rnn bench: unknown size {s!r}; use {', '.join(SIZES)} or T,B,D,H")
+            return 2
+    bad = [c for c in cells if c not in GATES]
+    if bad:
+        err(f"portable-rnn bench: unknown cell(s) {', '.join(bad)}; valid: rnn, lstm, gru")
+        return 2
+    listed = _testing.available_backends(include_unavailable=True)
+    if backends:
+        unknown = [b for b in backends if b not in _testing.BACKEND_NAMES]
+        if unknown:
+            err(
+                f"portable-rnn bench: unknown backend(s) {', '.join(unknown)}; "
+                f"known: {', '.join(_testing.BACKEND_NAMES)}"
+            )
+            return 2
+        chosen = [(b, why) for b, why in listed if b.name in backends]
+        missing = [f"{b.name}: {why}" for b, why in chosen if why]
+        if missing:
+            err("portable-rnn bench: cannot run " + "; ".join(missing))
+            return 2
+        chosen = [b for b, _ in chosen]
+    else:
+        chosen = [
+            b
+            for b, why in listed
+            if why is None and not b.readonly and b.backend != "array_api_strict"
+        ]
+    _prepare()
+
+    gpu = next((b for b in chosen if b.device != "cpu"), None)
+    out("# portable-rnn bench")
+    out("")
+    out(f"- date: {datetime.date.today().isoformat()}")
+    out(
+        f"- machine: {platform.processor() or platform.machine()}, "
+        f"{__import__('os').cpu_count()} CPU threads" + (f", GPU: {gpu.describe()}" if gpu else "")
+    )
+    out(f"- versions: Python {platform.python_version()}, {_versions()}")
+    out("- precision: float32, full float32 matrix products everywhere (no TF32)")
+    out(f"- median of {repeat} runs after {warmup} warm-up runs, device synchronised; ms")
+    out("")
+    out(
+        "| size (T, B, D, H) | cell | implementation | device | fwd ms | fwd+bwd ms "
+        "| fwd / best ref | fwd+bwd / best ref | peak MiB |"
+    )
+    out("|---|---|---|---|---|---|---|---|---|")
+    for size_name, size in resolved:
+        for cell in cells:
+            _bench_group(size_name, size, cell, chosen, references, repeat, warmup, out)
+    return 0
+
+
+def _implementations(cell, v, chosen, references):
+    """``(name, device name, backend, device, factory, args, is_reference)`` to time."""
+    impls = [
+        (f"ours ({b.name})", b.describe(), b.backend, b.array_device, _ours, (b, cell, v), False)
+        for b in chosen
+    ]
+    if not references:
+        return impls
+    import importlib.util
+
+    torch_backends = [b for b in chosen if b.backend == "torch"]
+    if not torch_backends and importlib.util.find_spec("torch") is not None:
+        torch_backends = [_testing.Backend("torch", "torch", "cpu")]
+    module = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}[cell]
+    for b in torch_backends:
+        impls.append(
+            (
+                f"torch.nn.{module}",
+                b.describe(),
+                "torch",
+                b.array_device,
+                _torch_ref,
+                (cell, v, b.array_device),
+                True,
+            )
+        )
+    for b in [b for b in chosen if b.backend == "jax"]:
+        impls.append(
+            (
+                "JAX lax.scan reference",
+                b.describe(),
+                "jax",
+                b.array_device,
+                _jax_ref,
+                (cell, v, b.array_device),
+                True,
+            )
+        )
+    if cell == "lstm" and any(b.backend == "numpy" for b in chosen):
+        impls.append(
+            (
+                "seed loop (NumPy)",
+                "cpu",
+                "numpy",
+                "cpu",
+                lambda v: (_seed_loop(v), None),
+                (v,),
+                False,
+            )
+        )
+    return impls
+
+
+def _bench_group(size_name, size, cell, chosen, references, repeat, warmup, out):
+    v = _problem(cell, size)
+    rows = []  # (name, device name, fwd ms, fwd+bwd ms, peak MiB, is_reference)
+    for name, dev_name, backend, device, factory, args, is_ref in _implementations(
+        cell, v, chosen, references
+    ):
+        try:
+            fwd, fwd_bwd = factory(*args)
+            _peak_reset(backend, device)
+            t_f = _time(fwd, backend, repeat, warmup)
+            t_fb = None if fwd_bwd is None else _time(fwd_bwd, backend, repeat, warmup)
+            peak = _peak(backend, device)
+        except Exception as exc:  # an out-of-memory size is reported, and the run goes on
+            if not _is_oom(exc):
+                raise
+            t_f, t_fb, peak = "OOM", "OOM", None
+        rows.append((name, dev_name, t_f, t_fb, peak, is_ref))
+    for name, dev_name, t_f, t_fb, peak, _ in rows:
+        refs = [r for r in rows if r[5] and r[1] == dev_name]
+        ratios = []
+        for k, ours_t in ((2, t_f), (3, t_fb)):
+            best = [r[k] for r in refs if isinstance(r[k], float)]
+            ok = best and isinstance(ours_t, float)
+            ratios.append(f"{ours_t / min(best):.2f}x" if ok else "-")
+        out(
+            f"| {size_name} {size} | {cell} | {name} | {dev_name} | {_fmt(t_f)} | {_fmt(t_fb)} "
+            f"| {ratios[0]} | {ratios[1]} | {_fmt(peak)} |"
+        )
