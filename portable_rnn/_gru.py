@@ -106,7 +106,7 @@ def _forward(xp, x, a0, W, b, bhn):
     states = []
     a_t = a0
     for t in range(x.shape[2]):
-        step = _step(xp, xw[:, :, t], Wa @ a_t, bhn, a_t, n_a)
+        step = _step(xp, xw[:, t, :], Wa @ a_t, bhn, a_t, n_a)
         a_t = step[4]
         states.append(step)
     return states, xp.stack([s[4] for s in states], axis=-1)

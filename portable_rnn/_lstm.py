@@ -16,8 +16,9 @@ Equations, for every step ``t``, with ``concat = [a<t-1>; x<t>]`` of shape
     a<t>  = o<t> * tanh(c<t>)
     y<t>  = softmax(Wy @ a<t> + by)            (per column)
 
-Internally the four gate matrices are stacked, in the order f, i, c, o, into
-one ``(4 n_a, n_a + n_x)`` matrix, so that each step makes one recurrent
+Internally the four gate matrices are stacked, in the order f, i, o, c (the
+sigmoid gates first, so one sigmoid serves all three), into one
+``(4 n_a, n_a + n_x)`` matrix, so that each step makes one recurrent
 matrix product; the input product for all steps is one product before the
 loop, and the weight gradients one product after the backward loop.
 """
@@ -31,7 +32,10 @@ from ._validate import Dims, check_arrays, get_params
 
 __all__ = ["lstm_backward", "lstm_cell_backward", "lstm_cell_forward", "lstm_forward"]
 
-GATES = ("f", "i", "c", "o")
+GATES = ("f", "i", "c", "o")  # the order of the parameter and gradient dicts
+# The order of the stacked weights: the three sigmoid gates first, so that one
+# sigmoid over the first 3 n_a rows of the pre-activations serves them all.
+FUSED = ("f", "i", "o", "c")
 LSTM_KEYS = ("Wf", "bf", "Wi", "bi", "Wc", "bc", "Wo", "bo", "Wy", "by")
 OUTPUT_KEYS = ("Wy", "by")  # the output layer is optional: without it y is None
 
@@ -62,8 +66,8 @@ def _check_inputs(dims: Dims, x_name: str, x, letters: str, p: dict) -> None:
 
 def _fused(xp, p):
     """Stacked gate weights ``W (4 n_a, n_a + n_x)`` and biases ``b (4 n_a, 1)``."""
-    W = xp.concat([p[f"W{g}"] for g in GATES], axis=0)
-    b = xp.concat([p[f"b{g}"] for g in GATES], axis=0)
+    W = xp.concat([p[f"W{g}"] for g in FUSED], axis=0)
+    b = xp.concat([p[f"b{g}"] for g in FUSED], axis=0)
     return W, b
 
 
@@ -72,10 +76,9 @@ def _fused(xp, p):
 
 def _step(xp, z, c_prev, n_a):
     """Gates and states of one step from the pre-activations ``z (4 n_a, m)``."""
-    f = _sigmoid(xp, z[:n_a, :])
-    i = _sigmoid(xp, z[n_a : 2 * n_a, :])
-    cc = xp.tanh(z[2 * n_a : 3 * n_a, :])
-    o = _sigmoid(xp, z[3 * n_a :, :])
+    s = _sigmoid(xp, z[: 3 * n_a, :])  # f, i, o in one pass
+    f, i, o = s[:n_a, :], s[n_a : 2 * n_a, :], s[2 * n_a :, :]
+    cc = xp.tanh(z[3 * n_a :, :])
     c = f * c_prev + i * cc
     tc = xp.tanh(c)
     return f, i, cc, o, c, tc, o * tc
@@ -92,8 +95,8 @@ def _step_backward(xp, da, dc, f, i, cc, o, c_prev, tc):
         [
             dc * c_prev * f * (1.0 - f),
             dc * cc * i * (1.0 - i),
-            dc * i * (1.0 - cc * cc),
             da * tc * o * (1.0 - o),
+            dc * i * (1.0 - cc * cc),
         ],
         axis=0,
     )
@@ -101,9 +104,10 @@ def _step_backward(xp, da, dc, f, i, cc, o, c_prev, tc):
 
 
 def _split_gate_grads(xp, dW, db, n_a):
-    """``{"dWf": ..., "dbf": ...}`` from stacked gradients (f, i, c, o order)."""
+    """``{"dWf": ..., "dbf": ...}`` (f, i, c, o) from stacked gradients (`FUSED` order)."""
     grads = {}
-    for k, g in enumerate(GATES):
+    for g in GATES:
+        k = FUSED.index(g)
         grads[f"dW{g}"] = dW[k * n_a : (k + 1) * n_a, :]
         grads[f"db{g}"] = db[k * n_a : (k + 1) * n_a, :]
     return grads
@@ -121,7 +125,7 @@ def _forward(xp, x, a0, c0, W, b):
     states = []
     a_t, c_t = a0, c0
     for t in range(x.shape[2]):
-        step = _step(xp, xw[:, :, t] + Wa @ a_t, c_t, n_a)
+        step = _step(xp, xw[:, t, :] + Wa @ a_t, c_t, n_a)
         c_t, a_t = step[4], step[6]
         states.append(step)
     a = xp.stack([s[6] for s in states], axis=-1)
@@ -365,7 +369,7 @@ def lstm_backward(da, caches):
 def _backward(xp, da, states, a, a0, c0, x, W, da_n=None, dc_n=None):
     """BPTT core with stacked weights: ``dx``, ``da0``, ``dc0``, ``dW``, ``db``.
 
-    ``dW`` is ``(4 n_a, n_a + n_x)`` and ``db`` ``(4 n_a, 1)``, gates f, i, c, o.
+    ``dW`` is ``(4 n_a, n_a + n_x)`` and ``db`` ``(4 n_a, 1)``, gates in `FUSED` order.
     ``da_n`` and ``dc_n`` are extra gradients at the final states (or ``None``).
     """
     n_x, m, T = x.shape

@@ -57,7 +57,7 @@ def _forward(xp, x, a0, Wax, Waa, ba):
     states = []
     a_t = a0
     for t in range(x.shape[2]):
-        a_t = _step(xp, xw[:, :, t], a_t, Waa)
+        a_t = _step(xp, xw[:, t, :], a_t, Waa)
         states.append(a_t)
     return states, xp.stack(states, axis=-1)
 

@@ -152,8 +152,9 @@ def LSTMfwdProp(X, h0, c0, params):
     if c0 is None:
         c0 = zeros_like_state(xp, (dims["n_h"], dims["m"]), X)
     dims.check("c0", c0, "n_h m")
-    W = xp.concat([xp.concat([p[f"Wh{g}"].T, p[f"Wx{g}"].T], axis=1) for g in "fico"], axis=0)
-    b = xp.concat([p[f"b{g}"] for g in "fico"], axis=0)
+    order = _lstm.FUSED  # the stacking order of the shared LSTM code
+    W = xp.concat([xp.concat([p[f"Wh{g}"].T, p[f"Wx{g}"].T], axis=1) for g in order], axis=0)
+    b = xp.concat([p[f"b{g}"] for g in order], axis=0)
     _, h, c = _lstm._forward(xp, X, h0, c0, W, b)
     y = outputs(xp, p["Wy"].T, p["by"], h)
     return h, c, y

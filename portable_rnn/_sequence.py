@@ -10,15 +10,18 @@ __all__ = ["StepCaches", "outputs", "project", "steps_and_x"]
 
 
 def project(xp, W, b, v):
-    """``W @ v + b`` for every column of every time step at once.
+    """``W @ v<t> + b`` for every column of every time step at once, time-major.
 
     ``W`` is ``(k, n)``, ``b`` is ``(k, 1)`` and ``v`` is ``(n, m, T)``; the
-    result is ``(k, m, T)``.  One matrix product over all ``m * T`` columns
-    replaces ``T`` small ones.
+    result is ``(k, T, m)``: step ``t`` is ``result[:, t, :]``, whose rows are
+    contiguous (a ``(k, m, T)`` layout would make every step gather scattered
+    elements). One matrix product over all ``m * T`` columns replaces ``T``
+    small ones.
     """
     n, m, T = v.shape
     k = W.shape[0]
-    return xp.reshape(W @ xp.reshape(v, (n, m * T)) + b, (k, m, T))
+    v_tm = xp.reshape(xp.permute_dims(v, (0, 2, 1)), (n, T * m))
+    return xp.reshape(W @ v_tm + b, (k, T, m))
 
 
 def outputs(xp, Wy, by, a):

@@ -208,14 +208,14 @@ def rnn_backward(dh, cache):
 
 # -- LSTM -------------------------------------------------------------------
 
-# Rows of the stacked column weights are in the order f, i, c(g), o; CS231n's
-# 4H axis is i, f, o, g. The permutation of blocks [1, 0, 3, 2] maps either
-# order to the other (it is its own inverse).
-_SWAP = (1, 0, 3, 2)
+# Rows of the stacked column weights are in the order f, i, o, c(g) (_lstm.FUSED);
+# CS231n's 4H axis is i, f, o, g. The permutation of blocks [1, 0, 2, 3] maps
+# either order to the other (it is its own inverse).
+_SWAP = (1, 0, 2, 3)
 
 
 def _reorder(xp, M, H: int):
-    """Swap gate blocks of ``H`` rows: CS231n (i, f, o, g) <-> ours (f, i, c, o)."""
+    """Swap gate blocks of ``H`` rows: CS231n (i, f, o, g) <-> ours (f, i, o, c)."""
     return xp.concat([M[k * H : (k + 1) * H, ...] for k in _SWAP], axis=0)
 
 
