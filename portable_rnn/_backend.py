@@ -9,8 +9,9 @@ library, it calls a function of this module.
 from __future__ import annotations
 
 from ._compat import backend_name, device
+from ._sequence import ListSteps, StackedSteps
 
-__all__ = ["arange_like", "zeros_like_state"]
+__all__ = ["arange_like", "time_loop", "zeros_like_state"]
 
 
 def zeros_like_state(xp, shape: tuple[int, ...], like):
@@ -37,3 +38,41 @@ def arange_like(xp, n: int, like):
         with like.device:
             return xp.arange(n, dtype=like.dtype)
     return xp.arange(n, dtype=like.dtype, device=device(like))
+
+
+def _is_traced(tree) -> bool:
+    """Whether any array in a tuple tree is a JAX tracer (we are inside jit, grad, vmap...)."""
+    import jax
+
+    leaves = jax.tree_util.tree_leaves(tree)
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in leaves)
+
+
+def time_loop(xp, step, carry, xs, *, reverse=False):
+    """Run ``carry, y = step(carry, x)`` over the steps of ``xs``; the time-loop seam.
+
+    ``xs`` is a `ListSteps` or `StackedSteps` (``xs[t]`` is a tuple of arrays); ``step``
+    returns the new carry (a tuple of arrays) and a tuple of arrays for step ``t``.
+    Returns ``(carry, ys)`` with ``ys[t]`` the outputs of step ``t`` (in time order, also when
+    ``reverse`` runs the steps from last to first).
+
+    The plain path is a Python loop. Under a JAX transformation (inputs are tracers, as
+    inside ``jax.jit``) the loop is ``jax.lax.scan``: one traced step, so compile time does
+    not grow with the number of steps. Eager JAX keeps the Python loop, which needs no
+    compilation.
+    """
+    if backend_name(xp) == "jax" and _is_traced((carry, xs[0])):
+        import jax
+
+        fields = (
+            xs.fields
+            if isinstance(xs, StackedSteps)
+            else tuple(xp.stack([s[j] for s in xs], axis=0) for j in range(len(xs[0])))
+        )
+        carry, ys = jax.lax.scan(step, carry, fields, reverse=reverse)
+        return carry, StackedSteps(ys)
+    T = len(xs)
+    outs = [None] * T
+    for t in reversed(range(T)) if reverse else range(T):
+        carry, outs[t] = step(carry, xs[t])
+    return carry, ListSteps(outs)

@@ -5,7 +5,8 @@ What is timed, per size, cell and implementation, in float32:
 * **ours** on every selected backend and device: the rows-dialect sequence
   (`portable_rnn.rnn_layers.{cell}_forward`, and ``_backward`` for fwd+bwd), i.e.
   the hidden-state recurrence exactly as ``torch.nn.LSTM`` computes it, through
-  the same shared sequence code as the column dialect;
+  the same shared sequence code as the column dialect; on JAX under ``jax.jit``
+  (where the time loop is ``lax.scan``), like the reference;
 * **torch.nn.RNN/LSTM/GRU** on the same device (cuDNN on a GPU), autograd for the
   backward;
 * **JAX lax.scan** reference: a hand-written fused-gate ``lax.scan`` under ``jit``
@@ -122,14 +123,19 @@ def _ours(backend, cell, v):
     forward = getattr(rnn_layers, f"{cell}_forward")
     backward = getattr(rnn_layers, f"{cell}_backward")
 
-    def fwd():
-        return forward(*[args[k] for k in names])[0]
+    def run_fwd(*a):
+        return forward(*a)[0]
 
-    def fwd_bwd():
-        _, cache = forward(*[args[k] for k in names])
-        return backward(args["dh"], cache)
+    def run_fwd_bwd(dh, *a):
+        _, cache = forward(*a)
+        return backward(dh, cache)
 
-    return fwd, fwd_bwd
+    if backend.backend == "jax":  # as the reference: under jit (the time loop is lax.scan)
+        import jax
+
+        run_fwd, run_fwd_bwd = jax.jit(run_fwd), jax.jit(run_fwd_bwd)
+    inputs = [args[k] for k in names]
+    return (lambda: run_fwd(*inputs)), (lambda: run_fwd_bwd(args["dh"], *inputs))
 
 
 def _torch_ref(cell, v, device):

@@ -36,8 +36,19 @@ loop, and the weight gradients one product each after the backward loop.
 from __future__ import annotations
 
 from ._activations import _sigmoid, _softmax
-from ._backend import zeros_like_state
-from ._sequence import StepCaches, outputs, previous_states, project, steps_and_x
+from ._backend import time_loop, zeros_like_state
+from ._sequence import (
+    StackedSteps,
+    StepCaches,
+    outputs,
+    previous,
+    previous_states,
+    project,
+    select,
+    steps_and_x,
+    time_major,
+    zip_steps,
+)
 from ._validate import Dims, check_arrays, get_params
 
 __all__ = ["gru_backward", "gru_cell_backward", "gru_cell_forward", "gru_forward"]
@@ -102,14 +113,14 @@ def _forward(xp, x, a0, W, b, bhn):
     """Run the recurrence; per-step tuples ``(r, z, n, hn, a)`` and the stacked ``a``."""
     n_a = a0.shape[0]
     Wa = W[:, :n_a]
-    xw = project(xp, W[:, n_a:], b, x)
-    states = []
-    a_t = a0
-    for t in range(x.shape[2]):
-        step = _step(xp, xw[:, t, :], Wa @ a_t, bhn, a_t, n_a)
-        a_t = step[4]
-        states.append(step)
-    return states, xp.stack([s[4] for s in states], axis=-1)
+
+    def step(carry, x_t):
+        out = _step(xp, x_t[0], Wa @ carry[0], bhn, carry[0], n_a)
+        return (out[4],), out
+
+    xs = StackedSteps((project(xp, W[:, n_a:], b, x),))
+    _, states = time_loop(xp, step, (a0,), xs)
+    return states, states.last_axis(xp, 4)
 
 
 def _backward(xp, da, states, a, a0, x, W, da_n=None):
@@ -120,16 +131,18 @@ def _backward(xp, da, states, a, a0, x, W, da_n=None):
     n_x, m, T = x.shape
     n_a = a0.shape[0]
     Wa_T = W[:, :n_a].T
-    dxw_steps, dha_steps = [None] * T, [None] * T
-    da_prev = zeros_like_state(xp, (n_a, m), da) if da_n is None else da_n
-    for t in reversed(range(T)):
-        r, z, n, hn, _ = states[t]
-        prev = a0 if t == 0 else states[t - 1][4]
-        dxw, dha, direct = _step_backward(xp, da[:, :, t] + da_prev, r, z, n, hn, prev)
-        da_prev = Wa_T @ dha + direct
-        dxw_steps[t], dha_steps[t] = dxw, dha
-    dxw = xp.reshape(xp.stack(dxw_steps, axis=-1), (3 * n_a, m * T))
-    dha = xp.reshape(xp.stack(dha_steps, axis=-1), (3 * n_a, m * T))
+
+    def step(carry, x_t):
+        da_t, r, z, n, hn, prev = x_t
+        dxw, dha, direct = _step_backward(xp, da_t + carry[0], r, z, n, hn, prev)
+        return (Wa_T @ dha + direct,), (dxw, dha)
+
+    first = zeros_like_state(xp, (n_a, m), da) if da_n is None else da_n
+    # step t: (da<t>, r, z, n, hn, a<t-1>)
+    xs = zip_steps(time_major(xp, da), select(states, (0, 1, 2, 3)), previous(xp, states, 4, a0))
+    (da_prev,), ys = time_loop(xp, step, (first,), xs, reverse=True)
+    dxw = xp.reshape(ys.last_axis(xp, 0), (3 * n_a, m * T))
+    dha = xp.reshape(ys.last_axis(xp, 1), (3 * n_a, m * T))
     dWa = dha @ xp.reshape(previous_states(xp, a0, a), (n_a, m * T)).T
     dWx = dxw @ xp.reshape(x, (n_x, m * T)).T
     return {

@@ -26,8 +26,20 @@ loop, and the weight gradients one product after the backward loop.
 from __future__ import annotations
 
 from ._activations import _sigmoid, _softmax
-from ._backend import zeros_like_state
-from ._sequence import StepCaches, outputs, previous_states, project, steps_and_x
+from ._backend import time_loop, zeros_like_state
+from ._sequence import (
+    ListSteps,
+    StackedSteps,
+    StepCaches,
+    outputs,
+    previous,
+    previous_states,
+    project,
+    select,
+    steps_and_x,
+    time_major,
+    zip_steps,
+)
 from ._validate import Dims, check_arrays, get_params
 
 __all__ = ["lstm_backward", "lstm_cell_backward", "lstm_cell_forward", "lstm_forward"]
@@ -116,21 +128,20 @@ def _split_gate_grads(xp, dW, db, n_a):
 def _forward(xp, x, a0, c0, W, b):
     """Run the recurrence with stacked weights ``W (4 n_a, n_a + n_x)``, ``b (4 n_a, 1)``.
 
-    Returns the per-step tuples ``(f, i, cc, o, c, tanh(c), a)`` and the
-    stacked ``a`` and ``c``, each ``(n_a, m, T_x)``.
+    Returns the per-step tuples ``(f, i, cc, o, c, tanh(c), a)`` (`ListSteps` or
+    `StackedSteps`) and the stacked ``a`` and ``c``, each ``(n_a, m, T_x)``.
     """
     n_a = a0.shape[0]
     Wa = W[:, :n_a]
-    xw = project(xp, W[:, n_a:], b, x)  # input part of every step in one product
-    states = []
-    a_t, c_t = a0, c0
-    for t in range(x.shape[2]):
-        step = _step(xp, xw[:, t, :] + Wa @ a_t, c_t, n_a)
-        c_t, a_t = step[4], step[6]
-        states.append(step)
-    a = xp.stack([s[6] for s in states], axis=-1)
-    c = xp.stack([s[4] for s in states], axis=-1)
-    return states, a, c
+
+    def step(carry, x_t):
+        a_prev, c_prev = carry
+        out = _step(xp, x_t[0] + Wa @ a_prev, c_prev, n_a)
+        return (out[6], out[4]), out
+
+    xs = StackedSteps((project(xp, W[:, n_a:], b, x),))  # input part of every step at once
+    _, states = time_loop(xp, step, (a0, c0), xs)
+    return states, states.last_axis(xp, 6), states.last_axis(xp, 4)
 
 
 # -- cell -------------------------------------------------------------------
@@ -320,8 +331,8 @@ def _sequence_cache(caches):
     first = cells[0]
     xp = check_arrays({"caches[0][0][0]": first[0]})
     # stored per step: f, i, cc, o, c, tanh(c), a
-    states = [(f, i, cc, o, c, xp.tanh(c), a) for a, c, _, _, f, i, cc, o, _ in cells]
-    a = xp.stack([s[6] for s in states], axis=-1)
+    states = ListSteps([(f, i, cc, o, c, xp.tanh(c), a) for a, c, _, _, f, i, cc, o, _ in cells])
+    a = states.last_axis(xp, 6)
     return states, a, first[2], first[3], False, x, steps[0][9]
 
 
@@ -375,18 +386,20 @@ def _backward(xp, da, states, a, a0, c0, x, W, da_n=None, dc_n=None):
     n_x, m, T = x.shape
     n_a = a0.shape[0]
     Wa_T = W[:, :n_a].T
-    dz_steps = [None] * T
+
+    def step(carry, x_t):
+        da_next, dc_next = carry
+        da_t, f, i, cc, o, tc, c_prev = x_t
+        dz, dc_prev = _step_backward(xp, da_t + da_next, dc_next, f, i, cc, o, c_prev, tc)
+        return (Wa_T @ dz, dc_prev), (dz,)
+
     zeros = zeros_like_state(xp, (n_a, m), da)
-    da_prev = zeros if da_n is None else da_n
-    dc_prev = zeros if dc_n is None else dc_n
-    for t in reversed(range(T)):
-        f, i, cc, o, _, tc, _ = states[t]
-        c_prev = c0 if t == 0 else states[t - 1][4]
-        dz, dc_prev = _step_backward(xp, da[:, :, t] + da_prev, dc_prev, f, i, cc, o, c_prev, tc)
-        da_prev = Wa_T @ dz
-        dz_steps[t] = dz
+    first = (zeros if da_n is None else da_n, zeros if dc_n is None else dc_n)
+    # step t: (da<t>, f, i, cc, o, tanh(c<t>), c<t-1>)
+    xs = zip_steps(time_major(xp, da), select(states, (0, 1, 2, 3, 5)), previous(xp, states, 4, c0))
+    (da_prev, dc_prev), dzs = time_loop(xp, step, first, xs, reverse=True)
     # Weight and input gradients: one product each over all steps, after the loop.
-    dz = xp.reshape(xp.stack(dz_steps, axis=-1), (4 * n_a, m * T))
+    dz = xp.reshape(dzs.last_axis(xp, 0), (4 * n_a, m * T))
     dWa = dz @ xp.reshape(previous_states(xp, a0, a), (n_a, m * T)).T
     dWx = dz @ xp.reshape(x, (n_x, m * T)).T
     return {

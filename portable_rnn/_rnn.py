@@ -18,8 +18,18 @@ device and dtype.
 from __future__ import annotations
 
 from ._activations import _softmax
-from ._backend import zeros_like_state
-from ._sequence import StepCaches, outputs, previous_states, project, steps_and_x
+from ._backend import time_loop, zeros_like_state
+from ._sequence import (
+    ListSteps,
+    StackedSteps,
+    StepCaches,
+    outputs,
+    previous_states,
+    project,
+    steps_and_x,
+    time_major,
+    zip_steps,
+)
 from ._validate import Dims, check_arrays, get_params
 
 __all__ = ["rnn_backward", "rnn_cell_backward", "rnn_cell_forward", "rnn_forward"]
@@ -52,14 +62,16 @@ def _step_backward(da, a_next, Waa):
 
 
 def _forward(xp, x, a0, Wax, Waa, ba):
-    """Hidden states of every step: ``(list of (n_a, m) arrays, (n_a, m, T_x) array)``."""
-    xw = project(xp, Wax, ba, x)  # Wax @ x<t> + ba for all t in one product
-    states = []
-    a_t = a0
-    for t in range(x.shape[2]):
-        a_t = _step(xp, xw[:, t, :], a_t, Waa)
-        states.append(a_t)
-    return states, xp.stack(states, axis=-1)
+    """Hidden states: per-step ``(a<t>,)`` tuples (`ListSteps`/`StackedSteps`), and the
+    stacked ``(n_a, m, T_x)``."""
+
+    def step(carry, x_t):
+        a = _step(xp, x_t[0], carry[0], Waa)
+        return (a,), (a,)
+
+    xs = StackedSteps((project(xp, Wax, ba, x),))  # Wax @ x<t> + ba for all t in one product
+    _, states = time_loop(xp, step, (a0,), xs)
+    return states, states.last_axis(xp, 0)
 
 
 # -- cell -------------------------------------------------------------------
@@ -161,8 +173,8 @@ def rnn_cell_backward(da_next, cache):
 
 
 def _make_step(steps, t):
-    a_prev = steps.a0 if t == 0 else steps.states[t - 1]
-    return (steps.states[t], a_prev, steps.x[:, :, t], steps.parameters)
+    a_prev = steps.a0 if t == 0 else steps.states[t - 1][0]
+    return (steps.states[t][0], a_prev, steps.x[:, :, t], steps.parameters)
 
 
 def rnn_forward(x, a0, parameters):
@@ -221,9 +233,9 @@ def _sequence_cache(caches):
         return steps.states, steps.a, steps.a0, x, steps.parameters
     # A seed-style list of rnn_cell_forward caches: (a_next, a_prev, xt, parameters).
     cells = [_cell_cache(c, f"caches[0][{t}]") for t, c in enumerate(steps)]
-    states = [c[0] for c in cells]
-    xp = check_arrays({"caches[0][0][0]": states[0]})
-    return states, xp.stack(states, axis=-1), cells[0][1], x, steps[0][3]
+    states = ListSteps([(c[0],) for c in cells])
+    xp = check_arrays({"caches[0][0][0]": cells[0][0]})
+    return states, states.last_axis(xp, 0), cells[0][1], x, steps[0][3]
 
 
 def rnn_backward(da, caches):
@@ -266,12 +278,17 @@ def _backward(xp, da, states, a, a0, x, Wax, Waa, da_n=None):
     """
     n_x, m, T = x.shape
     n_a = Waa.shape[0]
-    dz_steps = [None] * T
-    da_prev = zeros_like_state(xp, (n_a, m), da) if da_n is None else da_n
-    for t in reversed(range(T)):
-        dz_steps[t], da_prev = _step_backward(da[:, :, t] + da_prev, states[t], Waa)
+
+    def step(carry, x_t):
+        da_t, a_t = x_t
+        dz, da_prev = _step_backward(da_t + carry[0], a_t, Waa)
+        return (da_prev,), (dz,)
+
+    first = zeros_like_state(xp, (n_a, m), da) if da_n is None else da_n
+    xs = zip_steps(time_major(xp, da), states)  # step t: (da<t>, a<t>)
+    (da_prev,), dzs = time_loop(xp, step, (first,), xs, reverse=True)
     # Weight gradients: one product over all steps, after the loop.
-    dz = xp.reshape(xp.stack(dz_steps, axis=-1), (n_a, m * T))
+    dz = xp.reshape(dzs.last_axis(xp, 0), (n_a, m * T))
     return {
         "dx": xp.reshape(Wax.T @ dz, (n_x, m, T)),
         "da0": da_prev,

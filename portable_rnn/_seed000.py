@@ -108,8 +108,9 @@ def fwdPropSeq(x, h0, params):
     dims.check("h0", h0, "n_h m")
     states, H = _rnn._forward(xp, x, h0, p["U"].T, p["W"].T, p["bx"])
     Ypred = outputs(xp, p["V"], p["by"], H)
-    prev = [h0, *states[:-1]]
-    caches = [[(prev[t], states[t], x[:, :, t], params)] for t in range(len(states))]
+    hs = [states[t][0] for t in range(len(states))]
+    prev = [h0, *hs[:-1]]
+    caches = [[(prev[t], hs[t], x[:, :, t], params)] for t in range(len(hs))]
     return Ypred, H, caches
 
 

@@ -62,7 +62,7 @@ def _selection(config) -> list[str]:
     return names
 
 
-def _settings() -> None:
+def apply_backend_settings() -> None:
     """Float64 on JAX and full float32 matrix products on GPUs."""
     os.environ.setdefault("CUPY_TF32", "0")
     try:
@@ -87,7 +87,7 @@ def backends(config):
     if chosen is None:
         from portable_rnn.testing import available_backends
 
-        _settings()
+        apply_backend_settings()
         names = _selection(config)
         everything = available_backends(include_unavailable=True)
         if names:
