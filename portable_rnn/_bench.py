@@ -309,27 +309,18 @@ def run_bench(
     if bad:
         err(f"portable-rnn bench: unknown cell(s) {', '.join(bad)}; valid: rnn, lstm, gru")
         return 2
-    listed = _testing.available_backends(include_unavailable=True)
-    if backends:
-        unknown = [b for b in backends if b not in _testing.BACKEND_NAMES]
-        if unknown:
-            err(
-                f"portable-rnn bench: unknown backend(s) {', '.join(unknown)}; "
-                f"known: {', '.join(_testing.BACKEND_NAMES)}"
-            )
-            return 2
-        chosen = [(b, why) for b, why in listed if b.name in backends]
-        missing = [f"{b.name}: {why}" for b, why in chosen if why]
-        if missing:
-            err("portable-rnn bench: cannot run " + "; ".join(missing))
-            return 2
-        chosen = [b for b, _ in chosen]
-    else:
-        chosen = [
-            b
-            for b, why in listed
-            if why is None and not b.readonly and b.backend != "array_api_strict"
-        ]
+    try:
+        if backends:
+            chosen = [b for b, _ in _testing.select_backends(backends)]
+        else:  # array_api_strict checks correctness, it is not meant to be fast
+            chosen = [
+                b
+                for b, why in _testing.select_backends(None)
+                if why is None and not b.readonly and b.backend != "array_api_strict"
+            ]
+    except ValueError as exc:
+        err(f"portable-rnn bench: {exc}")
+        return 2
     _prepare()
 
     gpu = next((b for b in chosen if b.device != "cpu"), None)

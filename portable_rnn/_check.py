@@ -318,22 +318,16 @@ def run_check(
         a bad request (unknown backend, or one asked for that cannot run).
     """
     _prepare()
-    listed = _testing.available_backends(include_unavailable=True)
-    if backends:
-        unknown = [b for b in backends if b not in _testing.BACKEND_NAMES]
-        if unknown:
-            err(
-                f"portable-rnn check: unknown backend(s) {', '.join(unknown)}; "
-                f"known: {', '.join(_testing.BACKEND_NAMES)}"
-            )
-            return 2
-        chosen = [(b, why) for b, why in listed if b.name in backends]
-        missing = [f"{b.name}: {why}" for b, why in chosen if why]
-        if missing:
-            err("portable-rnn check: cannot run " + "; ".join(missing))
-            return 2
-    else:
-        chosen = [(b, why) for b, why in listed if why is None]
+    try:
+        listed = _testing.select_backends(None)
+        chosen = (
+            _testing.select_backends(backends)
+            if backends
+            else [(b, why) for b, why in listed if why is None]
+        )
+    except ValueError as exc:
+        err(f"portable-rnn check: {exc}")
+        return 2
     rows = []
     for b, _ in chosen:
         for dtype in dtypes:

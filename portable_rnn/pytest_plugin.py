@@ -50,16 +50,8 @@ def pytest_addoption(parser):
 
 
 def _selection(config) -> list[str]:
-    from portable_rnn.testing import BACKEND_NAMES
-
     spec = config.getoption("--backends") or os.environ.get(ENV) or ""
-    names = [s.strip() for s in spec.split(",") if s.strip()]
-    unknown = [n for n in names if n not in BACKEND_NAMES]
-    if unknown:
-        raise pytest.UsageError(
-            f"unknown backend(s) {', '.join(unknown)}; known: {', '.join(BACKEND_NAMES)}"
-        )
-    return names
+    return [s.strip() for s in spec.split(",") if s.strip()]
 
 
 def apply_backend_settings() -> None:
@@ -85,18 +77,13 @@ def backends(config):
     """``[(Backend, reason or None)]`` this session parametrizes (resolved once)."""
     chosen = getattr(config, "_prnn_backends", None)
     if chosen is None:
-        from portable_rnn.testing import available_backends
+        from portable_rnn.testing import select_backends
 
         apply_backend_settings()
-        names = _selection(config)
-        everything = available_backends(include_unavailable=True)
-        if names:
-            chosen = [(b, why) for b, why in everything if b.name in names]
-            missing = [f"{b.name}: {why}" for b, why in chosen if why is not None]
-            if missing:
-                raise pytest.UsageError("requested backend(s) cannot run: " + "; ".join(missing))
-        else:
-            chosen = everything
+        try:
+            chosen = select_backends(_selection(config))
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
         config._prnn_backends = chosen
     return chosen
 

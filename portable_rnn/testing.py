@@ -23,6 +23,7 @@ __all__ = [
     "Backend",
     "assert_close",
     "available_backends",
+    "select_backends",
     "check_gradients",
     "to_numpy",
     "tolerances",
@@ -347,3 +348,37 @@ def available_backends(*, include_unavailable: bool = False):
         elif reason is None:
             found.append(Backend(name, backend, device))
     return found
+
+
+def select_backends(names=None):
+    """The backends named, each with the reason it cannot run (``None`` if it can).
+
+    Parameters
+    ----------
+    names : sequence of str, optional
+        Names from `BACKEND_NAMES`. ``None`` or empty: every known backend.
+
+    Returns
+    -------
+    backends : list of (Backend, reason or None)
+        In the order of `BACKEND_NAMES`.
+
+    Raises
+    ------
+    ValueError
+        A name that is not a backend (the message lists the known ones), or a
+        backend named explicitly that cannot run here (the message says why).
+    """
+    listed = available_backends(include_unavailable=True)
+    if not names:
+        return listed
+    unknown = [n for n in names if n not in BACKEND_NAMES]
+    if unknown:
+        raise ValueError(
+            f"unknown backend(s) {', '.join(unknown)}; known: {', '.join(BACKEND_NAMES)}"
+        )
+    chosen = [(b, why) for b, why in listed if b.name in names]
+    missing = [f"{b.name}: {why}" for b, why in chosen if why]
+    if missing:
+        raise ValueError("requested backend(s) cannot run: " + "; ".join(missing))
+    return chosen

@@ -58,3 +58,21 @@ def test_available_backends_lists_reasons():
     assert names[:2] == ["numpy", "numpy:readonly"]
     assert all(why is None or isinstance(why, str) for _, why in listed)
     assert [b.name for b in available_backends()] == [b.name for b, why in listed if why is None]
+
+
+def test_select_backends_names_what_is_wrong():
+    from portable_rnn.testing import BACKEND_NAMES, select_backends
+
+    assert [b.name for b, _ in select_backends(None)] == list(BACKEND_NAMES)
+    ((numpy_backend, why),) = select_backends(["numpy"])
+    assert numpy_backend.name == "numpy" and why is None
+    with pytest.raises(
+        ValueError, match="unknown backend[(]s[)] tpu; known: numpy, numpy:readonly"
+    ):
+        select_backends(["numpy", "tpu"])
+    unavailable = [b.name for b, why in select_backends(None) if why]
+    if unavailable:
+        with pytest.raises(
+            ValueError, match=f"requested backend[(]s[)] cannot run: {unavailable[0]}"
+        ):
+            select_backends([unavailable[0]])
