@@ -232,12 +232,6 @@ def _seed_loop(v):
     return fwd
 
 
-def _prepare() -> None:
-    from ._check import _prepare as full_precision
-
-    full_precision()
-
-
 def _versions() -> str:
     import importlib.metadata as md
 
@@ -321,7 +315,7 @@ def run_bench(
     except ValueError as exc:
         err(f"portable-rnn bench: {exc}")
         return 2
-    _prepare()
+    _testing.full_precision()
 
     gpu = next((b for b in chosen if b.device != "cpu"), None)
     out("# portable-rnn bench")

@@ -273,24 +273,6 @@ def _check_one(backend, dtype):
     return passed, failures, worst, time.perf_counter() - start
 
 
-def _prepare() -> None:
-    """Full float32 matrix products (no TF32) and float64 on JAX, in this process."""
-    import importlib.util
-    import os
-
-    os.environ.setdefault("CUPY_TF32", "0")
-    if importlib.util.find_spec("jax") is not None:
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
-        jax.config.update("jax_default_matmul_precision", "highest")
-    if importlib.util.find_spec("torch") is not None:
-        import torch
-
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-
-
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr)
 
@@ -317,7 +299,7 @@ def run_check(
         0 if every function agrees on every backend, 1 if any disagrees, 2 for
         a bad request (unknown backend, or one asked for that cannot run).
     """
-    _prepare()
+    _testing.full_precision()
     try:
         listed = _testing.select_backends(None)
         chosen = (

@@ -54,32 +54,13 @@ def _selection(config) -> list[str]:
     return [s.strip() for s in spec.split(",") if s.strip()]
 
 
-def apply_backend_settings() -> None:
-    """Float64 on JAX and full float32 matrix products on GPUs."""
-    os.environ.setdefault("CUPY_TF32", "0")
-    try:
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
-        jax.config.update("jax_default_matmul_precision", "highest")
-    except ImportError:
-        pass
-    try:
-        import torch
-
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-    except ImportError:
-        pass
-
-
 def backends(config):
     """``[(Backend, reason or None)]`` this session parametrizes (resolved once)."""
     chosen = getattr(config, "_prnn_backends", None)
     if chosen is None:
-        from portable_rnn.testing import select_backends
+        from portable_rnn.testing import full_precision, select_backends
 
-        apply_backend_settings()
+        full_precision()
         try:
             chosen = select_backends(_selection(config))
         except ValueError as exc:

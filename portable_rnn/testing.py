@@ -25,6 +25,7 @@ __all__ = [
     "available_backends",
     "select_backends",
     "check_gradients",
+    "full_precision",
     "to_numpy",
     "tolerances",
 ]
@@ -45,6 +46,29 @@ __all__ = [
 #:   error is set by their larger neighbours) leave more than 10x margin.
 #:   On GPUs this assumes full float32 matrix products (no TF32).
 TOLERANCES = {"float64": (1e-10, 1e-12), "float32": (1e-4, 1e-5)}
+
+
+def full_precision() -> None:
+    """Settle the backends for comparisons: float64 on JAX, full float32 matrix products.
+
+    Enables ``jax_enable_x64`` and ``jax_default_matmul_precision="highest"``,
+    sets ``CUPY_TF32=0`` (before CuPy's first product) and turns PyTorch's TF32
+    off, for the backends that are installed. The `TOLERANCES` assume it; the
+    test suite, the pytest plugin, ``portable-rnn check`` and ``bench`` call it.
+    """
+    import os
+
+    os.environ.setdefault("CUPY_TF32", "0")
+    if importlib.util.find_spec("jax") is not None:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+        jax.config.update("jax_default_matmul_precision", "highest")
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
 
 
 def tolerances(dtype) -> tuple[float, float]:

@@ -13,11 +13,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from portable_rnn.pytest_plugin import apply_backend_settings
+from portable_rnn.testing import full_precision
 
 # This suite compares in float64 on JAX and with full float32 products everywhere, also in
 # the tests that use JAX directly rather than through the xp fixture: settle it at import.
-apply_backend_settings()
+full_precision()
 
 
 @pytest.fixture(scope="session")
