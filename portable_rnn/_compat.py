@@ -6,7 +6,6 @@ here, so that the math modules never import an array library themselves.
 
 from __future__ import annotations
 
-import array_api_compat as _aac
 from array_api_compat import (
     array_namespace,
     device,
@@ -24,7 +23,6 @@ __all__ = [
     "device",
     "dtype_name",
     "is_array",
-    "is_jax_namespace",
     "namespace_for",
     "same_device",
 ]
@@ -88,8 +86,3 @@ def same_device(d1, d2) -> bool:
     if d1 is None or d2 is None:
         return True
     return bool(d1 == d2)
-
-
-def to_device(x, dev):
-    """Move ``x`` to device ``dev`` within its own backend."""
-    return _aac.to_device(x, dev)
