@@ -40,20 +40,25 @@ def _rnn_params(rng, n_x, n_a, n_y=2):
     }
 
 
+def _params(kind, rng, n_x, n_a):
+    """Parameters of a one-layer ``kind`` cell with an output layer (column dialect)."""
+    if kind == "rnn":
+        return _rnn_params(rng, n_x, n_a)
+    if kind == "gru":
+        return _lstm_params(rng, n_x, n_a, gates="rzn", extra=("hn",))
+    return _lstm_params(rng, n_x, n_a)
+
+
 def _seq(fwd, bwd, kind):
     def run(v):
         import portable_rnn as prnn
 
         out = getattr(prnn, fwd)(v["x"], v["a0"], v["p"])
-        return {"a": out[0], **({"y": out[1]}), **getattr(prnn, bwd)(v["da"], out[-1])}
+        return {"a": out[0], "y": out[1], **getattr(prnn, bwd)(v["da"], out[-1])}
 
     def inputs():
         rng = _rng()
-        p = {
-            "rnn": _rnn_params,
-            "lstm": _lstm_params,
-            "gru": lambda r, n_x, n_a: _lstm_params(r, n_x, n_a, gates="rzn", extra=("hn",)),
-        }[kind](rng, 3, 5)
+        p = _params(kind, rng, 3, 5)
         return {
             "x": rng.standard_normal((3, 4, 7)),
             "a0": rng.standard_normal((5, 4)),
@@ -76,11 +81,7 @@ def _cell(fwd, bwd, kind):
 
     def inputs():
         rng = _rng()
-        p = {
-            "rnn": _rnn_params,
-            "lstm": _lstm_params,
-            "gru": lambda r, n_x, n_a: _lstm_params(r, n_x, n_a, gates="rzn", extra=("hn",)),
-        }[kind](rng, 3, 5)
+        p = _params(kind, rng, 3, 5)
         return {
             "x": rng.standard_normal((3, 4)),
             "a0": rng.standard_normal((5, 4)),
