@@ -188,6 +188,19 @@ def init_rnn_params(n_x, n_a, n_y, *, seed=None, backend=None, device=None, dtyp
     return _init(shapes, n_a, seed, backend, device, dtype)
 
 
+def _gated_shapes(gates, extra_biases, n_x, n_a, n_y) -> dict:
+    """``W{g} (n_a, n_a + n_x)``, ``b{g} (n_a, 1)`` per gate, extra biases, output layer."""
+    _check_sizes(n_x=n_x, n_a=n_a, n_y=n_y)
+    shapes = {}
+    for g in gates:
+        shapes[f"W{g}"] = (n_a, n_a + n_x)
+        shapes[f"b{g}"] = (n_a, 1)
+    shapes.update({name: (n_a, 1) for name in extra_biases})
+    shapes["Wy"] = (n_y, n_a)
+    shapes["by"] = (n_y, 1)
+    return shapes
+
+
 def init_lstm_params(n_x, n_a, n_y, *, seed=None, backend=None, device=None, dtype=None):
     """Parameters of an LSTM, uniform in ``[-1/sqrt(n_a), 1/sqrt(n_a)]``.
 
@@ -206,13 +219,7 @@ def init_lstm_params(n_x, n_a, n_y, *, seed=None, backend=None, device=None, dty
         ``Wf``, ``Wi``, ``Wc``, ``Wo`` (n_a, n_a + n_x); ``bf``, ``bi``,
         ``bc``, ``bo`` (n_a, 1); ``Wy`` (n_y, n_a); ``by`` (n_y, 1).
     """
-    _check_sizes(n_x=n_x, n_a=n_a, n_y=n_y)
-    shapes = {}
-    for g in "fico":
-        shapes[f"W{g}"] = (n_a, n_a + n_x)
-        shapes[f"b{g}"] = (n_a, 1)
-    shapes["Wy"] = (n_y, n_a)
-    shapes["by"] = (n_y, 1)
+    shapes = _gated_shapes("fico", (), n_x, n_a, n_y)
     return _init(shapes, n_a, seed, backend, device, dtype)
 
 
@@ -234,14 +241,7 @@ def init_gru_params(n_x, n_a, n_y, *, seed=None, backend=None, device=None, dtyp
         ``Wr``, ``Wz``, ``Wn`` (n_a, n_a + n_x); ``br``, ``bz``, ``bn``, ``bhn``
         (n_a, 1); ``Wy`` (n_y, n_a); ``by`` (n_y, 1).
     """
-    _check_sizes(n_x=n_x, n_a=n_a, n_y=n_y)
-    shapes = {}
-    for g in "rzn":
-        shapes[f"W{g}"] = (n_a, n_a + n_x)
-        shapes[f"b{g}"] = (n_a, 1)
-    shapes["bhn"] = (n_a, 1)
-    shapes["Wy"] = (n_y, n_a)
-    shapes["by"] = (n_y, 1)
+    shapes = _gated_shapes("rzn", ("bhn",), n_x, n_a, n_y)
     return _init(shapes, n_a, seed, backend, device, dtype)
 
 

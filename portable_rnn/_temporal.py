@@ -24,7 +24,7 @@ import math
 
 from ._backend import arange_like
 from ._compat import array_namespace, backend_name, device, is_array, same_device
-from ._validate import Dims, check_arrays
+from ._validate import Dims, check_arrays, unpack_cache
 
 __all__ = [
     "temporal_affine_backward",
@@ -36,12 +36,6 @@ __all__ = [
 
 
 # -- checks -----------------------------------------------------------------------
-
-
-def _unpack(cache, n: int, what: str):
-    if not (isinstance(cache, tuple) and len(cache) == n):
-        raise TypeError(f"cache must be the cache returned by {what}")
-    return cache
 
 
 def _check_companion(xp, ref_name: str, ref, name: str, arr, kinds, wanted: str) -> None:
@@ -164,7 +158,7 @@ def temporal_affine_backward(dout, cache):
     dw : array, shape (D, M)
     db : array, shape (M,)
     """
-    x, w, _, _ = _unpack(cache, 4, "temporal_affine_forward")
+    x, w, _, _ = unpack_cache(cache, 4, "temporal_affine_forward")
     xp = check_arrays({"dout": dout, "x": x, "w": w})
     dims = Dims()
     dims.check("x", x, "N T D")
@@ -302,7 +296,7 @@ def word_embedding_backward(dout, cache):
     dW : array, shape (V, D)
         Gradient of the embedding matrix (there is none for the integer ``x``).
     """
-    x, W = _unpack(cache, 2, "word_embedding_forward")
+    x, W = unpack_cache(cache, 2, "word_embedding_forward")
     xp = check_arrays({"dout": dout, "W": W})
     dims = Dims()
     dims.check("x", x, "N T")

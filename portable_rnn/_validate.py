@@ -21,7 +21,7 @@ from collections.abc import Mapping
 
 from ._compat import array_namespace, backend_name, device, is_array, same_device
 
-__all__ = ["MissingParameterError", "Dims", "check_arrays", "get_params"]
+__all__ = ["MissingParameterError", "Dims", "check_arrays", "get_params", "unpack_cache"]
 
 
 class MissingParameterError(KeyError, ValueError):
@@ -106,6 +106,13 @@ def get_params(parameters, keys: tuple[str, ...], name: str = "parameters", opti
             + (f" ({' and '.join(optional)} together or neither)" if optional else "")
         )
     return {k: parameters[k] for k in keys if k in parameters}
+
+
+def unpack_cache(cache, n: int, what: str):
+    """``cache`` if it is the ``n``-tuple a forward returns, else a ``TypeError`` naming it."""
+    if not (isinstance(cache, tuple) and len(cache) == n):
+        raise TypeError(f"cache must be the cache returned by {what}")
+    return cache
 
 
 class Dims:

@@ -70,12 +70,6 @@ def _to_row_seq(xp, a):
     return xp.permute_dims(a, (1, 2, 0))
 
 
-def _unpack(cache, n: int, what: str):
-    if not (isinstance(cache, tuple) and len(cache) == n):
-        raise TypeError(f"cache must be the cache returned by {what}")
-    return cache
-
-
 # -- vanilla RNN ------------------------------------------------------------
 
 
@@ -136,7 +130,7 @@ def rnn_step_backward(dnext_h, cache):
     dWh : array, shape (H, H)
     db : array, shape (H,)
     """
-    x, prev_h, Wx, Wh, next_h = _unpack(cache, 5, "rnn_step_forward")
+    x, prev_h, Wx, Wh, next_h = _validate.unpack_cache(cache, 5, "rnn_step_forward")
     xp = _validate.check_arrays({"dnext_h": dnext_h, "x": x, "prev_h": prev_h, "Wx": Wx, "Wh": Wh})
     dims = _validate.Dims()
     dims.check("next_h", next_h, "N H")
@@ -191,7 +185,7 @@ def rnn_backward(dh, cache):
     dWh : array, shape (H, H)
     db : array, shape (H,)
     """
-    states, a, h0_col, x_col, Wx, Wh = _unpack(cache, 6, "rnn_forward")
+    states, a, h0_col, x_col, Wx, Wh = _validate.unpack_cache(cache, 6, "rnn_forward")
     xp = _validate.check_arrays({"dh": dh, "x": x_col, "Wx": Wx})
     dims = _validate.Dims()
     dims.check("h", _to_row_seq(xp, a), "N T H")
@@ -301,7 +295,7 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
     dWh : array, shape (H, 4H)
     db : array, shape (4H,)
     """
-    concat, c_prev, W, (f, i, cc, o, tc), H = _unpack(cache, 5, "lstm_step_forward")
+    concat, c_prev, W, (f, i, cc, o, tc), H = _validate.unpack_cache(cache, 5, "lstm_step_forward")
     xp = _validate.check_arrays({"dnext_h": dnext_h, "dnext_c": dnext_c, "W": W})
     dims = _validate.Dims()
     dims.check("prev_c", c_prev.T, "N H")
@@ -362,7 +356,7 @@ def lstm_backward(dh, cache):
     dWh : array, shape (H, 4H)
     db : array, shape (4H,)
     """
-    states, a, h0_col, c0, x_col, W, H = _unpack(cache, 7, "lstm_forward")
+    states, a, h0_col, c0, x_col, W, H = _validate.unpack_cache(cache, 7, "lstm_forward")
     xp = _validate.check_arrays({"dh": dh, "x": x_col, "W": W})
     dims = _validate.Dims()
     dims.check("h", _to_row_seq(xp, a), "N T H")
@@ -458,7 +452,7 @@ def gru_step_backward(dnext_h, cache):
     db : array, shape (3H,)
     dbhn : array, shape (H,)
     """
-    x, a_prev, W, (r, z, n, hn), H = _unpack(cache, 5, "gru_step_forward")
+    x, a_prev, W, (r, z, n, hn), H = _validate.unpack_cache(cache, 5, "gru_step_forward")
     xp = _validate.check_arrays({"dnext_h": dnext_h, "x": x, "W": W})
     dims = _validate.Dims()
     dims.check("prev_h", a_prev.T, "N H")
@@ -521,7 +515,7 @@ def gru_backward(dh, cache):
     db : array, shape (3H,)
     dbhn : array, shape (H,)
     """
-    states, a, h0_col, x_col, W, H = _unpack(cache, 6, "gru_forward")
+    states, a, h0_col, x_col, W, H = _validate.unpack_cache(cache, 6, "gru_forward")
     xp = _validate.check_arrays({"dh": dh, "x": x_col, "W": W})
     dims = _validate.Dims()
     dims.check("h", _to_row_seq(xp, a), "N T H")
