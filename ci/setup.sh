@@ -10,6 +10,6 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/python -m pip install --quiet -c ci/constraints.txt -e ".[dev]"
 .venv/bin/python - <<'PY'
 import importlib.metadata as md
-names = ["numpy", "array-api-compat", "array-api-strict", "jax", "jaxlib", "torch", "pytest", "mkdocs"]
+names = ["numpy", "array-api-compat", "array-api-strict", "jax", "jaxlib", "torch", "pytest", "mkdocs", "tqdm", "matplotlib"]
 print("installed:", ", ".join(f"{n} {md.version(n)}" for n in names))
 PY

@@ -23,8 +23,14 @@ elif [ "$rc" -ne 0 ]; then
     status=1
 fi
 
-step "main job: python -m portable_rnn (portable-rnn check)"
+step "cross-backend conformance: python -m portable_rnn (portable-rnn check)"
 "$PY" -m portable_rnn || status=1
+
+step "main job, short: portable-rnn train on the embedded corpus, then sample"
+out="${TMPDIR:-/tmp}/portable_rnn_ci_charlm.npz"
+"$PY" -m portable_rnn train --steps 150 --eval-every 75 --hidden 128 --no-progress --out "$out" \
+    && "$PY" -m portable_rnn sample --checkpoint "$out" --length 200 --seed 0 --prime "The " \
+    || status=1
 
 step "docs: mkdocs build --strict"
 NO_MKDOCS_2_WARNING=1 "$PY" -m mkdocs build --strict --quiet --site-dir "${TMPDIR:-/tmp}/portable_rnn_site" || status=1

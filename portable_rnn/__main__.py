@@ -3,7 +3,9 @@
 ``portable-rnn check`` (also the default with no arguments) runs every public
 function on every installed backend and device and compares it with NumPy
 float64; see `portable_rnn._check`. ``portable-rnn bench`` times the sequences
-next to PyTorch and JAX references; see `portable_rnn._bench`.
+next to PyTorch and JAX references; see `portable_rnn._bench`. ``portable-rnn
+train`` and ``portable-rnn sample`` train and sample a character-level language
+model; see `portable_rnn.train`.
 """
 
 from __future__ import annotations
@@ -62,9 +64,17 @@ def main(argv=None) -> int:
         help="time only ours (no torch.nn, JAX reference or seed loop)",
     )
     bench.add_argument("--output", default=None, help="also write the report to this file")
+    from .train._cli import add_sample_parser, add_train_parser, run_sample, run_train
+
+    add_train_parser(sub)
+    add_sample_parser(sub)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.command == "bench":
         return _bench(args)
+    if args.command == "train":
+        return run_train(args)
+    if args.command == "sample":
+        return run_sample(args)
     from ._check import run_check
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from ._compat import backend_name, device
 from ._sequence import ListSteps, StackedSteps
 
-__all__ = ["arange_like", "time_loop", "zeros_like_state"]
+__all__ = ["arange_like", "compile_function", "time_loop", "zeros_like_state"]
 
 
 def zeros_like_state(xp, shape: tuple[int, ...], like):
@@ -76,3 +76,20 @@ def time_loop(xp, step, carry, xs, *, reverse=False):
     for t in reversed(range(T)) if reverse else range(T):
         carry, outs[t] = step(carry, xs[t])
     return carry, ListSteps(outs)
+
+
+def compile_function(fn, like):
+    """``jax.jit(fn)`` when ``like`` is a JAX array, else ``fn`` itself (eager backends).
+
+    For whole training and sampling steps: under ``jit`` the time loops become
+    ``lax.scan`` (see `time_loop`) and each step is one compiled program instead
+    of thousands of dispatched operations. ``fn`` must be a pure function of
+    arrays (dicts of them, and ``None``); the results are the same as eager.
+    """
+    from ._compat import array_namespace
+
+    if backend_name(array_namespace(like)) == "jax":
+        import jax
+
+        return jax.jit(fn)
+    return fn

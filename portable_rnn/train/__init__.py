@@ -1,0 +1,87 @@
+"""Train and sample a character-level language model, on any backend, with hand-written gradients.
+
+The model is an embedding, a stack of RNN, LSTM or GRU layers and an affine
+output layer with a softmax cross-entropy loss; its backward is the library's
+own (no autodiff). The pieces are public so that a user can write their own loop::
+
+    from portable_rnn import train as T
+
+    text, _ = T.load_corpus()                      # pydoc_data.topics: offline
+    vocab = T.Vocabulary.from_text(text)
+    batches = T.TextBatches(vocab.encode(text), batch=32, seq_len=64)
+    params = T.init_char_model(len(vocab), cell="lstm", hidden=256, seed=0)
+    opt, state = T.adam_init(params), None
+    for j in range(len(batches)):
+        x, y = (T.to_device_like(a, params["Wy"]) for a in batches[j])
+        loss, grads, state = T.char_model_loss_and_grads(params, x, y, state)
+        grads, norm = T.clip_grad_norm(grads, 5.0)
+        params, opt = T.adam_update(params, grads, opt, lr=2e-3)
+    print(T.sample(params, vocab, length=200, seed=0))
+
+`fit` is that loop with validation, checkpoints, resume and a progress bar; the
+``portable-rnn train`` and ``portable-rnn sample`` commands run it.
+"""
+
+from ._checkpoint import (
+    FORMAT,
+    FORMAT_VERSION,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
+from ._loop import STRUCTURAL, TrainConfig, TrainResult, evaluate, fit, plot_history
+from ._model import (
+    char_model_backward,
+    char_model_forward,
+    char_model_logits,
+    char_model_loss_and_grads,
+    describe_model,
+    init_char_model,
+    init_char_state,
+    to_device_like,
+)
+from ._optim import adam_init, adam_update, clip_grad_norm, global_norm
+from ._sample import sample
+from ._text import (
+    DEFAULT_CORPUS,
+    CorpusError,
+    TextBatches,
+    Vocabulary,
+    corpus_digest,
+    load_corpus,
+    split_corpus,
+)
+
+__all__ = [
+    "DEFAULT_CORPUS",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "STRUCTURAL",
+    "CheckpointError",
+    "CorpusError",
+    "TextBatches",
+    "TrainConfig",
+    "TrainResult",
+    "Vocabulary",
+    "adam_init",
+    "adam_update",
+    "char_model_backward",
+    "char_model_forward",
+    "char_model_logits",
+    "char_model_loss_and_grads",
+    "clip_grad_norm",
+    "corpus_digest",
+    "describe_model",
+    "evaluate",
+    "fit",
+    "global_norm",
+    "init_char_model",
+    "init_char_state",
+    "load_checkpoint",
+    "load_corpus",
+    "plot_history",
+    "sample",
+    "save_checkpoint",
+    "split_corpus",
+    "to_device_like",
+]

@@ -1,0 +1,309 @@
+"""The character-level language model: embedding -> RNN/LSTM/GRU stack -> affine -> softmax.
+
+Forward and hand-written backward, built from the library's public layers
+(`word_embedding_forward`, `multilayer_forward`, `temporal_softmax_loss` and
+their backwards), so it runs on every backend the layers run on. No autodiff.
+
+Parameters are one flat dict (the layout of checkpoints and of `adam_update`):
+
+- ``"embed"`` (V, E): one embedding row per character;
+- ``"layer{k}.{key}"``: layer ``k`` of the stack in `multilayer_forward`'s
+  column layout (``layer0.Wf`` (H, H + E), ``layer0.bf`` (H, 1)...);
+- ``"Wy"`` (V, H) and ``"by"`` (V, 1): the output layer.
+
+Batches are ``(m, T)`` integer arrays of character indices (``m`` streams of
+``T`` steps), and the state carried between chunks is a dict: ``"h"``
+(num_layers, H, m), and for the LSTM ``"c"`` likewise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _compat
+from .._backend import zeros_like_state
+from .._creation import _from_numpy, _from_numpy_any, _target, init_multilayer_params
+from .._stacked import CELLS, multilayer_backward, multilayer_forward
+from .._temporal import temporal_softmax_loss, word_embedding_backward, word_embedding_forward
+
+__all__ = [
+    "char_model_backward",
+    "char_model_forward",
+    "char_model_logits",
+    "char_model_loss_and_grads",
+    "describe_model",
+    "init_char_model",
+    "init_char_state",
+    "to_device_like",
+]
+
+_CELL_OF_KEY = {"Wax": "rnn", "Wf": "lstm", "Wr": "gru"}
+
+
+def init_char_model(
+    vocab_size,
+    *,
+    cell="lstm",
+    hidden=256,
+    layers=1,
+    embed=64,
+    seed=None,
+    backend=None,
+    device=None,
+    dtype=None,
+) -> dict:
+    """Parameters of a character-level language model.
+
+    The recurrent layers are drawn as `portable_rnn.init_multilayer_params`
+    draws them (uniform in ``±1/sqrt(H)``, as PyTorch), the embedding from a
+    standard normal (as ``torch.nn.Embedding``) and the output layer uniform in
+    ``±1/sqrt(H)`` (as ``torch.nn.Linear``); one seed gives the same numbers
+    on every backend.
+
+    Parameters
+    ----------
+    vocab_size : int
+        Characters in the vocabulary, ``V``.
+    cell : {"lstm", "gru", "rnn"}, keyword-only
+        The recurrent cell.
+    hidden, layers, embed : int, keyword-only
+        Hidden units ``H``, stacked layers, embedding width ``E``.
+    seed : int or None, keyword-only
+        Seed of the draws (``None``: fresh entropy).
+    backend, device, dtype : optional, keyword-only
+        Override the configuration (`portable_rnn.set_config`) for this call.
+
+    Returns
+    -------
+    params : dict
+        ``embed`` (V, E); ``layer{k}.{key}`` for every layer (see
+        `portable_rnn.multilayer_forward`); ``Wy`` (V, H); ``by`` (V, 1).
+    """
+    if cell not in CELLS:
+        raise ValueError(f"unknown cell {cell!r}; valid cells: {', '.join(CELLS)}")
+    for name, v in (("vocab_size", vocab_size), ("hidden", hidden), ("layers", layers)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if isinstance(embed, bool) or not isinstance(embed, (int, np.integer)) or embed < 1:
+        raise ValueError(f"embed must be a positive integer, got {embed!r}")
+    seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else seed
+    stack = init_multilayer_params(
+        cell,
+        embed,
+        hidden,
+        num_layers=layers,
+        seed=seed,
+        backend=backend,
+        device=device,
+        dtype=dtype,
+    )
+    backend, xp, dev, name = _target(backend, device, dtype)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 2**20]))
+    bound = 1.0 / np.sqrt(hidden)
+    host = {
+        "embed": rng.standard_normal((vocab_size, embed)),
+        "Wy": rng.uniform(-bound, bound, (vocab_size, hidden)),
+        "by": rng.uniform(-bound, bound, (vocab_size, 1)),
+    }
+    params = {"embed": _from_numpy(xp, backend, host["embed"], dev, name)}
+    for k, layer in enumerate(stack):
+        params.update({f"layer{k}.{key}": v for key, v in layer.items()})
+    for key in ("Wy", "by"):
+        params[key] = _from_numpy(xp, backend, host[key], dev, name)
+    return params
+
+
+def describe_model(params) -> dict:
+    """``{"cell", "vocab_size", "embed", "hidden", "layers"}`` read from a model's parameters.
+
+    Raises
+    ------
+    ValueError
+        ``params`` is not a model of `init_char_model` (the missing keys are named).
+    """
+    if not isinstance(params, dict):
+        raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
+    cells = {
+        _CELL_OF_KEY[k.split(".", 1)[1]]
+        for k in params
+        if k.split(".", 1)[-1] in _CELL_OF_KEY and k.startswith("layer")
+    }
+    if len(cells) != 1:
+        raise ValueError(
+            "params must hold one stack of layer{k}.{key} arrays of one cell "
+            f"(layer0.Wax, layer0.Wf or layer0.Wr), got keys {sorted(params)}"
+        )
+    cell = cells.pop()
+    layers = 0
+    while f"layer{layers}.{CELLS[cell].keys[0]}" in params:
+        layers += 1
+    expected = [
+        "embed",
+        *(f"layer{k}.{key}" for k in range(layers) for key in CELLS[cell].keys),
+        "Wy",
+        "by",
+    ]
+    missing = [k for k in expected if k not in params]
+    extra = [k for k in params if k not in expected]
+    if missing or extra:
+        raise ValueError(
+            f"params of a {cell} model: missing {missing or 'none'}, unexpected {extra or 'none'}"
+        )
+    V, E = (int(s) for s in params["embed"].shape)
+    return {
+        "cell": cell,
+        "vocab_size": V,
+        "embed": E,
+        "hidden": int(params["Wy"].shape[1]),
+        "layers": layers,
+    }
+
+
+def _stack(params, spec):
+    keys = CELLS[spec["cell"]].keys
+    return [{key: params[f"layer{k}.{key}"] for key in keys} for k in range(spec["layers"])]
+
+
+def init_char_state(params, batch: int) -> dict:
+    """The zero state of ``batch`` streams: ``{"h": (layers, H, batch)[, "c": same]}``.
+
+    On the backend, device and dtype of ``params``.
+    """
+    spec = describe_model(params)
+    xp = _compat.array_namespace(params["Wy"])
+    shape = (spec["layers"], spec["hidden"], int(batch))
+    state = {"h": zeros_like_state(xp, shape, params["Wy"])}
+    if spec["cell"] == "lstm":
+        state["c"] = zeros_like_state(xp, shape, params["Wy"])
+    return state
+
+
+def to_device_like(host, like):
+    """The NumPy array ``host`` (kept in its dtype) on the backend and device of ``like``.
+
+    An explicit host-to-device copy, as a data loader makes.
+    """
+    xp = _compat.array_namespace(like)
+    return _from_numpy_any(xp, _compat.backend_name(xp), np.asarray(host), _compat.device(like))
+
+
+def _check_state(spec, state, inputs):
+    if state is None:
+        return None, None
+    if not isinstance(state, dict) or "h" not in state:
+        raise TypeError("state must be a dict with 'h' (and 'c' for the LSTM), or None")
+    if spec["cell"] == "lstm" and "c" not in state:
+        raise ValueError("state of an LSTM model needs 'c' next to 'h'")
+    return state["h"], state.get("c")
+
+
+def _run(params, inputs, state):
+    """The shared forward: embedding, stack, output layer. Returns logits (V, m*T) and more."""
+    spec = describe_model(params)
+    h0, c0 = _check_state(spec, state, inputs)
+    emb, emb_cache = word_embedding_forward(inputs, params["embed"])  # (m, T, E)
+    xp = _compat.array_namespace(emb)
+    x = xp.permute_dims(emb, (2, 0, 1))  # (E, m, T), the column dialect
+    out, h_n, c_n, rnn_cache = multilayer_forward(
+        x, _stack(params, spec), cell=spec["cell"], a0=h0, c0=c0
+    )
+    H, m, T = (int(s) for s in out.shape)
+    flat = xp.reshape(out, (H, m * T))
+    logits = params["Wy"] @ flat + params["by"]  # (V, m*T), column n*T + t is (n, t)
+    new_state = {"h": h_n} if c_n is None else {"h": h_n, "c": c_n}
+    return xp, spec, logits, new_state, (params, emb_cache, rnn_cache, flat, (m, T))
+
+
+def char_model_logits(params, inputs, state=None):
+    """Scores of the next character after every input character.
+
+    Parameters
+    ----------
+    params : dict
+        From `init_char_model`.
+    inputs : array of an integer dtype, shape (m, T)
+        Character indices, on the backend and device of ``params``.
+    state : dict, optional
+        ``{"h": (layers, H, m)[, "c": ...]}`` from the previous chunk; zeros when omitted.
+
+    Returns
+    -------
+    logits : array, shape (m, T, V)
+        Unnormalised log-probabilities of the character after ``inputs[n, t]``.
+    state : dict
+        The state after the last step, for the next chunk.
+    """
+    xp, spec, logits, new_state, (_, _, _, _, (m, T)) = _run(params, inputs, state)
+    return xp.reshape(logits.T, (m, T, spec["vocab_size"])), new_state
+
+
+def char_model_forward(params, inputs, targets, state=None):
+    """Mean cross-entropy of the next characters, and what the backward needs.
+
+    Parameters
+    ----------
+    params : dict
+        From `init_char_model`.
+    inputs, targets : arrays of an integer dtype, shape (m, T)
+        Character indices; ``targets[n, t]`` follows ``inputs[n, t]`` in the text.
+        On the backend and device of ``params``.
+    state : dict, optional
+        The state carried from the previous chunk (``h``, and ``c`` for the
+        LSTM, each (layers, H, m)); zeros when omitted.
+
+    Returns
+    -------
+    loss : array, shape ()
+        Mean over the ``m * T`` predictions of ``-log p(target)``, in nats (divide
+        by ``log 2`` for bits per character); as ``torch.nn.CrossEntropyLoss``.
+    state : dict
+        The state after the last step (carried to the next chunk; truncated
+        BPTT sends no gradient through it).
+    cache : object
+        For `char_model_backward`.
+    """
+    xp, spec, logits, new_state, cache = _run(params, inputs, state)
+    m, T = cache[-1]
+    n = m * T
+    V = spec["vocab_size"]
+    y = xp.reshape(targets, (1, n))
+    # all-True mask, on the labels' device: every prediction counts
+    total, dz = temporal_softmax_loss(xp.reshape(logits.T, (1, n, V)), y, y == y)
+    return total / n, new_state, (*cache, dz, n)
+
+
+def char_model_backward(cache) -> dict:
+    """Gradients of `char_model_forward`'s loss with respect to every parameter.
+
+    Parameters
+    ----------
+    cache : object
+        From `char_model_forward`.
+
+    Returns
+    -------
+    grads : dict
+        The keys and shapes of ``params``.
+    """
+    if not (isinstance(cache, tuple) and len(cache) == 7):
+        raise TypeError("cache must be the cache returned by char_model_forward")
+    params, emb_cache, rnn_cache, flat, (m, T), dz, n = cache
+    xp = _compat.array_namespace(flat)
+    dlogits = xp.reshape(dz, (n, -1)).T / n  # (V, m*T)
+    H = int(flat.shape[0])
+    grads = {}
+    dflat = params["Wy"].T @ dlogits
+    g = multilayer_backward(xp.reshape(dflat, (H, m, T)), rnn_cache)
+    dx = xp.permute_dims(g["dx"], (1, 2, 0))  # (m, T, E)
+    grads["embed"] = word_embedding_backward(dx, emb_cache)
+    for k, layer in enumerate(g["layers"]):
+        grads.update({f"layer{k}.{key[1:]}": v for key, v in layer.items()})
+    grads["Wy"] = dlogits @ flat.T
+    grads["by"] = xp.sum(dlogits, axis=1, keepdims=True)
+    return {k: grads[k] for k in params}
+
+
+def char_model_loss_and_grads(params, inputs, targets, state=None):
+    """`char_model_forward` then `char_model_backward`: ``(loss, grads, state)``."""
+    loss, new_state, cache = char_model_forward(params, inputs, targets, state)
+    return loss, char_model_backward(cache), new_state

@@ -1,0 +1,386 @@
+"""The character-level language model of portable_rnn.train: numerics.
+
+- the model's hand-written gradients against central differences (every cell,
+  two layers, a carried state) and against ``jax.vjp`` of its forward;
+- Adam and clipping against ``torch.optim.Adam`` and ``clip_grad_norm_``;
+- 20 training steps against the same model built from ``torch.nn`` modules and
+  trained with autograd and ``torch.optim.Adam`` (float64, relative 1e-9);
+- the same 20 steps on every backend; ``jax.jit`` steps equal eager ones;
+- resume is bit for bit; a checkpoint trained on NumPy runs anywhere; samples
+  agree across backends; the batches are what truncated BPTT needs.
+"""
+
+import math
+import random
+
+import numpy as np
+import pytest
+
+from portable_rnn import train as tr
+from portable_rnn.testing import assert_close, check_gradients, to_numpy
+
+CELLS = ["lstm", "gru", "rnn"]
+WORDS = (
+    "the quick brown fox jumps over a lazy dog while seven wizards quietly hex "
+    "jovial bugs and every lisp coder writes (define (f x) (g x)) on tuesdays"
+).split()
+
+
+def _text(n_words=700, seed=0) -> str:
+    rng = random.Random(seed)
+    lines = []
+    while n_words > 0:
+        k = min(n_words, rng.randint(4, 12))
+        lines.append(" ".join(rng.choice(WORDS) for _ in range(k)).capitalize() + ".")
+        n_words -= k
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("corpus") / "text.txt"
+    path.write_text(_text(), encoding="utf-8")
+    return path
+
+
+def _small(cell="lstm", **kw):
+    base = dict(
+        cell=cell,
+        hidden=12,
+        layers=2,
+        embed=6,
+        seq_len=10,
+        batch=3,
+        steps=20,
+        lr=1e-2,
+        clip=1.0,
+        eval_every=10,
+        sample_length=0,
+        seed=0,
+        backend="numpy",
+        dtype="float64",
+    )
+    return tr.TrainConfig(**{**base, **kw})
+
+
+# -- gradients ------------------------------------------------------------------------
+
+
+def _batch(V, m=3, T_=5, seed=1):
+    rng = np.random.default_rng(seed)
+    return (
+        rng.integers(0, V, (m, T_)).astype(np.int32),
+        rng.integers(0, V, (m, T_)).astype(np.int32),
+    )
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_model_gradients_match_central_differences(cell):
+    V = 9
+    params = tr.init_char_model(
+        V, cell=cell, hidden=5, layers=2, embed=4, seed=3, backend="numpy", dtype="float64"
+    )
+    x, y = _batch(V)
+    rng = np.random.default_rng(2)
+    state = {
+        k: 0.5 * rng.standard_normal(v.shape) for k, v in tr.init_char_state(params, 3).items()
+    }  # a carried, non-zero state
+    loss, grads, new_state = tr.char_model_loss_and_grads(params, x, y, state)
+    assert loss.shape == () and 0 < float(loss) < 10
+    assert set(new_state) == ({"h", "c"} if cell == "lstm" else {"h"})
+    assert list(grads) == list(params)
+
+    def f(p):
+        return float(tr.char_model_forward(p, x, y, state)[0])
+
+    errors = check_gradients(f, params, grads, rtol=1e-6, atol=1e-9)
+    assert max(errors.values()) < 1e-7
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_model_gradients_match_jax_vjp(cell):
+    jax = pytest.importorskip("jax")
+    params = tr.init_char_model(
+        7, cell=cell, hidden=4, layers=2, embed=3, seed=0, backend="jax", dtype="float64"
+    )
+    x, y = (tr.to_device_like(a, params["Wy"]) for a in _batch(7, m=2, T_=4))
+    loss, grads, _ = tr.char_model_loss_and_grads(params, x, y)
+    auto = jax.grad(lambda p: tr.char_model_forward(p, x, y)[0])(params)
+    for k in params:
+        assert_close(grads[k], auto[k], err_msg=k)
+
+
+def test_first_loss_is_the_uniform_guess_and_logits_agree_with_the_loss():
+    V = 30
+    params = tr.init_char_model(V, hidden=16, embed=8, seed=0, backend="numpy", dtype="float64")
+    params = {**params, "Wy": 0 * params["Wy"], "by": 0 * params["by"]}
+    x, y = _batch(V)
+    loss, _, _ = tr.char_model_forward(params, x, y)
+    assert abs(float(loss) - math.log(V)) < 1e-12  # zero output layer: uniform
+    params = tr.init_char_model(V, hidden=16, embed=8, seed=0, backend="numpy", dtype="float64")
+    logits, state = tr.char_model_logits(params, x)
+    assert logits.shape == (3, 5, V)
+    z = logits - logits.max(axis=-1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+    ref = -np.take_along_axis(logp, y[..., None], axis=-1).mean()
+    assert abs(float(tr.char_model_forward(params, x, y)[0]) - ref) < 1e-12
+    assert state["h"].shape == (1, 16, 3)
+
+
+def test_state_is_carried_across_chunks():
+    """Two chunks with the carried state = one chunk of twice the length."""
+    params = tr.init_char_model(
+        11, cell="lstm", hidden=6, embed=4, seed=1, backend="numpy", dtype="float64"
+    )
+    x, _ = _batch(11, m=2, T_=8)
+    whole, s_whole = tr.char_model_logits(params, x)
+    a, s = tr.char_model_logits(params, x[:, :4])
+    b, s2 = tr.char_model_logits(params, x[:, 4:], s)
+    np.testing.assert_allclose(np.concatenate([a, b], axis=1), whole, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(s2["c"], s_whole["c"], rtol=1e-13, atol=1e-13)
+
+
+# -- optimizer ---------------------------------------------------------------------------
+
+
+def test_adam_and_clipping_match_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    params = {"a": rng.standard_normal((3, 4)), "b": rng.standard_normal((5,))}
+    tparams = [torch.tensor(v, requires_grad=True) for v in params.values()]
+    opt = torch.optim.Adam(tparams, lr=0.05, betas=(0.8, 0.95), eps=1e-6)
+    state = tr.adam_init(params)
+    for step in range(6):
+        grads = {k: 3 * rng.standard_normal(v.shape) for k, v in params.items()}
+        for t, g in zip(tparams, grads.values(), strict=True):
+            t.grad = torch.tensor(g)
+        max_norm = 2.0 if step % 2 else 1e3  # clipping on, then off
+        tnorm = torch.nn.utils.clip_grad_norm_(tparams, max_norm)
+        grads, norm = tr.clip_grad_norm(grads, max_norm)
+        assert abs(float(norm) - float(tnorm)) <= 1e-13 * float(tnorm)
+        for t, g in zip(tparams, grads.values(), strict=True):
+            np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-15, atol=0)
+        opt.step()
+        params, state = tr.adam_update(params, grads, state, lr=0.05, betas=(0.8, 0.95), eps=1e-6)
+        for t, v in zip(tparams, params.values(), strict=True):
+            np.testing.assert_allclose(v, t.detach().numpy(), rtol=1e-14, atol=1e-15)
+    assert state["step"] == 6
+
+
+def test_adam_refuses_bad_input_before_any_work():
+    p = {"w": np.ones(3)}
+    s = tr.adam_init(p)
+    with pytest.raises(ValueError, match="grads must have the keys of params"):
+        tr.adam_update(p, {"v": np.ones(3)}, s)
+    with pytest.raises(ValueError, match=r"grads\['w'\] must have the shape"):
+        tr.adam_update(p, {"w": np.ones(4)}, s)
+    with pytest.raises(ValueError, match="lr must be a positive number"):
+        tr.adam_update(p, {"w": np.ones(3)}, s, lr=0)
+    with pytest.raises(ValueError, match="betas"):
+        tr.adam_update(p, {"w": np.ones(3)}, s, betas=(0.9, 1.0))
+    with pytest.raises(ValueError, match="max_norm must be a positive number"):
+        tr.clip_grad_norm(p, 0)
+    assert s["step"] == 0 and np.all(p["w"] == 1)
+
+
+# -- training against PyTorch ------------------------------------------------------------
+
+
+def _torch_losses(torch, config, corpus, params):
+    """The same model from torch.nn modules, trained with autograd and torch.optim.Adam."""
+    from portable_rnn.interop import to_torch
+
+    text, _ = tr.load_corpus(corpus)
+    vocab = tr.Vocabulary.from_text(text)
+    train_ids, _ = tr.split_corpus(vocab.encode(text), config.val_fraction)
+    batches = tr.TextBatches(train_ids, config.batch, config.seq_len)
+    spec = tr.describe_model(params)
+    keys = [k for k in params if k.startswith("layer")]
+    layers = [
+        {k.split(".", 1)[1]: params[k] for k in keys if k.startswith(f"layer{i}.")}
+        for i in range(spec["layers"])
+    ]
+    rnn = to_torch(layers, batch_first=True)
+    H = spec["hidden"]
+    for name, p in rnn.named_parameters():
+        if name.startswith("bias_hh"):
+            # ours has one bias per gate (bias_ih + bias_hh, which to_torch puts in bias_ih);
+            # training both of PyTorch's would move their sum twice as fast: keep bias_hh at
+            # zero, except the GRU's b_hn, which is a parameter of its own (inside r * (...)).
+            mask = torch.zeros_like(p)
+            if spec["cell"] == "gru":
+                mask[2 * H :] = 1
+            assert torch.all(p.detach() * (1 - mask) == 0)
+            p.register_hook(lambda g, mask=mask: g * mask)
+    emb = torch.nn.Embedding(spec["vocab_size"], spec["embed"], dtype=torch.float64)
+    lin = torch.nn.Linear(H, spec["vocab_size"], dtype=torch.float64)
+    with torch.no_grad():
+        emb.weight.copy_(torch.tensor(params["embed"]))
+        lin.weight.copy_(torch.tensor(params["Wy"]))
+        lin.bias.copy_(torch.tensor(params["by"][:, 0]))
+    all_params = [*emb.parameters(), *rnn.parameters(), *lin.parameters()]
+    opt = torch.optim.Adam(all_params, lr=config.lr, betas=config.betas, eps=config.eps)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    losses, state = [], None
+    for step in range(config.steps):
+        j = step % len(batches)
+        if j == 0:
+            state = None
+        x, y = (torch.tensor(a, dtype=torch.int64) for a in batches[j])
+        out, state = rnn(emb(x), state)
+        state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+        logits = lin(out)
+        loss = loss_fn(logits.reshape(-1, spec["vocab_size"]), y.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(all_params, config.clip)
+        opt.step()
+        losses.append(loss.item())
+    return np.array(losses)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_twenty_steps_match_torch_autograd_and_adam(cell, corpus):
+    torch = pytest.importorskip("torch")
+    config = _small(cell, seq_len=8, batch=4)  # 20 steps wrap around the 17 chunks
+    params = tr.init_char_model(
+        len(tr.Vocabulary.from_text(tr.load_corpus(corpus)[0])),
+        cell=cell,
+        hidden=12,
+        layers=2,
+        embed=6,
+        seed=config.seed,
+        backend="numpy",
+        dtype="float64",
+    )
+    theirs = _torch_losses(torch, config, corpus, params)
+    ours = np.array(tr.fit(config, corpus=corpus).train_loss)
+    assert ours.shape == (20,)
+    assert theirs[-1] < theirs[0] - 0.3  # it learns
+    rel = np.max(np.abs(ours - theirs) / np.abs(theirs))
+    assert rel < 1e-9, (rel, ours, theirs)
+
+
+# -- every backend --------------------------------------------------------------------------
+
+
+def _on(xp, **kw):
+    return _small(backend=xp.backend, device=xp.device, **kw)
+
+
+@pytest.fixture(scope="module")
+def numpy_runs(corpus):
+    return {cell: tr.fit(_small(cell), corpus=corpus) for cell in CELLS}
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_twenty_steps_agree_on_every_backend(xp, cell, corpus, numpy_runs, record_diff):
+    ours = tr.fit(_on(xp, cell=cell), corpus=corpus)
+    ref = numpy_runs[cell]
+    np.testing.assert_allclose(ours.train_loss, ref.train_loss, rtol=1e-9, atol=0)
+    np.testing.assert_allclose(
+        [v for _, v in ours.val_loss], [v for _, v in ref.val_loss], rtol=1e-9, atol=0
+    )
+    for k, v in ours.params.items():
+        assert_close(
+            v, ref.params[k], xp=xp.xp, device=xp.array_device, rtol=1e-8, atol=1e-10, err_msg=k
+        )
+        record_diff(xp.name, "float64", v, ref.params[k])
+
+
+def test_resume_is_bit_for_bit(xp, corpus, tmp_path):
+    config = _on(xp, cell="lstm", steps=6, eval_every=2, save_every=3)
+    whole = tr.fit(config, corpus=corpus, out=tmp_path / "whole.npz")
+    tr.fit(_on(xp, cell="lstm", steps=3, eval_every=2), corpus=corpus, out=tmp_path / "a.npz")
+    header, arrays = tr.load_checkpoint(tmp_path / "a.npz")
+    assert header["step"] == 3 and header["trained_on"] == xp.backend
+    resumed = tr.fit(config, corpus=corpus, out=tmp_path / "b.npz", resume=tmp_path / "a.npz")
+    assert resumed.step == 6
+    assert resumed.train_loss == whole.train_loss  # exactly
+    for k in whole.params:
+        assert np.array_equal(to_numpy(resumed.params[k]), to_numpy(whole.params[k])), k
+    _, b = tr.load_checkpoint(tmp_path / "b.npz")
+    _, w = tr.load_checkpoint(tmp_path / "whole.npz")
+    for group in ("params", "adam_m", "adam_v", "state"):
+        for k in w[group]:
+            assert np.array_equal(b[group][k], w[group][k]), (group, k)
+    assert np.array_equal(b["history"]["train"], w["history"]["train"])
+    # the interrupted run also validated where it stopped (step 3); the rest is the same
+    assert np.array_equal(b["history"]["val"][b["history"]["val"][:, 0] != 3], w["history"]["val"])
+
+
+def test_a_numpy_checkpoint_runs_on_every_backend(xp, corpus, tmp_path):
+    tr.fit(_small("gru", steps=5), corpus=corpus, out=tmp_path / "np.npz")
+    header, arrays = tr.load_checkpoint(tmp_path / "np.npz")
+    vocab = tr.Vocabulary(header["vocab"])
+    text, _ = tr.load_corpus(corpus)
+    _, val = tr.split_corpus(vocab.encode(text), 0.1)
+    batches = tr.TextBatches(val, 3, 10)
+    ref = tr.evaluate(arrays["params"], batches)
+    import portable_rnn as prnn
+
+    params = prnn.to_backend(arrays["params"], xp.backend, xp.device)
+    assert abs(tr.evaluate(params, batches) - ref) < 1e-12 * ref
+    kw = dict(length=60, temperature=0.7, prime="The ", seed=5)
+    assert tr.sample(params, vocab, **kw) == tr.sample(arrays["params"], vocab, **kw)
+    # and training goes on there, from the NumPy checkpoint
+    more = tr.fit(_on(xp, cell="gru", steps=7), corpus=corpus, resume=tmp_path / "np.npz")
+    assert more.step == 7 and len(more.train_loss) == 7
+
+
+def test_jit_steps_equal_eager_steps(corpus):
+    jax = pytest.importorskip("jax")
+    from portable_rnn._backend import compile_function
+
+    params = tr.init_char_model(
+        13, cell="lstm", hidden=5, layers=2, embed=3, seed=0, backend="jax", dtype="float64"
+    )
+    x, y = (tr.to_device_like(a, params["Wy"]) for a in _batch(13, m=2, T_=6))
+    jitted = compile_function(tr.char_model_loss_and_grads, params["Wy"])
+    assert jitted is not tr.char_model_loss_and_grads
+    assert (
+        compile_function(tr.char_model_loss_and_grads, np.ones(1)) is tr.char_model_loss_and_grads
+    )
+    l1, g1, s1 = tr.char_model_loss_and_grads(params, x, y)
+    l2, g2, s2 = jitted(params, x, y)
+    assert isinstance(l2, jax.Array)
+    assert abs(float(l1) - float(l2)) < 1e-13
+    for k in g1:
+        assert_close(g2[k], g1[k], rtol=1e-11, atol=1e-13, err_msg=k)
+    assert_close(s2["c"], s1["c"], rtol=1e-12, atol=1e-14)
+
+
+# -- data -----------------------------------------------------------------------------------
+
+
+def test_batches_are_parallel_streams_for_truncated_bptt():
+    ids = np.arange(1000, dtype=np.int32)
+    b = tr.TextBatches(ids, batch=4, seq_len=7)
+    per_stream = 999 // 4
+    assert len(b) == per_stream // 7 and b.characters == len(b) * 28
+    x0, y0 = b[0]
+    x1, _ = b[1]
+    assert x0.shape == (4, 7) and np.array_equal(y0, x0 + 1)
+    assert np.array_equal(x1[:, 0], x0[:, -1] + 1)  # chunk 1 continues chunk 0, per stream
+    assert np.array_equal(x0[:, 0], np.arange(4) * per_stream)
+    with pytest.raises(IndexError):
+        b[len(b)]
+    with pytest.raises(tr.CorpusError, match="too short"):
+        tr.TextBatches(ids[:20], batch=4, seq_len=7)
+
+
+def test_vocabulary_round_trips_and_names_unknown_characters():
+    v = tr.Vocabulary.from_text("hello, world")
+    assert v.chars == " ,dehlorw"
+    assert v.decode(v.encode("world")) == "world"
+    assert v.encode("lol").dtype == np.int32
+    with pytest.raises(ValueError, match="'xz'"):
+        v.encode("hex z")
+
+
+def test_default_corpus_is_offline_and_large():
+    text, source = tr.load_corpus()
+    assert source == tr.DEFAULT_CORPUS
+    assert len(text) > 100_000
+    train, val = tr.split_corpus(np.arange(1000), 0.1)
+    assert len(train) == 900 and len(val) == 100 and val[0] == 900
