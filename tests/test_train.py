@@ -384,3 +384,36 @@ def test_default_corpus_is_offline_and_large():
     assert len(text) > 100_000
     train, val = tr.split_corpus(np.arange(1000), 0.1)
     assert len(train) == 900 and len(val) == 100 and val[0] == 900
+
+
+def test_interrupt_writes_a_checkpoint_of_the_last_completed_step(corpus, tmp_path):
+    def interrupt(line):
+        if line.startswith("step 2:"):
+            raise KeyboardInterrupt
+
+    config = _small(steps=10, eval_every=2, save_every=5)
+    with pytest.raises(KeyboardInterrupt):
+        tr.fit(config, corpus=corpus, out=tmp_path / "c.npz", log=interrupt)
+    header, arrays = tr.load_checkpoint(tmp_path / "c.npz")
+    assert header["step"] == 2 and len(arrays["history"]["train"]) == 2
+    resumed = tr.fit(config, corpus=corpus, resume=tmp_path / "c.npz")
+    assert resumed.train_loss == tr.fit(config, corpus=corpus).train_loss
+
+
+def test_max_minutes_stops_early_and_validates(corpus):
+    result = tr.fit(_small(steps=50, max_minutes=1e-9), corpus=corpus)
+    assert result.step == 1 and [s for s, _ in result.val_loss] == [1]
+
+
+def test_config_refuses_bad_values():
+    for kw, word in [
+        ({"cell": "transformer"}, "cell"),
+        ({"hidden": 0}, "hidden"),
+        ({"lr": -1.0}, "lr"),
+        ({"clip": -1.0}, "clip"),
+        ({"val_fraction": 1.0}, "val_fraction"),
+        ({"max_minutes": 0}, "max_minutes"),
+        ({"save_every": 0}, "save_every"),
+    ]:
+        with pytest.raises(ValueError, match=word):
+            tr.TrainConfig(**kw)

@@ -64,6 +64,10 @@ def save_checkpoint(path, header: dict, arrays: dict) -> Path:
     directory = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        if hasattr(os, "fchmod"):  # mkstemp makes 0600; a checkpoint gets the usual mode
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as fh:
             _write(fh, flat)
             fh.flush()
@@ -109,7 +113,7 @@ def load_checkpoint(path) -> tuple[dict, dict]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:
             if _HEADER not in npz.files:
                 raise CheckpointError(f"{str(path)!r} is not a portable_rnn checkpoint (no header)")
             header = json.loads(npz[_HEADER].item())

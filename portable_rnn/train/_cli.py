@@ -38,6 +38,7 @@ def add_train_parser(sub) -> None:
     p.add_argument("--val-fraction", type=float, default=None, help="held-out end (default 0.1)")
     p.add_argument("--eval-every", type=int, default=None, help="validate every N steps (100)")
     p.add_argument("--save-every", type=int, default=None, help="checkpoint every N steps")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop after this long")
     p.add_argument("--sample-length", type=int, default=None, help="sample printed (default 200)")
     p.add_argument("--seed", type=int, default=None, help="initialisation seed (default 0)")
     _add_target(p, "default: PORTABLE_RNN_DTYPE, else float32")
@@ -96,6 +97,7 @@ _OPTIONS = (
     "val_fraction",
     "eval_every",
     "save_every",
+    "max_minutes",
     "sample_length",
     "seed",
     "backend",
@@ -106,6 +108,7 @@ _OPTIONS = (
 
 def run_train(args) -> int:
     given = {k: getattr(args, k) for k in _OPTIONS if getattr(args, k) is not None}
+    out, start = None, 0
     try:
         if args.resume is not None:
             config = TrainConfig.from_checkpoint(args.resume, **given)
@@ -115,12 +118,12 @@ def run_train(args) -> int:
             config = TrainConfig(**given)
         out = args.out or args.resume or DEFAULT_OUT
         if args.plot is not None:
-            _pyplot()
-            if not Path(args.plot).parent.is_dir():
-                raise ValueError(f"the directory of --plot {args.plot!r} does not exist")
+            _check_plot_format(args.plot)
         _enable_x64_if_needed(config.backend, config.dtype or get_config().dtype)
         if args.resume is not None:
-            print(f"resuming {args.resume}", flush=True)
+            start = int(load_checkpoint(args.resume)[0]["step"])
+            if start < config.steps:
+                print(f"resuming {args.resume} at step {start}", flush=True)
         result = fit(
             config,
             corpus=args.corpus,
@@ -132,25 +135,44 @@ def run_train(args) -> int:
     except KeyboardInterrupt:
         print(
             f"portable-rnn train: interrupted; resume with --resume {out}"
-            if Path(out).exists()
+            if out is not None and Path(out).exists()
             else "portable-rnn train: interrupted",
             file=sys.stderr,
         )
         return 130
     except USER_ERRORS as exc:
         return _fail("train", exc)
-    if result.val_loss:
+    if result.step == start:
+        print(f"nothing to do: {args.resume} is at step {start}, --steps is {config.steps}")
+    else:
         val = result.val_loss[-1][1]
         print(
             f"done: step {result.step}, validation {val / LN2:.3f} bits/char, "
             f"{result.chars_per_second:,.0f} chars/s; checkpoint {result.checkpoint}"
         )
-    else:
-        print(f"nothing to do: {args.resume} is already at step {result.step} (--steps)")
     if args.plot is not None:
-        plot_history(result.train_loss, result.val_loss, args.plot)
+        try:
+            plot_history(result.train_loss, result.val_loss, args.plot)
+        except (ValueError, OSError) as exc:
+            return _fail("train", exc)
         print(f"plot: {args.plot}")
     return 0
+
+
+def _check_plot_format(path) -> None:
+    """Refuse, before training, a plot that matplotlib could not write."""
+    _pyplot()
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    if not Path(path).parent.is_dir():
+        raise ValueError(f"the directory of --plot {str(path)!r} does not exist")
+    fmt = Path(path).suffix[1:].lower()
+    supported = FigureCanvasBase.get_supported_filetypes()
+    if fmt not in supported:
+        raise ValueError(
+            f"--plot {str(path)!r}: matplotlib cannot write {fmt or 'a file without suffix'!r} "
+            f"(it writes {', '.join(sorted(supported))})"
+        )
 
 
 def run_sample(args) -> int:

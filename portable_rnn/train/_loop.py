@@ -67,6 +67,9 @@ class TrainConfig:
         Validation (and a printed sample) every so many steps, and at the end.
     save_every : int or None
         Checkpoint every so many steps (``None``: with every validation), and at the end.
+    max_minutes : float or None
+        Also stop (validate and save) at the first step that ends after this much
+        wall-clock time of the run (``None``: no limit).
     sample_length : int
         Characters of the samples printed during training (0: none).
     seed : int
@@ -89,6 +92,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     eval_every: int = 100
     save_every: int | None = None
+    max_minutes: float | None = None
     sample_length: int = 200
     seed: int = 0
     backend: str | None = None
@@ -113,6 +117,10 @@ class TrainConfig:
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         if not (isinstance(self.clip, (int, float)) and 0 <= self.clip < math.inf):
             raise ValueError(f"clip must be a number >= 0 (0: no clipping), got {self.clip!r}")
+        if self.max_minutes is not None and not (
+            isinstance(self.max_minutes, (int, float)) and self.max_minutes > 0
+        ):
+            raise ValueError(f"max_minutes must be a positive number, got {self.max_minutes!r}")
         if not (isinstance(self.val_fraction, float) and 0 < self.val_fraction < 1):
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
         if (
@@ -422,7 +430,8 @@ def fit(config: TrainConfig, *, corpus=None, out=None, resume=None, log=None, pr
     bar = _progress(progress, config.steps, step)
     chars_per_step = config.batch * config.seq_len
     m, v = opt["m"], opt["v"]
-    busy, first, done, rate = 0.0, 0.0, 0, float("nan")  # seconds in training steps only
+    busy, first, done, rate = 0.0, 0.0, 0, float("nan")
+    t_run = time.perf_counter()  # seconds in training steps only
     last_saved = step
     try:
         while step < config.steps:
@@ -453,7 +462,10 @@ def fit(config: TrainConfig, *, corpus=None, out=None, resume=None, log=None, pr
             rate = chars_per_step * (
                 (done - 1) / (busy - first) if done > 1 and busy > first else done / busy
             )
-            last = step == config.steps
+            last = step == config.steps or (
+                config.max_minutes is not None
+                and time.perf_counter() - t_run >= 60 * config.max_minutes
+            )
             if step % config.eval_every == 0 or last:
                 val = evaluate(params, run.val)
                 val_loss.append((step, val))
@@ -479,6 +491,8 @@ def fit(config: TrainConfig, *, corpus=None, out=None, resume=None, log=None, pr
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix_str(_postfix(train_loss, val_loss, rate), refresh=False)
+            if last:
+                break
     except KeyboardInterrupt:
         if out is not None and step > last_saved:
             result.checkpoint = run.save(

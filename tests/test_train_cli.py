@@ -1,0 +1,584 @@
+"""The ``portable-rnn train`` and ``portable-rnn sample`` commands, run in-process through `main`.
+
+Every run is a tiny model on a tiny deterministic corpus on NumPy, so the whole file
+takes seconds. Bad input must give exit status 2, exactly one line on stderr and leave
+every file as it was; checkpoints are written atomically (also under SIGKILL).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import portable_rnn.train._checkpoint as checkpoint_module
+import portable_rnn.train._loop as loop_module
+from portable_rnn.__main__ import main
+from portable_rnn.train import FORMAT_VERSION, load_checkpoint, save_checkpoint
+
+WORDS = (
+    "the quick brown fox jumps over a lazy dog while seven wizards quietly hex "
+    "jovial frogs and many old kings ride back from the river at night"
+).split()
+TINY = (
+    "--hidden", "8", "--embed", "4", "--seq-len", "8", "--batch", "2", "--eval-every", "2",
+    "--sample-length", "10", "--no-progress", "--backend", "numpy",
+)  # fmt: skip
+PRIME = "the fox"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+try:  # the plot extra: in CI (dev extra), maybe not on a GPU machine's offline install
+    import matplotlib  # noqa: F401
+
+    NEEDS_MPL = pytest.mark.usefixtures()
+except ImportError:  # pragma: no cover
+    NEEDS_MPL = pytest.mark.skip(reason="matplotlib (the plot extra) is not installed")
+VALIDATION_LINE = re.compile(
+    r"^step (\d+): train \d+\.\d{3} bits/char, validation (\d+\.\d{3}) bits/char, "
+)
+
+
+def make_text(chars: int = 2000, seed: int = 0) -> str:
+    """Sentences of `WORDS`, one a line, about ``chars`` characters long."""
+    rng = random.Random(seed)
+    lines, n = [], 0
+    while n < chars:
+        line = " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 9))).capitalize() + ".\n"
+        lines.append(line)
+        n += len(line)
+    return "".join(lines)
+
+
+def train(*args) -> int:
+    return main(["train", *TINY, *(str(a) for a in args)])
+
+
+def sample_cmd(*args) -> int:
+    return main(["sample", *(str(a) for a in args)])
+
+
+def snapshot(directory) -> dict:
+    """Every file under ``directory`` (hidden ones too) with its bytes."""
+    return {
+        p.relative_to(directory).as_posix(): p.read_bytes()
+        for p in sorted(Path(directory).rglob("*"))
+        if p.is_file()
+    }
+
+
+def one_error_line(capsys, command: str, *keywords: str, stdout=None) -> str:
+    """The single stderr line of a failed command; it names every keyword (case-insensitive).
+
+    ``stdout``: what standard output must be (not checked when ``None``).
+    """
+    out, err = capsys.readouterr()
+    if stdout is not None:
+        assert out == stdout
+    lines = err.splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got {err!r}"
+    line = lines[0]
+    assert line.startswith(f"portable-rnn {command}: error: "), line
+    assert "Traceback" not in line
+    for word in keywords:
+        assert word.lower() in line.lower(), f"{word!r} not in {line!r}"
+    return line
+
+
+def rewrite_header(src, dst, **changes) -> Path:
+    """A copy of checkpoint ``src`` at ``dst`` with ``changes`` made to its JSON header."""
+    with np.load(src, allow_pickle=False) as npz:
+        flat = {key: npz[key] for key in npz.files}
+    header = json.loads(flat["__header__"].item())
+    header.update(changes)
+    flat["__header__"] = np.array(json.dumps(header))
+    np.savez(dst, **flat)
+    return Path(dst)
+
+
+@pytest.fixture
+def corpus(tmp_path) -> Path:
+    path = tmp_path / "corpus.txt"
+    path.write_text(make_text(), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A float32 and a float64 LSTM checkpoint (4 steps) of one corpus; read them, never write."""
+    d = tmp_path_factory.mktemp("trained")
+    corpus = d / "corpus.txt"
+    corpus.write_text(make_text(), encoding="utf-8")
+    f32, f64 = d / "f32.npz", d / "f64.npz"
+    assert train("--corpus", corpus, "--steps", 4, "--out", f32, "--dtype", "float32") == 0
+    assert train("--corpus", corpus, "--steps", 4, "--out", f64, "--dtype", "float64") == 0
+    return SimpleNamespace(dir=d, corpus=corpus, text=corpus.read_text(), f32=f32, f64=f64)
+
+
+@pytest.fixture
+def checkpoint(trained, tmp_path) -> Path:
+    """A writable copy of the float32 checkpoint in this test's directory."""
+    return Path(shutil.copy(trained.f32, tmp_path / "model.npz"))
+
+
+# --------------------------------------------------------------------------- happy path
+
+
+def test_train_writes_checkpoint_and_reports(tmp_path, corpus, capsys):
+    out = tmp_path / "model.npz"
+    assert train("--corpus", corpus, "--steps", 4, "--out", out) == 0
+    stdout, stderr = capsys.readouterr()
+    assert stderr == ""
+    lines = stdout.splitlines()
+    validations = [VALIDATION_LINE.match(line) for line in lines]
+    validations = [m for m in validations if m]
+    assert [int(m.group(1)) for m in validations] == [2, 4]
+    done = lines[-1]
+    assert done.startswith("done: step 4, validation ")
+    assert "bits/char" in done and done.endswith(f"checkpoint {out}")
+    assert f"validation {validations[-1].group(2)} bits/char" in done
+
+    header, arrays = load_checkpoint(out)
+    assert header["step"] == 4
+    assert header["version"] == FORMAT_VERSION
+    assert header["dtype"] == "float32"  # the command line's default
+    assert {k: header["config"][k] for k in ("cell", "hidden", "embed", "seq_len", "batch")} == {
+        "cell": "lstm", "hidden": 8, "embed": 4, "seq_len": 8, "batch": 2,
+    }  # fmt: skip
+    assert header["vocab"] == "".join(sorted(set(corpus.read_text())))
+    history = arrays["history"]
+    assert history["train"].shape == (4,) and np.all(np.isfinite(history["train"]))
+    assert history["val"][:, 0].tolist() == [2.0, 4.0]
+    assert f"{history['val'][-1, 1] / np.log(2):.3f}" == validations[-1].group(2)
+    assert set(arrays["params"]) >= {"embed", "Wy"}
+    assert sorted(os.listdir(tmp_path)) == ["corpus.txt", "model.npz"]  # no temporary left
+
+
+def test_train_default_out_is_charlm_npz_in_cwd(tmp_path, corpus, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert train("--corpus", corpus, "--steps", 2) == 0
+    assert capsys.readouterr().out.splitlines()[-1].endswith("checkpoint charlm.npz")
+    assert load_checkpoint(tmp_path / "charlm.npz")[0]["step"] == 2
+
+
+def test_sample_starts_with_prime_and_has_length(trained, capsys):
+    assert set(PRIME) <= set(trained.text)
+    args = ("--checkpoint", trained.f32, "--length", 30, "--seed", 3, "--prime", PRIME)
+    assert sample_cmd(*args) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert out.endswith("\n")  # print's newline
+    text = out[:-1]
+    assert text.startswith(PRIME)
+    assert len(text) == len(PRIME) + 30
+    assert set(text) <= set(trained.text)
+
+
+def test_sample_without_prime_starts_with_newline(trained, capsys):
+    assert sample_cmd("--checkpoint", trained.f32, "--length", 12, "--seed", 0) == 0
+    text = capsys.readouterr().out[:-1]
+    assert len(text) == 1 + 12 and text[0] == "\n"
+
+
+def test_sample_same_seed_same_text(trained, capsys):
+    texts = []
+    for seed in (3, 3, 4):
+        args = ("--checkpoint", trained.f32, "--length", 30, "--seed", seed, "--prime", PRIME)
+        assert sample_cmd(*args) == 0
+        texts.append(capsys.readouterr().out)
+    assert texts[0] == texts[1]
+    assert texts[0] != texts[2]  # the seed matters
+
+
+def test_sample_same_text_on_array_api_strict(trained, capsys):
+    assert load_checkpoint(trained.f64)[0]["dtype"] == "float64"
+    texts = {}
+    for backend in ("numpy", "array_api_strict"):
+        args = ("--checkpoint", trained.f64, "--length", 30, "--seed", 3, "--prime", PRIME)
+        assert sample_cmd(*args, "--backend", backend) == 0
+        texts[backend] = capsys.readouterr().out
+    assert len(texts["numpy"]) == len(PRIME) + 30 + 1
+    assert texts["array_api_strict"] == texts["numpy"]
+
+
+# --------------------------------------------------------------------------- plot
+
+
+@NEEDS_MPL
+def test_plot_writes_png(tmp_path, corpus, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert train("--corpus", corpus, "--steps", 4, "--out", "m.npz", "--plot", "loss.png") == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "plot: loss.png"
+    data = (tmp_path / "loss.png").read_bytes()
+    assert data.startswith(PNG_MAGIC) and len(data) > 1000
+
+
+@NEEDS_MPL
+def test_plot_in_missing_directory_fails_before_training(tmp_path, corpus, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(tmp_path)
+    args = ("--corpus", corpus, "--steps", 2, "--out", "m.npz", "--plot", "nowhere/loss.png")
+    assert train(*args) == 2
+    one_error_line(capsys, "train", "plot", "does not exist")
+    assert snapshot(tmp_path) == before
+
+
+@NEEDS_MPL
+def test_plot_unsupported_format_is_a_user_error(tmp_path, corpus, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert train("--corpus", corpus, "--steps", 2, "--out", "m.npz", "--plot", "loss.xyz") == 2
+    one_error_line(capsys, "train", "xyz")
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def test_resume_gives_the_uninterrupted_losses(tmp_path, corpus, capsys):
+    a, b, c = tmp_path / "a.npz", tmp_path / "b.npz", tmp_path / "c.npz"
+    assert train("--corpus", corpus, "--steps", 4, "--out", a) == 0
+    assert train("--corpus", corpus, "--steps", 2, "--out", b) == 0
+    assert load_checkpoint(b)[0]["step"] == 2
+    b2 = Path(shutil.copy(b, tmp_path / "b2.npz"))
+    b2_bytes = b2.read_bytes()
+    capsys.readouterr()
+
+    assert main(["train", "--resume", str(b), "--steps", "4", "--no-progress",
+                 "--backend", "numpy"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert out.startswith(f"resuming {b}")
+    steps = [int(m.group(1)) for m in map(VALIDATION_LINE.match, out.splitlines()) if m]
+    assert steps == [4]
+    assert out.splitlines()[-1].startswith("done: step 4, ")
+    # the copy, resumed to another file, is left as it was
+    assert main(["train", "--resume", str(b2), "--steps", "4", "--out", str(c), "--no-progress",
+                 "--backend", "numpy"]) == 0  # fmt: skip
+    assert b2.read_bytes() == b2_bytes
+
+    ha, aa = load_checkpoint(a)
+    for resumed in (b, c):
+        header, arrays = load_checkpoint(resumed)
+        assert header["step"] == 4
+        assert arrays["history"]["train"].shape == (4,)
+        assert arrays["history"]["train"].tobytes() == aa["history"]["train"].tobytes()
+        assert arrays["history"]["val"].tobytes() == aa["history"]["val"].tobytes()
+        assert arrays["params"].keys() == aa["params"].keys()
+        for name, value in aa["params"].items():
+            assert arrays["params"][name].tobytes() == value.tobytes(), name
+    assert b.read_bytes() != b2_bytes  # the resumed run did write b
+
+
+def test_interrupt_saves_a_checkpoint_that_resumes(tmp_path, corpus, monkeypatch, capsys):
+    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
+    assert train("--corpus", corpus, "--steps", 4, "--out", a) == 0
+    real_evaluate = loop_module.evaluate
+
+    def interrupted(*args, **kwargs):  # Ctrl-C at the first validation (after step 2)
+        monkeypatch.setattr(loop_module, "evaluate", real_evaluate)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop_module, "evaluate", interrupted)
+    capsys.readouterr()
+    assert train("--corpus", corpus, "--steps", 4, "--out", b) == 130
+    assert capsys.readouterr().err == f"portable-rnn train: interrupted; resume with --resume {b}\n"
+    header, arrays = load_checkpoint(b)
+    assert header["step"] == 2
+    assert arrays["history"]["train"].shape == (2,)
+
+    assert main(["train", "--resume", str(b), "--no-progress", "--backend", "numpy"]) == 0
+    assert load_checkpoint(b)[0]["step"] == 4
+    expected = load_checkpoint(a)[1]["history"]["train"]
+    assert load_checkpoint(b)[1]["history"]["train"].tobytes() == expected.tobytes()
+
+
+def test_resume_at_its_last_step_has_nothing_to_do(checkpoint, capsys):
+    before = snapshot(checkpoint.parent)
+    args = ["train", "--resume", str(checkpoint), "--steps", "4", "--no-progress"]
+    assert main([*args, "--backend", "numpy"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert "nothing to do" in out and "step 4" in out
+    assert not any(VALIDATION_LINE.match(line) for line in out.splitlines())
+    assert "nan" not in out and "None" not in out
+    assert snapshot(checkpoint.parent) == before
+
+
+@pytest.mark.parametrize(
+    ("option", "name"),
+    [(("--cell", "gru"), "cell"), (("--hidden", "16"), "hidden"), (("--seq-len", "4"), "seq_len")],
+)
+def test_resume_refuses_another_model(checkpoint, option, name, capsys):
+    before = snapshot(checkpoint.parent)
+    assert main(["train", "--resume", str(checkpoint), *option, "--no-progress"]) == 2
+    one_error_line(capsys, "train", name, "resume")
+    assert snapshot(checkpoint.parent) == before
+
+
+def test_resume_refuses_another_corpus(checkpoint, tmp_path, capsys):
+    other = tmp_path / "other.txt"
+    other.write_text(make_text(seed=1), encoding="utf-8")
+    before = snapshot(tmp_path)
+    args = ["train", "--resume", str(checkpoint), "--corpus", str(other), "--steps", "6"]
+    assert main([*args, "--no-progress", "--backend", "numpy"]) == 2
+    one_error_line(capsys, "train", "corpus", str(other))
+    assert snapshot(tmp_path) == before
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+SENTINEL = b"sentinel: not a checkpoint, must not change\n"
+BAD_CORPORA = {
+    "empty": (b"", "empty"),
+    "nul": (b"some text\x00more text\n" * 50, "binary"),
+    "not-utf8": (b"\xff\xfe\xfa" + make_text().encode(), "binary"),
+    "latin1": ("caf\xe9 ".encode("latin-1") * 300, "utf-8"),
+    "too-short": (b"hello", "too short"),
+    "held-out-too-short": (make_text()[:40].encode(), "shorter than one sequence"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_CORPORA))
+def test_train_bad_corpus(kind, tmp_path, monkeypatch, capsys):
+    data, keyword = BAD_CORPORA[kind]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "corpus.txt").write_bytes(data)
+    (tmp_path / "out.npz").write_bytes(SENTINEL)
+    before = snapshot(tmp_path)
+    assert train("--corpus", "corpus.txt", "--steps", 4, "--out", "out.npz") == 2
+    one_error_line(capsys, "train", "corpus" if kind != "held-out-too-short" else "held-out",
+                   keyword)  # fmt: skip
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    ("where", "keyword"), [("missing.txt", "does not exist"), (".", "not a file")]
+)
+def test_train_corpus_not_a_file(where, keyword, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out.npz").write_bytes(SENTINEL)
+    before = snapshot(tmp_path)
+    assert train("--corpus", where, "--steps", 4, "--out", "out.npz") == 2
+    one_error_line(capsys, "train", "corpus", keyword)
+    assert snapshot(tmp_path) == before
+
+
+def test_train_bad_corpus_without_out_writes_no_default(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "corpus.txt").write_bytes(b"")
+    assert train("--corpus", "corpus.txt", "--steps", 4) == 2
+    one_error_line(capsys, "train", "empty")
+    assert sorted(os.listdir(tmp_path)) == ["corpus.txt"]
+
+
+def test_train_out_in_missing_directory(tmp_path, corpus, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(tmp_path)
+    assert train("--corpus", corpus, "--steps", 2, "--out", "nowhere/m.npz") == 2
+    one_error_line(capsys, "train", "does not exist")
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("option", [("--steps", "0"), ("--hidden", "-3"), ("--lr", "0")])
+def test_train_bad_option(option, tmp_path, corpus, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(tmp_path)
+    assert train("--corpus", corpus, *option) == 2
+    one_error_line(capsys, "train", option[0][2:])
+    assert snapshot(tmp_path) == before
+
+
+def bad_checkpoint(kind: str, real: Path, directory: Path) -> tuple[Path, str]:
+    """A broken checkpoint of ``kind`` in ``directory`` and the word its error names."""
+    path = directory / "bad.npz"
+    if kind == "truncated":
+        data = real.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+        return path, "truncated"
+    if kind == "version":
+        # the rewrite itself keeps a loadable checkpoint: only the version is wrong
+        assert load_checkpoint(rewrite_header(real, path))[0]["step"] == 4
+        rewrite_header(real, path, version=99)
+        return path, "version 99"
+    if kind == "not-a-checkpoint":
+        np.savez(path, w=np.ones(3))
+        return path, "not a portable_rnn checkpoint"
+    if kind == "text-file":
+        path.write_text("just some text, not a zip\n")
+        return path, "checkpoint"
+    assert kind == "missing"
+    return path, "does not exist"
+
+
+CHECKPOINT_KINDS = [
+    "truncated",
+    "version",
+    "not-a-checkpoint",
+    "text-file",
+    "missing",
+]
+
+
+@pytest.mark.parametrize("kind", CHECKPOINT_KINDS)
+def test_resume_bad_checkpoint(kind, trained, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    path, keyword = bad_checkpoint(kind, trained.f32, tmp_path)
+    before = snapshot(tmp_path)
+    args = ["train", "--resume", str(path), "--corpus", str(trained.corpus), "--no-progress"]
+    assert main([*args, "--backend", "numpy"]) == 2
+    one_error_line(capsys, "train", keyword, str(path))
+    assert snapshot(tmp_path) == before  # also: a missing one is not created
+
+
+@pytest.mark.parametrize("kind", CHECKPOINT_KINDS)
+def test_sample_bad_checkpoint(kind, trained, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    path, keyword = bad_checkpoint(kind, trained.f32, tmp_path)
+    before = snapshot(tmp_path)
+    assert sample_cmd("--checkpoint", path, "--length", 5, "--seed", 0) == 2
+    one_error_line(capsys, "sample", keyword, str(path), stdout="")
+    assert snapshot(tmp_path) == before
+
+
+def test_sample_checkpoint_without_vocabulary(tmp_path, capsys):
+    path = save_checkpoint(tmp_path / "bare.npz", {"step": 1}, {"params": {"w": np.ones(3)}})
+    assert sample_cmd("--checkpoint", path, "--length", 5) == 2
+    one_error_line(capsys, "sample", "vocabulary")
+    assert main(["train", "--resume", str(path), "--no-progress"]) == 2
+    one_error_line(capsys, "train", "config")
+
+
+@pytest.mark.parametrize("temperature", ["0", "-1", "nan", "inf"])
+def test_sample_bad_temperature(temperature, checkpoint, capsys):
+    before = checkpoint.read_bytes()
+    args = ("--checkpoint", checkpoint, "--length", 5, "--seed", 0, "--temperature", temperature)
+    assert sample_cmd(*args) == 2
+    line = one_error_line(capsys, "sample", "temperature", stdout="")
+    assert temperature in line
+    assert checkpoint.read_bytes() == before
+
+
+def test_sample_bad_length(checkpoint, capsys):
+    assert sample_cmd("--checkpoint", checkpoint, "--length", -1) == 2
+    one_error_line(capsys, "sample", "length")
+
+
+@pytest.mark.parametrize("prime", ["@#%", "the f\u00f6x \u20ac"])
+def test_sample_prime_outside_vocabulary(prime, checkpoint, trained, capsys):
+    missing = [c for c in dict.fromkeys(prime) if c not in trained.text]
+    assert missing
+    assert sample_cmd("--checkpoint", checkpoint, "--length", 5, "--prime", prime) == 2
+    line = one_error_line(capsys, "sample", "vocabulary", "prime", stdout="")
+    for c in missing:
+        assert c in line
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+
+KILL_SCRIPT = r"""
+import sys, time
+from pathlib import Path
+import numpy as np
+import portable_rnn.train._checkpoint as ck
+from portable_rnn.train import save_checkpoint
+
+path, marker = Path(sys.argv[1]), Path(sys.argv[2])
+save_checkpoint(path, {"step": 1, "note": "first"}, {"params": {"w": np.ones(3)}})
+
+def stalled(fh, arrays):
+    fh.write(b"PK\x03\x04 half of a checkpoint")
+    fh.flush()
+    marker.write_text("writing")
+    time.sleep(60)
+
+ck._write = stalled
+save_checkpoint(path, {"step": 2, "note": "second"}, {"params": {"w": np.zeros(5)}})
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL (POSIX)")
+def test_checkpoint_survives_kill_during_write(tmp_path):
+    path, marker = tmp_path / "ckpt.npz", tmp_path / "marker"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILL_SCRIPT, str(path), str(marker)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not marker.exists():
+            if proc.poll() is not None:
+                pytest.fail(f"the writer exited early: {proc.communicate()[1].decode()}")
+            assert time.monotonic() < deadline, "the writer never reached _write"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    header, arrays = load_checkpoint(path)
+    assert header["step"] == 1 and header["note"] == "first"
+    assert arrays["params"]["w"].dtype == np.float64
+    np.testing.assert_array_equal(arrays["params"]["w"], np.ones(3))
+    # the half-written bytes went to a temporary next to it, not over the checkpoint
+    partial = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert len(partial) == 1 and partial[0].read_bytes().startswith(b"PK\x03\x04 half")
+
+
+@pytest.mark.parametrize("error", [OSError("disk full"), KeyboardInterrupt()])
+def test_failed_write_keeps_old_checkpoint_and_no_temporary(error, tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.npz"
+    save_checkpoint(path, {"step": 1}, {"params": {"w": np.ones(3)}})
+    before = path.read_bytes()
+
+    def failing(fh, arrays):
+        fh.write(b"PK\x03\x04 partial")
+        fh.flush()
+        raise error
+
+    monkeypatch.setattr(checkpoint_module, "_write", failing)
+    with pytest.raises(type(error)):
+        save_checkpoint(path, {"step": 2}, {"params": {"w": np.zeros(5)}})
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["ckpt.npz"]
+    header, arrays = load_checkpoint(path)
+    assert header["step"] == 1
+    np.testing.assert_array_equal(arrays["params"]["w"], np.ones(3))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
+def test_checkpoint_mode_follows_umask(tmp_path):
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")
+    path = save_checkpoint(tmp_path / "ckpt.npz", {"step": 1}, {"params": {"w": np.ones(3)}})
+    assert path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+
+
+# --------------------------------------------------------------------------- help
+
+
+def test_train_help(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--resume", "--plot", "--corpus", "--out", "--cell", "--steps"):
+        assert option in out
+
+
+def test_sample_help(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["sample", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--checkpoint", "--temperature", "--prime", "--length", "--seed"):
+        assert option in out
