@@ -417,3 +417,17 @@ def test_config_refuses_bad_values():
     ]:
         with pytest.raises(ValueError, match=word):
             tr.TrainConfig(**kw)
+
+
+def test_best_checkpoint_holds_the_lowest_validation_loss(corpus, tmp_path):
+    config = _small(steps=12, eval_every=2, lr=0.05)
+    result = tr.fit(config, corpus=corpus, out=tmp_path / "c.npz", best_out=tmp_path / "b.npz")
+    best_step, best_val = min(result.val_loss, key=lambda sv: sv[1])
+    header, arrays = tr.load_checkpoint(tmp_path / "b.npz")
+    assert header["step"] == best_step
+    assert arrays["history"]["val"][-1, 1] == best_val
+    text, _ = tr.load_corpus(corpus)
+    vocab = tr.Vocabulary(header["vocab"])
+    _, val = tr.split_corpus(vocab.encode(text), config.val_fraction)
+    again = tr.evaluate(arrays["params"], tr.TextBatches(val, 3, config.seq_len))
+    assert abs(again - best_val) < 1e-12 * best_val

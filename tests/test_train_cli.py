@@ -7,6 +7,7 @@ every file as it was; checkpoints are written atomically (also under SIGKILL).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import random
@@ -37,12 +38,11 @@ TINY = (
 )  # fmt: skip
 PRIME = "the fox"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-try:  # the plot extra: in CI (dev extra), maybe not on a GPU machine's offline install
-    import matplotlib  # noqa: F401
-
-    NEEDS_MPL = pytest.mark.usefixtures()
-except ImportError:  # pragma: no cover
-    NEEDS_MPL = pytest.mark.skip(reason="matplotlib (the plot extra) is not installed")
+# the plot extra: installed in CI (dev extra), maybe not on a GPU machine's offline install
+NEEDS_MPL = pytest.mark.skipif(
+    importlib.util.find_spec("matplotlib") is None,
+    reason="matplotlib (the plot extra) is not installed",
+)
 VALIDATION_LINE = re.compile(
     r"^step (\d+): train \d+\.\d{3} bits/char, validation (\d+\.\d{3}) bits/char, "
 )
@@ -582,3 +582,15 @@ def test_sample_help(capsys):
     out = capsys.readouterr().out
     for option in ("--checkpoint", "--temperature", "--prime", "--length", "--seed"):
         assert option in out
+
+
+def test_keep_best_writes_the_best_validation_checkpoint(tmp_path, corpus, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert train("--corpus", corpus, "--steps", 6, "--out", "m.npz", "--keep-best") == 0
+    out = capsys.readouterr().out
+    best_line = [line for line in out.splitlines() if line.startswith("best: step ")]
+    assert len(best_line) == 1 and best_line[0].endswith("m.best.npz")
+    header, arrays = load_checkpoint(tmp_path / "m.best.npz")
+    val = load_checkpoint(tmp_path / "m.npz")[1]["history"]["val"]
+    best = val[np.argmin(val[:, 1])]
+    assert header["step"] == int(best[0]) and f"step {int(best[0])}," in best_line[0]

@@ -43,6 +43,11 @@ def add_train_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=None, help="initialisation seed (default 0)")
     _add_target(p, "default: PORTABLE_RNN_DTYPE, else float32")
     p.add_argument("--out", default=None, help=f"checkpoint (default {DEFAULT_OUT}, or --resume)")
+    p.add_argument(
+        "--keep-best",
+        action="store_true",
+        help="also keep the checkpoint of the best validation loss, as OUT.best.npz",
+    )
     p.add_argument("--resume", default=None, help="continue from this checkpoint")
     p.add_argument("--plot", default=None, help="write a loss plot (needs matplotlib)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -129,6 +134,7 @@ def run_train(args) -> int:
             corpus=args.corpus,
             out=out,
             resume=args.resume,
+            best_out=_best_path(out) if args.keep_best else None,
             log=lambda line: print(line, flush=True),
             progress=not args.no_progress,
         )
@@ -150,6 +156,9 @@ def run_train(args) -> int:
             f"done: step {result.step}, validation {val / LN2:.3f} bits/char, "
             f"{result.chars_per_second:,.0f} chars/s; checkpoint {result.checkpoint}"
         )
+        if args.keep_best and result.val_loss:
+            step, val = min(result.val_loss, key=lambda sv: sv[1])
+            print(f"best: step {step}, validation {val / LN2:.3f} bits/char; {_best_path(out)}")
     if args.plot is not None:
         try:
             plot_history(result.train_loss, result.val_loss, args.plot)
@@ -157,6 +166,12 @@ def run_train(args) -> int:
             return _fail("train", exc)
         print(f"plot: {args.plot}")
     return 0
+
+
+def _best_path(out) -> Path:
+    """``charlm.npz`` -> ``charlm.best.npz``."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.best{out.suffix or '.npz'}")
 
 
 def _check_plot_format(path) -> None:

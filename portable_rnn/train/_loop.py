@@ -187,6 +187,8 @@ class TrainResult:
         Training throughput of this run (characters predicted per second).
     checkpoint : pathlib.Path or None
         The last checkpoint written.
+    best : pathlib.Path or None
+        The checkpoint of the lowest validation loss (with ``best_out``).
     """
 
     params: dict
@@ -196,6 +198,7 @@ class TrainResult:
     val_loss: list = field(default_factory=list)
     chars_per_second: float = float("nan")
     checkpoint: Path | None = None
+    best: Path | None = None
 
 
 def evaluate(params, batches: TextBatches) -> float:
@@ -373,7 +376,16 @@ class _Run:
         return save_checkpoint(path, header, arrays)
 
 
-def fit(config: TrainConfig, *, corpus=None, out=None, resume=None, log=None, progress=False):
+def fit(
+    config: TrainConfig,
+    *,
+    corpus=None,
+    out=None,
+    resume=None,
+    best_out=None,
+    log=None,
+    progress=False,
+):
     """Train a character-level language model.
 
     Truncated BPTT over `TextBatches` of the training part of the corpus (the
@@ -393,6 +405,10 @@ def fit(config: TrainConfig, *, corpus=None, out=None, resume=None, log=None, pr
     out : str or path-like, optional
         Checkpoint file, written every ``config.save_every`` steps and at the
         end (atomically); ``None`` writes none.
+    best_out : str or path-like, optional
+        Also write a checkpoint here at every validation that is the lowest so far
+        (over the whole run, also before a resume): early stopping, for a model
+        that starts to overfit. It is a full checkpoint (resumable, sampleable).
     resume : str or path-like, optional
         A checkpoint to continue from: parameters, optimizer state, carried
         state, step and history. ``config`` must keep its `STRUCTURAL` options
@@ -419,8 +435,9 @@ def fit(config: TrainConfig, *, corpus=None, out=None, resume=None, log=None, pr
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     run = _Run(config, corpus, resume)
-    if out is not None and not Path(out).parent.is_dir():
-        raise ValueError(f"the directory of out {str(out)!r} does not exist")
+    for name, path in (("out", out), ("best_out", best_out)):
+        if path is not None and not Path(path).parent.is_dir():
+            raise ValueError(f"the directory of {name} {str(path)!r} does not exist")
     params, opt, state, step, train_loss, val_loss = run.start()
     log = log or (lambda line: None)
     like = params["Wy"]
@@ -468,7 +485,18 @@ def fit(config: TrainConfig, *, corpus=None, out=None, resume=None, log=None, pr
             )
             if step % config.eval_every == 0 or last:
                 val = evaluate(params, run.val)
+                is_best = all(val < v for _, v in val_loss)
                 val_loss.append((step, val))
+                if best_out is not None and is_best:
+                    result.best = run.save(
+                        best_out,
+                        params,
+                        {"step": step, "m": m, "v": v},
+                        state,
+                        step,
+                        train_loss,
+                        val_loss,
+                    )
                 line = (
                     f"step {step}: train {train_loss[-1] / LN2:.3f} bits/char, "
                     f"validation {val / LN2:.3f} bits/char, {rate:,.0f} chars/s"
