@@ -69,6 +69,10 @@ def main(argv=None) -> int:
     add_train_parser(sub)
     add_sample_parser(sub)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command in ("bench", "train", "sample") and argv is None:
+        from ._backend import keep_freed_memory
+
+        keep_freed_memory()  # our own process: reuse freed memory (see its docstring)
     if args.command == "bench":
         return _bench(args)
     if args.command == "train":

@@ -52,3 +52,22 @@ def test_sizes_parser():
     assert _sizes("S,M") == ["S", "M"]
     assert _sizes("50,32,64,128") == [(50, 32, 64, 128)]
     assert _sizes("10,2,3,4;L") == [(10, 2, 3, 4), "L"]
+
+
+def test_keep_freed_memory_takes_on_glibc_and_is_called_only_by_commands():
+    import ctypes.util
+    import subprocess
+    import sys
+
+    from portable_rnn._backend import keep_freed_memory
+
+    on_glibc = sys.platform.startswith("linux") and "libc.so" in (
+        ctypes.util.find_library("c") or ""
+    )
+    assert keep_freed_memory() is on_glibc
+    # importing the library changes no allocator setting: only main() of our commands calls it
+    code = (
+        "import portable_rnn, portable_rnn.train, portable_rnn._backend as b, sys; "
+        "b.keep_freed_memory = lambda: sys.exit('called on import'); import portable_rnn.__main__"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
