@@ -431,3 +431,14 @@ def test_best_checkpoint_holds_the_lowest_validation_loss(corpus, tmp_path):
     _, val = tr.split_corpus(vocab.encode(text), config.val_fraction)
     again = tr.evaluate(arrays["params"], tr.TextBatches(val, 3, config.seq_len))
     assert abs(again - best_val) < 1e-12 * best_val
+
+
+def test_adam_takes_dicts_in_any_key_order():
+    """A checkpoint's dicts come back in their own order; only the keys must agree."""
+    p = {"a": np.ones(2), "b": np.full(3, 2.0)}
+    s = tr.adam_init(p)
+    swapped = {"step": 0, "m": {"b": s["m"]["b"], "a": s["m"]["a"]}, "v": s["v"]}
+    new, state = tr.adam_update(p, {"b": np.ones(3), "a": -np.ones(2)}, swapped, lr=0.1)
+    assert list(new) == ["a", "b"] and list(state["m"]) == ["a", "b"]
+    np.testing.assert_allclose(new["a"], 1.1)
+    np.testing.assert_allclose(new["b"], 1.9)
