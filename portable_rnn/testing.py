@@ -28,6 +28,7 @@ __all__ = [
     "full_precision",
     "to_numpy",
     "tolerances",
+    "TRAINING_TOLERANCES",
 ]
 
 #: ``(rtol, atol)`` for comparing a result of a given dtype with the NumPy
@@ -46,6 +47,15 @@ __all__ = [
 #:   error is set by their larger neighbours) leave more than 10x margin.
 #:   On GPUs this assumes full float32 matrix products (no TF32).
 TOLERANCES = {"float64": (1e-10, 1e-12), "float32": (1e-4, 1e-5)}
+
+#: ``(rtol, atol)`` for whole float64 training runs (`portable_rnn.train`): losses
+#: and parameters after 20 steps of Adam, compared across backends and with
+#: PyTorch autograd + ``torch.optim.Adam``. Each step feeds the previous one's
+#: rounding into the next, and Adam divides by ``sqrt(v)``, which can magnify a
+#: difference in a small gradient; observed differences stay below 1e-15
+#: relative (2.4e-16 against PyTorch), so 1e-9, the bound the training issue
+#: asks for, keeps six orders of margin.
+TRAINING_TOLERANCES = (1e-9, 1e-12)
 
 
 def full_precision() -> None:

@@ -4,7 +4,7 @@ import inspect
 
 import portable_rnn as prnn
 import portable_rnn.testing as prnn_testing
-from portable_rnn import interop, rnn_layers
+from portable_rnn import interop, rnn_layers, train
 
 SEED_SIGNATURES = {
     "rnn_cell_forward": "(xt, a_prev, parameters)",
@@ -54,6 +54,7 @@ def test_all_is_the_public_api():
     assert sorted(prnn_testing.__all__) == _public(prnn_testing)
     assert sorted(rnn_layers.__all__) == _public(rnn_layers)
     assert sorted(interop.__all__) == _public(interop)
+    assert sorted(train.__all__) == _public(train)
 
 
 def test_seed_signatures_are_kept():
@@ -64,7 +65,7 @@ def test_seed_signatures_are_kept():
 
 
 def test_every_public_function_has_a_numpydoc_docstring_with_shapes():
-    for module in (prnn, prnn_testing, rnn_layers, interop):
+    for module in (prnn, prnn_testing, rnn_layers, interop, train):
         for name in module.__all__:
             obj = getattr(module, name)
             if not callable(obj) or (inspect.isclass(obj) and issubclass(obj, Exception)):

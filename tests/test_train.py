@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 
 from portable_rnn import train as tr
-from portable_rnn.testing import assert_close, check_gradients, to_numpy
+from portable_rnn.testing import TRAINING_TOLERANCES, assert_close, check_gradients, to_numpy
 
 CELLS = ["lstm", "gru", "rnn"]
+RTOL, ATOL = TRAINING_TOLERANCES
 WORDS = (
     "the quick brown fox jumps over a lazy dog while seven wizards quietly hex "
     "jovial bugs and every lisp coder writes (define (f x) (g x)) on tuesdays"
@@ -258,7 +259,7 @@ def test_twenty_steps_match_torch_autograd_and_adam(cell, corpus):
     assert ours.shape == (20,)
     assert theirs[-1] < theirs[0] - 0.3  # it learns
     rel = np.max(np.abs(ours - theirs) / np.abs(theirs))
-    assert rel < 1e-9, (rel, ours, theirs)
+    assert rel < RTOL, (rel, ours, theirs)
 
 
 # -- every backend --------------------------------------------------------------------------
@@ -277,13 +278,13 @@ def numpy_runs(corpus):
 def test_twenty_steps_agree_on_every_backend(xp, cell, corpus, numpy_runs, record_diff):
     ours = tr.fit(_on(xp, cell=cell), corpus=corpus)
     ref = numpy_runs[cell]
-    np.testing.assert_allclose(ours.train_loss, ref.train_loss, rtol=1e-9, atol=0)
+    np.testing.assert_allclose(ours.train_loss, ref.train_loss, rtol=RTOL, atol=0)
     np.testing.assert_allclose(
-        [v for _, v in ours.val_loss], [v for _, v in ref.val_loss], rtol=1e-9, atol=0
+        [v for _, v in ours.val_loss], [v for _, v in ref.val_loss], rtol=RTOL, atol=0
     )
     for k, v in ours.params.items():
         assert_close(
-            v, ref.params[k], xp=xp.xp, device=xp.array_device, rtol=1e-8, atol=1e-10, err_msg=k
+            v, ref.params[k], xp=xp.xp, device=xp.array_device, rtol=RTOL, atol=ATOL, err_msg=k
         )
         record_diff(xp.name, "float64", v, ref.params[k])
 

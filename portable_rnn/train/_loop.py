@@ -202,9 +202,21 @@ class TrainResult:
 
 
 def evaluate(params, batches: TextBatches) -> float:
-    """Mean loss (nats per character) of the model over every chunk of ``batches``.
+    """Mean loss of the model over every chunk of ``batches``, forward only.
 
     Starts from the zero state and carries it from chunk to chunk, as training does.
+
+    Parameters
+    ----------
+    params : dict
+        From `init_char_model` or a checkpoint, on any backend.
+    batches : TextBatches
+        The text to score.
+
+    Returns
+    -------
+    loss : float
+        Nats per character (divide by ``log 2`` for bits per character).
     """
     forward = compile_function(_eval_step, params["Wy"])
     state = init_char_state(params, batches.batch)
@@ -238,6 +250,19 @@ def plot_history(train_loss, val_loss, path) -> Path:
     """Plot training and validation loss (bits per character) to an image file.
 
     Needs matplotlib (``pip install portable_rnn[plot]``).
+
+    Parameters
+    ----------
+    train_loss : sequence of float, length steps
+        Loss of every training step (nats), as `TrainResult.train_loss`.
+    val_loss : sequence of (int, float)
+        ``(step, loss)`` of every validation, as `TrainResult.val_loss`.
+    path : str or path-like
+        The image; its suffix picks the format (``.png``, ``.svg``, ``.pdf``...).
+
+    Returns
+    -------
+    pathlib.Path
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))

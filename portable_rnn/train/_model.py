@@ -116,6 +116,16 @@ def init_char_model(
 def describe_model(params) -> dict:
     """``{"cell", "vocab_size", "embed", "hidden", "layers"}`` read from a model's parameters.
 
+    Parameters
+    ----------
+    params : dict
+        From `init_char_model` (or a checkpoint's ``params`` group).
+
+    Returns
+    -------
+    spec : dict
+        ``cell`` (str), ``vocab_size`` ``V``, ``embed`` ``E``, ``hidden`` ``H``, ``layers`` (ints).
+
     Raises
     ------
     ValueError
@@ -165,9 +175,19 @@ def _stack(params, spec):
 
 
 def init_char_state(params, batch: int) -> dict:
-    """The zero state of ``batch`` streams: ``{"h": (layers, H, batch)[, "c": same]}``.
+    """The zero state of ``batch`` streams, on the backend, device and dtype of ``params``.
 
-    On the backend, device and dtype of ``params``.
+    Parameters
+    ----------
+    params : dict
+        From `init_char_model`.
+    batch : int
+        Streams ``m``.
+
+    Returns
+    -------
+    state : dict
+        ``"h"``, shape (layers, H, m), and for the LSTM ``"c"`` of the same shape; zeros.
     """
     spec = describe_model(params)
     xp = _compat.array_namespace(params["Wy"])
@@ -182,6 +202,18 @@ def to_device_like(host, like):
     """The NumPy array ``host`` (kept in its dtype) on the backend and device of ``like``.
 
     An explicit host-to-device copy, as a data loader makes.
+
+    Parameters
+    ----------
+    host : numpy.ndarray, any shape
+        Typically a chunk of character indices, (m, T).
+    like : array
+        Any array of the target backend and device (``params["Wy"]``).
+
+    Returns
+    -------
+    array
+        ``host``'s values and shape on ``like``'s backend and device.
     """
     xp = _compat.array_namespace(like)
     return _from_numpy_any(xp, _compat.backend_name(xp), np.asarray(host), _compat.device(like))
@@ -304,6 +336,25 @@ def char_model_backward(cache) -> dict:
 
 
 def char_model_loss_and_grads(params, inputs, targets, state=None):
-    """`char_model_forward` then `char_model_backward`: ``(loss, grads, state)``."""
+    """`char_model_forward` then `char_model_backward`: one training step's numbers.
+
+    Parameters
+    ----------
+    params : dict
+        From `init_char_model`.
+    inputs, targets : arrays of an integer dtype, shape (m, T)
+        Character indices on the backend and device of ``params``.
+    state : dict, optional
+        Carried from the previous chunk (``h``[, ``c``], each (layers, H, m)).
+
+    Returns
+    -------
+    loss : array, shape ()
+        Mean cross-entropy in nats.
+    grads : dict
+        The keys and shapes of ``params``.
+    state : dict
+        The state after the last step, for the next chunk.
+    """
     loss, new_state, cache = char_model_forward(params, inputs, targets, state)
     return loss, char_model_backward(cache), new_state

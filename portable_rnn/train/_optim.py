@@ -133,7 +133,18 @@ def adam_update(params, grads, state, *, lr=2e-3, betas=(0.9, 0.999), eps=1e-8):
 
 
 def global_norm(grads):
-    """The 2-norm of all arrays of ``grads`` together, a 0-D array (no copy to the host)."""
+    """The 2-norm of all arrays of ``grads`` together (no copy to the host).
+
+    Parameters
+    ----------
+    grads : dict of str to array
+        Any shapes; one backend and device.
+
+    Returns
+    -------
+    norm : array, shape ()
+        ``sqrt(sum of the squares of every entry)``.
+    """
     _check_tree("grads", grads)
     xp = _compat.array_namespace(*grads.values())
     return xp.sqrt(sum(xp.sum(g * g) for g in grads.values()))

@@ -86,7 +86,17 @@ def load_corpus(path=None) -> tuple[str, str]:
 
 
 def corpus_digest(text: str) -> str:
-    """SHA-256 of the UTF-8 text: what a checkpoint records of its corpus."""
+    """SHA-256 of the UTF-8 text: what a checkpoint records of its corpus.
+
+    Parameters
+    ----------
+    text : str
+
+    Returns
+    -------
+    str
+        64 hexadecimal digits.
+    """
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -140,7 +150,20 @@ class Vocabulary:
 
 
 def split_corpus(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """The training part (first ``1 - val_fraction``) and the held-out end of ``ids``."""
+    """The training part (first ``1 - val_fraction``) and the held-out end of ``ids``.
+
+    Parameters
+    ----------
+    ids : numpy.ndarray, shape (n,)
+        The encoded corpus.
+    val_fraction : float
+        In (0, 1); at least one element is held out.
+
+    Returns
+    -------
+    train, val : numpy.ndarray
+        Shapes ``(n - k,)`` and ``(k,)``, ``k = max(1, round(n * val_fraction))``.
+    """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     n_val = max(1, round(len(ids) * val_fraction))
