@@ -126,9 +126,15 @@ def run_train(args) -> int:
             _check_plot_format(args.plot)
         _enable_x64_if_needed(config.backend, config.dtype or get_config().dtype)
         if args.resume is not None:
-            start = int(load_checkpoint(args.resume)[0]["step"])
+            header = load_checkpoint(args.resume)[0]
+            start = int(header["step"])
             if start < config.steps:
-                print(f"resuming {args.resume} at step {start}", flush=True)
+                now = config.backend or get_config().backend
+                print(
+                    f"resuming {args.resume} at step {start} on {now} "
+                    f"(trained on {header.get('trained_on', 'unknown')})",
+                    flush=True,
+                )
         result = fit(
             config,
             corpus=args.corpus,
