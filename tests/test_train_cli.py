@@ -594,3 +594,17 @@ def test_keep_best_writes_the_best_validation_checkpoint(tmp_path, corpus, monke
     val = load_checkpoint(tmp_path / "m.npz")[1]["history"]["val"]
     best = val[np.argmin(val[:, 1])]
     assert header["step"] == int(best[0]) and f"step {int(best[0])}," in best_line[0]
+
+
+def test_resume_goes_on_where_the_first_run_was_asked_to_run(tmp_path, corpus, capsys):
+    out = tmp_path / "s.npz"
+    strict = [a if a != "numpy" else "array_api_strict" for a in TINY]
+    assert main(["train", *strict, "--corpus", str(corpus), "--steps", "2", "--out", str(out)]) == 0
+    assert load_checkpoint(out)[0]["config"]["backend"] == "array_api_strict"
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--steps", "4", "--no-progress"]) == 0
+    assert "at step 2 on array_api_strict (trained on array_api_strict)" in capsys.readouterr().out
+    assert main(["train", "--resume", str(out), "--steps", "6", "--no-progress",
+                 "--backend", "numpy"]) == 0  # fmt: skip
+    assert "on numpy (trained on array_api_strict)" in capsys.readouterr().out
+    assert load_checkpoint(out)[0]["step"] == 6

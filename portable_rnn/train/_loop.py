@@ -148,6 +148,10 @@ class TrainConfig:
         return cls(**saved)
 
 
+def _placement(config) -> dict:
+    return {"backend": config.backend, "device": config.device, "dtype": config.dtype}
+
+
 def _saved_config(header, path) -> dict:
     try:
         saved = dict(header["config"])
@@ -379,7 +383,12 @@ class _Run:
     def save(self, path, params, opt, state, step, train_loss, val_loss):
         c = self.config
         header = {
-            "config": {**asdict(c), "backend": None, "device": None, "dtype": None},
+            # where to run is kept as asked for (names only: device objects are not JSON),
+            # so that a resumed run goes on there unless told otherwise
+            "config": {
+                **asdict(c),
+                **{k: v if isinstance(v, str) else None for k, v in _placement(c).items()},
+            },
             "dtype": _compat.dtype_name(params["Wy"].dtype),
             "vocab": self.vocab.chars,
             "step": step,
