@@ -443,3 +443,25 @@ def test_adam_takes_dicts_in_any_key_order():
     assert list(new) == ["a", "b"] and list(state["m"]) == ["a", "b"]
     np.testing.assert_allclose(new["a"], 1.1)
     np.testing.assert_allclose(new["b"], 1.9)
+
+
+def test_interrupt_between_steps_saves_a_consistent_checkpoint(corpus, tmp_path, monkeypatch):
+    from portable_rnn.train import _loop
+
+    calls, real = [], _loop.adam_scalars
+
+    def interrupt_at_step_4(step, *args):
+        calls.append(step)
+        if step == 4:
+            raise KeyboardInterrupt
+        return real(step, *args)
+
+    monkeypatch.setattr(_loop, "adam_scalars", interrupt_at_step_4)
+    config = _small(steps=8, eval_every=100, save_every=100)
+    with pytest.raises(KeyboardInterrupt):
+        tr.fit(config, corpus=corpus, out=tmp_path / "c.npz")
+    monkeypatch.setattr(_loop, "adam_scalars", real)
+    header, arrays = tr.load_checkpoint(tmp_path / "c.npz")
+    assert header["step"] == 3 and len(arrays["history"]["train"]) == 3
+    resumed = tr.fit(config, corpus=corpus, resume=tmp_path / "c.npz")
+    assert resumed.train_loss == tr.fit(config, corpus=corpus).train_loss

@@ -481,8 +481,8 @@ def fit(
     bar = _progress(progress, config.steps, step)
     chars_per_step = config.batch * config.seq_len
     m, v = opt["m"], opt["v"]
-    busy, first, done, rate = 0.0, 0.0, 0, float("nan")
-    t_run = time.perf_counter()  # seconds in training steps only
+    busy, first, done, rate = 0.0, 0.0, 0, float("nan")  # busy: seconds in training steps
+    t_run = time.perf_counter()
     last_saved = step
     try:
         while step < config.steps:
@@ -494,7 +494,7 @@ def fit(
             x, y = run.train[j]
             t0 = time.perf_counter()
             step_size, bc2_sqrt = adam_scalars(step + 1, config.lr, config.betas)
-            loss, params, m, v, state = train_step(
+            new = train_step(
                 params,
                 m,
                 v,
@@ -504,9 +504,11 @@ def fit(
                 step_size,
                 bc2_sqrt,
             )
-            train_loss.append(float(loss))  # waits for the step: honest timing
+            train_loss.append(float(new[0]))  # waits for the step: honest timing
+            # Commit the step with no call in between (CPython handles Ctrl-C only at calls
+            # and jumps): an interrupt sees the old state and step or the new ones, never a mix.
+            params, m, v, state, step = new[1], new[2], new[3], new[4], step + 1
             busy += time.perf_counter() - t0
-            step += 1
             done += 1
             if done == 1:
                 first = busy  # the first step compiles (JAX) and warms up: left out
@@ -519,7 +521,7 @@ def fit(
             )
             if step % config.eval_every == 0 or last:
                 val = evaluate(params, run.val)
-                is_best = all(val < v for _, v in val_loss)
+                is_best = all(val < earlier for _, earlier in val_loss)
                 val_loss.append((step, val))
                 if best_out is not None and is_best:
                     result.best = run.save(
@@ -557,6 +559,7 @@ def fit(
                 break
     except KeyboardInterrupt:
         if out is not None and step > last_saved:
+            del train_loss[step:]  # a loss appended before its step was committed
             result.checkpoint = run.save(
                 out, params, {"step": step, "m": m, "v": v}, state, step, train_loss, val_loss
             )
