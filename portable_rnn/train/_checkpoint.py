@@ -109,6 +109,15 @@ def load_checkpoint(path) -> tuple[dict, dict]:
         The file is missing, truncated or not a checkpoint, or of another
         format version (one line, naming the file).
     """
+    return _load(path, with_arrays=True)
+
+
+def load_header(path) -> dict:
+    """The checked header of a checkpoint, without reading its arrays (see `load_checkpoint`)."""
+    return _load(path, with_arrays=False)[0]
+
+
+def _load(path, with_arrays: bool) -> tuple[dict, dict]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
@@ -118,7 +127,7 @@ def load_checkpoint(path) -> tuple[dict, dict]:
                 raise CheckpointError(f"{str(path)!r} is not a portable_rnn checkpoint (no header)")
             header = json.loads(npz[_HEADER].item())
             arrays: dict = {}
-            for key in npz.files:
+            for key in npz.files if with_arrays else ():
                 if key != _HEADER:
                     group, _, name = key.partition("/")
                     arrays.setdefault(group, {})[name] = npz[key]

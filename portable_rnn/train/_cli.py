@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from .._config import get_config
-from ._checkpoint import CheckpointError, load_checkpoint
+from ._checkpoint import CheckpointError, load_checkpoint, load_header
 from ._loop import LN2, TrainConfig, _pyplot, fit, plot_history
 from ._text import CorpusError, Vocabulary
 
@@ -126,7 +126,7 @@ def run_train(args) -> int:
             _check_plot_format(args.plot)
         _enable_x64_if_needed(config.backend, config.dtype or get_config().dtype)
         if args.resume is not None:
-            header = load_checkpoint(args.resume)[0]
+            header = load_header(args.resume)
             start = int(header["step"])
             if start < config.steps:
                 now = config.backend or get_config().backend
@@ -198,13 +198,10 @@ def _check_plot_format(path) -> None:
 
 def run_sample(args) -> int:
     from .._creation import to_backend
-    from ._sample import _check_sample_args, sample
+    from ._sample import check_prime, check_sampling, sample
 
     try:
-        if not args.temperature > 0:
-            raise ValueError(f"--temperature must be > 0, got {args.temperature}")
-        if args.length < 0:
-            raise ValueError(f"--length must be >= 0, got {args.length}")
+        check_sampling(args.length, args.temperature, args.prime)  # before any work
         header, arrays = load_checkpoint(args.checkpoint)
         try:
             vocab = Vocabulary(header["vocab"])
@@ -213,10 +210,7 @@ def run_sample(args) -> int:
             raise CheckpointError(
                 f"checkpoint {args.checkpoint!r} has no vocabulary or parameters"
             ) from None
-        missing = vocab.missing(args.prime or "")
-        if missing:
-            raise ValueError(f"--prime has characters not in the vocabulary: {missing!r}")
-        _check_sample_args(vocab, args.length, args.temperature, args.prime)
+        check_prime(vocab, args.prime)
         dtype = args.dtype or header.get("dtype", "float32")
         _enable_x64_if_needed(args.backend, dtype)
         params = to_backend(params, args.backend, args.device, dtype=dtype)

@@ -12,7 +12,7 @@ import numpy as np
 from .. import __version__, _compat
 from .._backend import compile_function
 from .._creation import to_backend
-from ._checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ._checkpoint import CheckpointError, load_checkpoint, load_header, save_checkpoint
 from ._model import (
     char_model_forward,
     char_model_loss_and_grads,
@@ -141,7 +141,7 @@ class TrainConfig:
             An override changes the model or the batches (`STRUCTURAL`), which a
             resumed run cannot; the option is named.
         """
-        header, _ = load_checkpoint(path)
+        header = load_header(path)
         saved = _saved_config(header, path)
         _check_structural(path, saved, overrides)
         saved.update({k: v for k, v in overrides.items() if v is not None})
@@ -323,14 +323,16 @@ class _Run:
         ids = self.vocab.encode(text)
         train_ids, val_ids = split_corpus(ids, config.val_fraction)
         self.train = TextBatches(train_ids, config.batch, config.seq_len, "the training text")
-        n_val = max(1, min(config.batch, (len(val_ids) - 1) // config.seq_len))
-        if (len(val_ids) - 1) // config.seq_len < 1:
+        val_streams = (len(val_ids) - 1) // config.seq_len
+        if val_streams < 1:
             raise CorpusError(
                 f"the held-out text ({len(val_ids)} characters, val_fraction "
                 f"{config.val_fraction}) is shorter than one sequence (seq_len {config.seq_len}); "
                 "use a longer corpus, a larger val_fraction or a smaller seq_len"
             )
-        self.val = TextBatches(val_ids, n_val, config.seq_len, "the held-out text")
+        self.val = TextBatches(
+            val_ids, min(config.batch, val_streams), config.seq_len, "the held-out text"
+        )
         self.header, self.arrays = header, arrays
 
     def start(self):
@@ -380,7 +382,7 @@ class _Run:
         val_loss = [(int(s), float(x)) for s, x in hist.get("val", np.zeros((0, 2)))]
         return params, opt, state, int(self.header["step"]), train_loss, val_loss
 
-    def save(self, path, params, opt, state, step, train_loss, val_loss):
+    def save(self, path, params, m, v, state, step, train_loss, val_loss):
         c = self.config
         header = {
             # where to run is kept as asked for (names only: device objects are not JSON),
@@ -398,8 +400,8 @@ class _Run:
         }
         arrays = {
             "params": params,
-            "adam_m": opt["m"],
-            "adam_v": opt["v"],
+            "adam_m": m,
+            "adam_v": v,
             "history": {
                 "train": np.asarray(train_loss, dtype=np.float64),
                 "val": np.asarray(val_loss, dtype=np.float64).reshape(-1, 2),
@@ -484,6 +486,10 @@ def fit(
     busy, first, done, rate = 0.0, 0.0, 0, float("nan")  # busy: seconds in training steps
     t_run = time.perf_counter()
     last_saved = step
+
+    def save(path):  # the run as it stands after the last committed step
+        return run.save(path, params, m, v, state, step, train_loss, val_loss)
+
     try:
         while step < config.steps:
             j = step % len(run.train)
@@ -524,15 +530,7 @@ def fit(
                 is_best = all(val < earlier for _, earlier in val_loss)
                 val_loss.append((step, val))
                 if best_out is not None and is_best:
-                    result.best = run.save(
-                        best_out,
-                        params,
-                        {"step": step, "m": m, "v": v},
-                        state,
-                        step,
-                        train_loss,
-                        val_loss,
-                    )
+                    result.best = save(best_out)
                 line = (
                     f"step {step}: train {train_loss[-1] / LN2:.3f} bits/char, "
                     f"validation {val / LN2:.3f} bits/char, {rate:,.0f} chars/s"
@@ -548,9 +546,7 @@ def fit(
                     line += "\n" + text.strip("\n")
                 _write_line(bar, log, line)
             if out is not None and (step % save_every == 0 or last):
-                result.checkpoint = run.save(
-                    out, params, {"step": step, "m": m, "v": v}, state, step, train_loss, val_loss
-                )
+                result.checkpoint = save(out)
                 last_saved = step
             if bar is not None:
                 bar.update(1)
@@ -560,9 +556,7 @@ def fit(
     except KeyboardInterrupt:
         if out is not None and step > last_saved:
             del train_loss[step:]  # a loss appended before its step was committed
-            result.checkpoint = run.save(
-                out, params, {"step": step, "m": m, "v": v}, state, step, train_loss, val_loss
-            )
+            result.checkpoint = save(out)
         raise
     finally:
         if bar is not None:

@@ -22,7 +22,13 @@ import numpy as np
 
 from .. import _compat
 from .._backend import zeros_like_state
-from .._creation import _from_numpy, _from_numpy_any, _target, init_multilayer_params
+from .._creation import (
+    _check_sizes,
+    _from_numpy,
+    _from_numpy_any,
+    _target,
+    init_multilayer_params,
+)
 from .._stacked import CELLS, multilayer_backward, multilayer_forward
 from .._temporal import temporal_softmax_loss, word_embedding_backward, word_embedding_forward
 
@@ -81,11 +87,7 @@ def init_char_model(
     """
     if cell not in CELLS:
         raise ValueError(f"unknown cell {cell!r}; valid cells: {', '.join(CELLS)}")
-    for name, v in (("vocab_size", vocab_size), ("hidden", hidden), ("layers", layers)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    if isinstance(embed, bool) or not isinstance(embed, (int, np.integer)) or embed < 1:
-        raise ValueError(f"embed must be a positive integer, got {embed!r}")
+    _check_sizes(vocab_size=vocab_size, hidden=hidden, layers=layers, embed=embed)
     seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else seed
     stack = init_multilayer_params(
         cell,
@@ -219,7 +221,7 @@ def to_device_like(host, like):
     return _from_numpy_any(xp, _compat.backend_name(xp), np.asarray(host), _compat.device(like))
 
 
-def _check_state(spec, state, inputs):
+def _check_state(spec, state):
     if state is None:
         return None, None
     if not isinstance(state, dict) or "h" not in state:
@@ -232,7 +234,7 @@ def _check_state(spec, state, inputs):
 def _run(params, inputs, state):
     """The shared forward: embedding, stack, output layer. Returns logits (V, m*T) and more."""
     spec = describe_model(params)
-    h0, c0 = _check_state(spec, state, inputs)
+    h0, c0 = _check_state(spec, state)
     emb, emb_cache = word_embedding_forward(inputs, params["embed"])  # (m, T, E)
     xp = _compat.array_namespace(emb)
     x = xp.permute_dims(emb, (2, 0, 1))  # (E, m, T), the column dialect

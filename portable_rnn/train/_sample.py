@@ -12,19 +12,21 @@ from ._text import Vocabulary
 __all__ = ["sample"]
 
 
-def _check_sample_args(vocab, length, temperature, prime):
-    if not isinstance(vocab, Vocabulary):
-        raise TypeError(f"vocab must be a Vocabulary, got {type(vocab).__name__}")
+def check_sampling(length, temperature, prime) -> None:
+    """Refuse bad arguments of `sample` that need no vocabulary (the command checks them first)."""
     if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 0:
         raise ValueError(f"length must be an int >= 0, got {length!r}")
     if not (isinstance(temperature, (int, float)) and temperature > 0 and np.isfinite(temperature)):
         raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
-    if prime is not None:
-        if not isinstance(prime, str):
-            raise TypeError(f"prime must be a str, got {type(prime).__name__}")
-        missing = vocab.missing(prime)
-        if missing:
-            raise ValueError(f"prime has characters not in the vocabulary: {missing!r}")
+    if prime is not None and not isinstance(prime, str):
+        raise TypeError(f"prime must be a str, got {type(prime).__name__}")
+
+
+def check_prime(vocab, prime) -> None:
+    """Refuse a ``prime`` with characters not in ``vocab``, naming them."""
+    missing = vocab.missing(prime or "")
+    if missing:
+        raise ValueError(f"prime has characters not in the vocabulary: {missing!r}")
 
 
 def sample(params, vocab, *, length=200, temperature=1.0, prime=None, seed=None) -> str:
@@ -64,7 +66,10 @@ def sample(params, vocab, *, length=200, temperature=1.0, prime=None, seed=None)
         ``temperature <= 0``, characters of ``prime`` not in the vocabulary (they
         are named), or a vocabulary that does not fit the model.
     """
-    _check_sample_args(vocab, length, temperature, prime)
+    if not isinstance(vocab, Vocabulary):
+        raise TypeError(f"vocab must be a Vocabulary, got {type(vocab).__name__}")
+    check_sampling(length, temperature, prime)
+    check_prime(vocab, prime)
     spec = describe_model(params)
     if spec["vocab_size"] != len(vocab):
         raise ValueError(
