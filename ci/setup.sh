@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Set up from nothing: a virtual environment in .venv with portable_rnn and
-# every CPU backend (numpy, array_api_strict, jax, torch), the test and docs
-# tools. Usage: bash ci/setup.sh   (from the repository root)
+# every CPU backend (numpy, array_api_strict, jax, torch), CuPy (to trace its
+# kernels; no GPU needed), the test and docs tools. Usage: bash ci/setup.sh   (from the repository root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -c ci/constraints.txt -e ".[dev]"
+# cuda13: CuPy installs and imports without a GPU; the suite traces its fused kernels here.
+.venv/bin/python -m pip install --quiet -c ci/constraints.txt -e ".[dev,cuda13]"
 .venv/bin/python - <<'PY'
 import importlib.metadata as md
-names = ["numpy", "array-api-compat", "array-api-strict", "jax", "jaxlib", "torch", "pytest", "mkdocs", "tqdm", "matplotlib"]
+names = ["numpy", "cupy-cuda13x", "array-api-compat", "array-api-strict", "jax", "jaxlib", "torch", "pytest", "mkdocs", "tqdm", "matplotlib"]
 print("installed:", ", ".join(f"{n} {md.version(n)}" for n in names))
 PY

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from ._backend import elementwise
 from ._validate import check_arrays
 
 __all__ = ["sigmoid", "softmax"]
 
 
+@elementwise
 def _sigmoid(xp, z):
     # 1 / (1 + exp(-z)) overflows exp() for z < -709 (float64) or -88 (float32);
     # the identity sigmoid(z) = (1 + tanh(z / 2)) / 2 never does, and tanh

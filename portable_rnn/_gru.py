@@ -36,7 +36,7 @@ loop, and the weight gradients one product each after the backward loop.
 from __future__ import annotations
 
 from ._activations import _sigmoid, _softmax
-from ._backend import time_loop, zeros_like_state
+from ._backend import elementwise, time_loop, zeros_like_state
 from ._sequence import (
     StackedSteps,
     StepCaches,
@@ -90,23 +90,35 @@ def _step(xp, xw, ha, bhn, a_prev, n_a):
 
     Returns ``(r, z, n, hn, a)`` where ``hn = W_na @ a_prev + bhn``.
     """
-    r = _sigmoid(xp, xw[:n_a, :] + ha[:n_a, :])
-    z = _sigmoid(xp, xw[n_a : 2 * n_a, :] + ha[n_a : 2 * n_a, :])
-    hn = ha[2 * n_a :, :] + bhn
-    n = xp.tanh(xw[2 * n_a :, :] + r * hn)
-    return r, z, n, hn, (1.0 - z) * n + z * a_prev
+    rz = _sigmoid(xp, xw[: 2 * n_a, :] + ha[: 2 * n_a, :])  # r and z in one pass
+    r, z = rz[:n_a, :], rz[n_a:, :]
+    n, hn, a = _cell(xp, xw[2 * n_a :, :], ha[2 * n_a :, :], bhn, r, z, a_prev)
+    return r, z, n, hn, a
+
+
+@elementwise
+def _cell(xp, xwn, han, bhn, r, z, a_prev):
+    """Candidate ``n``, ``hn = W_na @ a_prev + bhn`` and the new state of one step."""
+    hn = han + bhn
+    n = xp.tanh(xwn + r * hn)
+    return n, hn, (1.0 - z) * n + z * a_prev
 
 
 def _step_backward(xp, da, r, z, n, hn, a_prev):
     """Gradients at ``xw`` and at ``ha`` (each ``(3 n_a, m)``), and the direct
     part of ``da_prev`` (through ``z * a_prev``), for total gradient ``da``."""
-    dn = da * (1.0 - z) * (1.0 - n * n)  # at n's pre-activation
-    dzp = da * (a_prev - n) * z * (1.0 - z)
-    dhn = dn * r
-    drp = dn * hn * r * (1.0 - r)
+    drp, dzp, dn, dhn, direct = _gate_grads(xp, da, r, z, n, hn, a_prev)
     dxw = xp.concat([drp, dzp, dn], axis=0)
     dha = xp.concat([drp, dzp, dhn], axis=0)
-    return dxw, dha, da * z
+    return dxw, dha, direct
+
+
+@elementwise
+def _gate_grads(xp, da, r, z, n, hn, a_prev):
+    """Gradients at the pre-activations of r, z and n, at ``hn``, and ``da * z``."""
+    dn = da * (1.0 - z) * (1.0 - n * n)  # at n's pre-activation
+    dzp = da * (a_prev - n) * z * (1.0 - z)
+    return dn * hn * r * (1.0 - r), dzp, dn, dn * r, da * z
 
 
 def _forward(xp, x, a0, W, b, bhn):

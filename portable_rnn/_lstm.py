@@ -26,7 +26,7 @@ loop, and the weight gradients one product after the backward loop.
 from __future__ import annotations
 
 from ._activations import _sigmoid, _softmax
-from ._backend import time_loop, zeros_like_state
+from ._backend import elementwise, time_loop, zeros_like_state
 from ._sequence import (
     ListSteps,
     StackedSteps,
@@ -90,10 +90,17 @@ def _step(xp, z, c_prev, n_a):
     """Gates and states of one step from the pre-activations ``z (4 n_a, m)``."""
     s = _sigmoid(xp, z[: 3 * n_a, :])  # f, i, o in one pass
     f, i, o = s[:n_a, :], s[n_a : 2 * n_a, :], s[2 * n_a :, :]
-    cc = xp.tanh(z[3 * n_a :, :])
+    cc, c, tc, a = _cell(xp, z[3 * n_a :, :], f, i, o, c_prev)
+    return f, i, cc, o, c, tc, a
+
+
+@elementwise
+def _cell(xp, zc, f, i, o, c_prev):
+    """Candidate ``cc``, cell state ``c``, ``tanh(c)`` and hidden state ``a`` of one step."""
+    cc = xp.tanh(zc)
     c = f * c_prev + i * cc
     tc = xp.tanh(c)
-    return f, i, cc, o, c, tc, o * tc
+    return cc, c, tc, o * tc
 
 
 def _step_backward(xp, da, dc, f, i, cc, o, c_prev, tc):
@@ -102,17 +109,21 @@ def _step_backward(xp, da, dc, f, i, cc, o, c_prev, tc):
     ``da`` and ``dc`` are the total gradients at ``a<t>`` and ``c<t>`` (from
     above and from step ``t + 1``).
     """
+    *dz, dc_prev = _gate_grads(xp, da, dc, f, i, cc, o, c_prev, tc)
+    return xp.concat(dz, axis=0), dc_prev
+
+
+@elementwise
+def _gate_grads(xp, da, dc, f, i, cc, o, c_prev, tc):
+    """The four gates' pre-activation gradients (`FUSED` order), then ``dc_prev``."""
     dc = dc + da * o * (1.0 - tc * tc)
-    dz = xp.concat(
-        [
-            dc * c_prev * f * (1.0 - f),
-            dc * cc * i * (1.0 - i),
-            da * tc * o * (1.0 - o),
-            dc * i * (1.0 - cc * cc),
-        ],
-        axis=0,
+    return (
+        dc * c_prev * f * (1.0 - f),
+        dc * cc * i * (1.0 - i),
+        da * tc * o * (1.0 - o),
+        dc * i * (1.0 - cc * cc),
+        dc * f,
     )
-    return dz, dc * f
 
 
 def _split_gate_grads(xp, dW, db, n_a):

@@ -18,7 +18,7 @@ device and dtype.
 from __future__ import annotations
 
 from ._activations import _softmax
-from ._backend import time_loop, zeros_like_state
+from ._backend import elementwise, time_loop, zeros_like_state
 from ._sequence import (
     ListSteps,
     StackedSteps,
@@ -52,13 +52,24 @@ def _check(dims: Dims, p: dict) -> None:
 
 def _step(xp, xw, a_prev, Waa):
     """``a_next = tanh(xw + Waa @ a_prev)``, where ``xw = Wax @ xt + ba``."""
-    return xp.tanh(xw + Waa @ a_prev)
+    return _activate(xp, xw, Waa @ a_prev)
 
 
-def _step_backward(da, a_next, Waa):
+@elementwise
+def _activate(xp, xw, wa):
+    return xp.tanh(xw + wa)
+
+
+def _step_backward(xp, da, a_next, Waa):
     """Gradient at the pre-activation, and ``da_prev``, of one step."""
-    dz = da * (1.0 - a_next * a_next)
+    dz = _tanh_grad(xp, da, a_next)
     return dz, Waa.T @ dz
+
+
+@elementwise
+def _tanh_grad(xp, da, a):
+    """``da * (1 - a**2)``: the gradient at ``z`` of ``a = tanh(z)``."""
+    return da * (1.0 - a * a)
 
 
 def _forward(xp, x, a0, Wax, Waa, ba):
@@ -159,7 +170,7 @@ def rnn_cell_backward(da_next, cache):
     dims.check("a_next", a_next, "n_a m")
     dims.check("a_prev", a_prev, "n_a m")
     dims.check("da_next", da_next, "n_a m")
-    dz, da_prev = _step_backward(da_next, a_next, p["Waa"])
+    dz, da_prev = _step_backward(xp, da_next, a_next, p["Waa"])
     return {
         "dxt": p["Wax"].T @ dz,
         "da_prev": da_prev,
@@ -281,7 +292,7 @@ def _backward(xp, da, states, a, a0, x, Wax, Waa, da_n=None):
 
     def step(carry, x_t):
         da_t, a_t = x_t
-        dz, da_prev = _step_backward(da_t + carry[0], a_t, Waa)
+        dz, da_prev = _step_backward(xp, da_t + carry[0], a_t, Waa)
         return (da_prev,), (dz,)
 
     first = zeros_like_state(xp, (n_a, m), da) if da_n is None else da_n

@@ -135,7 +135,7 @@ def rnn_step_backward(dnext_h, cache):
     dims = _validate.Dims()
     dims.check("next_h", next_h, "N H")
     dims.check("dnext_h", dnext_h, "N H")
-    dz, dprev = _rnn._step_backward(dnext_h.T, next_h.T, Wh.T)  # dz: (H, N)
+    dz, dprev = _rnn._step_backward(xp, dnext_h.T, next_h.T, Wh.T)  # dz: (H, N)
     return (Wx @ dz).T, dprev.T, (dz @ x).T, (dz @ prev_h).T, xp.sum(dz, axis=1)
 
 
