@@ -91,8 +91,25 @@ def time_loop(xp, step, carry, xs, *, reverse=False):
 #: CuPy kernels made by `elementwise`, by function; cupy.fuse caches its compiled kernels
 #: (one per dtype and number of dimensions) on the object it returns, so keep one per function.
 _FUSED: dict = {}
-#: Whether `elementwise` fuses on CuPy; the tests switch it off to compare with the plain path.
-FUSE_CUPY = True
+FUSE_ENV = "PORTABLE_RNN_CUPY_FUSE"
+
+
+def fuse_setting(environ=None) -> bool:
+    """Whether `elementwise` fuses on CuPy: ``PORTABLE_RNN_CUPY_FUSE``, ``1`` (default) or ``0``.
+
+    ``0`` runs every operation as its own CuPy kernel, as on the other backends: to
+    measure what fusion gains (``ci/gpu-bench``), or to rule it out when hunting a problem.
+    """
+    import os
+
+    value = (os.environ if environ is None else environ).get(FUSE_ENV, "1").strip() or "1"
+    if value not in ("0", "1"):
+        raise ValueError(f"{FUSE_ENV} must be 0 or 1, not {value!r}")
+    return value == "1"
+
+
+#: Read once, on import; the tests switch it off to compare with the plain path.
+FUSE_CUPY = fuse_setting()
 
 
 def elementwise(fn):

@@ -159,3 +159,12 @@ def test_one_cupy_fuse_object_per_function():
     kernel = _backend.fused_kernel(fn, cxp)
     assert kernel is _backend.fused_kernel(fn, cxp)  # its compiled kernels are cached on it
     assert kernel.name == "lstm_cell"
+
+
+def test_the_fuse_switch_is_0_or_1_and_names_itself():
+    assert _backend.fuse_setting({}) is True
+    assert _backend.fuse_setting({"PORTABLE_RNN_CUPY_FUSE": "0"}) is False
+    assert _backend.fuse_setting({"PORTABLE_RNN_CUPY_FUSE": " 1 "}) is True
+    for bad in ("yes", "2", "off"):
+        with pytest.raises(ValueError, match=rf"CUPY_FUSE must be 0 or 1, not '{bad}'"):
+            _backend.fuse_setting({"PORTABLE_RNN_CUPY_FUSE": bad})
