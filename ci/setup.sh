@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up from nothing: a virtual environment in .venv with portable_rnn and
 # every CPU backend (numpy, array_api_strict, jax, torch), CuPy (to trace its
-# kernels; no GPU needed), the test and docs tools. Usage: bash ci/setup.sh   (from the repository root)
+# kernels; no GPU needed), the test and docs tools.
+# Usage: bash ci/setup.sh   (from the repository root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}

@@ -88,9 +88,6 @@ def time_loop(xp, step, carry, xs, *, reverse=False):
     return carry, ListSteps(outs)
 
 
-#: CuPy kernels made by `elementwise`, by function; cupy.fuse caches its compiled kernels
-#: (one per dtype and number of dimensions) on the object it returns, so keep one per function.
-_FUSED: dict = {}
 FUSE_ENV = "PORTABLE_RNN_CUPY_FUSE"
 
 
@@ -132,20 +129,20 @@ def elementwise(fn):
             return fused_kernel(fn, xp)(*arrays)
         return fn(xp, *arrays)
 
-    call.plain = fn  # the undecorated function, for tests
-    return call
+    return call  # functools.wraps keeps fn as call.__wrapped__, the plain path the tests compare
 
 
+@functools.cache
 def fused_kernel(fn, xp):
-    """The ``cupy.fuse`` object of ``fn`` with ``xp`` bound (made once per function)."""
-    kernel = _FUSED.get(fn)
-    if kernel is None:
-        import cupy
+    """The ``cupy.fuse`` object of ``fn`` with ``xp`` bound.
 
-        name = f"{fn.__module__.rsplit('.', 1)[-1]}{fn.__name__}".strip("_")  # "lstm_cell"
-        kernel = cupy.fuse(kernel_name=name)(functools.partial(fn, xp))
-        _FUSED[fn] = kernel
-    return kernel
+    Made once per function: cupy.fuse caches its compiled kernels (one per dtype
+    and number of dimensions) on the object it returns.
+    """
+    import cupy
+
+    name = f"{fn.__module__.rsplit('.', 1)[-1]}{fn.__name__}".strip("_")  # "lstm_cell"
+    return cupy.fuse(kernel_name=name)(functools.partial(fn, xp))
 
 
 def compile_function(fn, like):

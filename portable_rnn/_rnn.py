@@ -57,6 +57,7 @@ def _step(xp, xw, a_prev, Waa):
 
 @elementwise
 def _activate(xp, xw, wa):
+    """``tanh(xw + wa)``: the new hidden state from the input and recurrent parts."""
     return xp.tanh(xw + wa)
 
 

@@ -31,7 +31,7 @@ def _fused_functions():
         module = importlib.import_module(f"portable_rnn.{mod}")
         for name, obj in vars(module).items():
             defined_here = getattr(obj, "__module__", None) == module.__name__
-            if defined_here and getattr(obj, "plain", None) is not None:
+            if defined_here and getattr(obj, "__wrapped__", None) is not None:
                 found[f"{mod}.{name}"] = obj
     return found
 
@@ -64,7 +64,7 @@ def _inputs(name, shape, rng):
 def test_fused_equals_the_plain_function(xp, name, dtype):
     fn = FUSED[name]
     args = [xp.asarray(a, dtype=dtype) for a in _inputs(name, (5, 3), np.random.default_rng(0))]
-    got, want = fn(xp.xp, *args), fn.plain(xp.xp, *args)
+    got, want = fn(xp.xp, *args), fn.__wrapped__(xp.xp, *args)
     got, want = (got, want) if isinstance(got, tuple) else ((got,), (want,))
     assert len(got) == len(want)
     fused = xp.backend == "cupy" and _backend.FUSE_CUPY
@@ -132,7 +132,7 @@ def test_cupy_fuses_each_function_into_one_kernel_in_its_dtype(name, dtype):
     cupy = _cupy()
     import array_api_compat.cupy as cxp
 
-    fn = FUSED[name].plain
+    fn = FUSED[name].__wrapped__
     host = [a.astype(dtype) for a in _inputs(name, (4, 3), np.random.default_rng(1))]
     kernel, kwargs, history, out_vars = _trace(
         fn, cxp, [_device_less(cupy, a.shape, a.dtype) for a in host]
@@ -155,7 +155,7 @@ def test_one_cupy_fuse_object_per_function():
     _cupy()
     import array_api_compat.cupy as cxp
 
-    fn = FUSED["_lstm._cell"].plain
+    fn = FUSED["_lstm._cell"].__wrapped__
     kernel = _backend.fused_kernel(fn, cxp)
     assert kernel is _backend.fused_kernel(fn, cxp)  # its compiled kernels are cached on it
     assert kernel.name == "lstm_cell"
