@@ -8,7 +8,12 @@ The column dialect (deeplearning.ai): a batch is columns; ``x`` is
 ``(n_x, m, T_x)``, hidden states ``(n_a, m)``.
 """
 
-from ._activations import sigmoid, softmax
+from ._column.activations import sigmoid, softmax
+from ._column.gru import gru_backward, gru_cell_backward, gru_cell_forward, gru_forward
+from ._column.lstm import lstm_backward, lstm_cell_backward, lstm_cell_forward, lstm_forward
+from ._column.rnn import rnn_backward, rnn_cell_backward, rnn_cell_forward, rnn_forward
+from ._column.seed000 import LSTMfwdProp, fwdProp, fwdPropSeq, sftmax
+from ._column.stacked import multilayer_backward, multilayer_forward
 from ._config import Config, config_context, get_config, set_config
 from ._creation import (
     init_gru_params,
@@ -18,11 +23,6 @@ from ._creation import (
     init_state,
     to_backend,
 )
-from ._gru import gru_backward, gru_cell_backward, gru_cell_forward, gru_forward
-from ._lstm import lstm_backward, lstm_cell_backward, lstm_cell_forward, lstm_forward
-from ._rnn import rnn_backward, rnn_cell_backward, rnn_cell_forward, rnn_forward
-from ._seed000 import LSTMfwdProp, fwdProp, fwdPropSeq, sftmax
-from ._stacked import multilayer_backward, multilayer_forward
 from ._validate import MissingParameterError
 
 __version__ = "0.1.0"

@@ -2,8 +2,8 @@
 
 ``portable-rnn check`` (also the default with no arguments) runs every public
 function on every installed backend and device and compares it with NumPy
-float64; see `portable_rnn._check`. ``portable-rnn bench`` times the sequences
-next to PyTorch and JAX references; see `portable_rnn._bench`. ``portable-rnn
+float64; see `portable_rnn._tools.check`. ``portable-rnn bench`` times the sequences
+next to PyTorch and JAX references; see `portable_rnn._tools.bench`. ``portable-rnn
 train`` and ``portable-rnn sample`` train and sample a character-level language
 model; see `portable_rnn.train`.
 """
@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     add_sample_parser(sub)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.command in ("bench", "train", "sample") and argv is None:
-        from ._backend import keep_freed_memory
+        from ._tools.process import keep_freed_memory
 
         keep_freed_memory()  # our own process: reuse freed memory (see its docstring)
     if args.command == "bench":
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
         return run_train(args)
     if args.command == "sample":
         return run_sample(args)
-    from ._check import run_check
+    from ._tools.check import run_check
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None
     return run_check(backends, DTYPES[args.dtype], args.json)
@@ -100,7 +100,7 @@ def _sizes(spec: str):
 
 
 def _bench(args) -> int:
-    from ._bench import run_bench
+    from ._tools.bench import run_bench
 
     if args.repeat < 1 or args.warmup < 0:
         print("portable-rnn bench: --repeat must be >= 1 and --warmup >= 0", file=sys.stderr)

@@ -15,37 +15,17 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
-import importlib.util
 import os
-import re
 
-from ._compat import BACKENDS, dtype_name
+from ._backend.devices import check_backend, check_device, check_dtype, resolve_device
 
 __all__ = ["Config", "config_context", "get_config", "set_config"]
 
-DTYPES = ("float32", "float64")
-
-#: the pip extra that installs each backend
-EXTRAS = {
-    "numpy": "portable_rnn (numpy is a dependency)",
-    "cupy": "portable_rnn[cuda12] or portable_rnn[cuda13]",
-    "jax": "portable_rnn[jax]",
-    "torch": "portable_rnn[torch]",
-    "array_api_strict": "portable_rnn[test]",
-}
-_MODULES = {
-    "numpy": "numpy",
-    "cupy": "cupy",
-    "jax": "jax",
-    "torch": "torch",
-    "array_api_strict": "array_api_strict",
-}
 _ENV = {
     "backend": "PORTABLE_RNN_BACKEND",
     "device": "PORTABLE_RNN_DEVICE",
     "dtype": "PORTABLE_RNN_DTYPE",
 }
-_DEVICE_RE = re.compile(r"^(cpu|gpu|cuda)(?::(\d+))?$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,51 +48,17 @@ class Config:
     dtype: str = "float64"
 
 
-def _check_backend(backend, source: str) -> str:
-    if backend not in BACKENDS:
-        raise ValueError(
-            f"unknown backend {backend!r} in {source}; valid backends: {', '.join(BACKENDS)}"
-        )
-    if importlib.util.find_spec(_MODULES[backend]) is None:
-        raise ImportError(
-            f"backend {backend!r} (from {source}) is not installed; "
-            f"pip install {EXTRAS[backend]} installs it"
-        )
-    return backend
-
-
-def _check_dtype(dtype, source: str) -> str:
-    name = dtype_name(dtype)
-    if name not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r} in {source}; valid dtypes: {', '.join(DTYPES)}")
-    return name
-
-
-def _check_device(device, source: str):
-    if device is None or not isinstance(device, str):
-        return device
-    spec = device.strip().lower()
-    if not _DEVICE_RE.match(spec):
-        raise ValueError(
-            f"unknown device {device!r} in {source}; valid devices: 'cpu', 'gpu', "
-            "'gpu:N', 'cuda:N', or a backend's own device object"
-        )
-    return spec
-
-
 def _from_env() -> Config:
     env = {k: os.environ.get(v) or None for k, v in _ENV.items()}
     config = Config()
     if env["backend"] is not None:
         config = dataclasses.replace(
-            config, backend=_check_backend(env["backend"].strip(), _ENV["backend"])
+            config, backend=check_backend(env["backend"].strip(), _ENV["backend"])
         )
     if env["dtype"] is not None:
-        config = dataclasses.replace(
-            config, dtype=_check_dtype(env["dtype"].strip(), _ENV["dtype"])
-        )
+        config = dataclasses.replace(config, dtype=check_dtype(env["dtype"].strip(), _ENV["dtype"]))
     if env["device"] is not None:
-        config = dataclasses.replace(config, device=_check_device(env["device"], _ENV["device"]))
+        config = dataclasses.replace(config, device=check_device(env["device"], _ENV["device"]))
     return config
 
 
@@ -143,17 +89,15 @@ def _updated(backend=None, device=None, dtype=None) -> Config:
     config = get_config()
     changes = {}
     if backend is not None:
-        changes["backend"] = _check_backend(backend, "set_config(backend=...)")
+        changes["backend"] = check_backend(backend, "set_config(backend=...)")
         if device is None and backend != config.backend:
             changes["device"] = None  # another backend's device object would not fit
     if device is not None:
-        changes["device"] = _check_device(device, "set_config(device=...)")
+        changes["device"] = check_device(device, "set_config(device=...)")
     if dtype is not None:
-        changes["dtype"] = _check_dtype(dtype, "set_config(dtype=...)")
+        changes["dtype"] = check_dtype(dtype, "set_config(dtype=...)")
     new = dataclasses.replace(config, **changes)
     if new.device is not None:
-        from ._creation import resolve_device
-
         resolve_device(new.backend, new.device)  # fail now, not at first use
     return new
 

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import math
 
-from ._backend import arange_like
-from ._compat import array_namespace, backend_name, device, is_array, same_device
+from ._backend.compat import array_namespace, backend_name, device, is_array, same_device
+from ._backend.seam import arange_like
 from ._validate import Dims, check_arrays, unpack_cache
 
 __all__ = [

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ._compat import array_namespace, backend_name, device, is_array, same_device
+from ._backend.compat import array_namespace, backend_name, device, is_array, same_device
 
-__all__ = ["MissingParameterError", "Dims", "check_arrays", "get_params", "unpack_cache"]
+__all__ = ["Dims", "MissingParameterError", "check_arrays", "get_params", "unpack_cache"]
 
 
 class MissingParameterError(KeyError, ValueError):

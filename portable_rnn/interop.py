@@ -27,14 +27,11 @@ column forwards then return ``y = None``.
 
 from __future__ import annotations
 
-from . import _compat, _creation
+from . import _creation
+from ._backend import compat as _compat
+from ._core import spec as _spec
 
 __all__ = ["from_torch", "to_torch"]
-
-_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-_COLUMN_ORDER = {"lstm": (1, 0, 2, 3), "gru": (0, 1, 2), "rnn": (0,)}  # torch blocks, ours
-_COLUMN_NAMES = {"lstm": "fico", "gru": "rzn"}
-_CS231N_ORDER = (0, 1, 3, 2)  # torch i, f, g, o -> CS231n i, f, o, g (its own inverse)
 
 
 def _torch():
@@ -48,16 +45,13 @@ def _torch():
 
 
 def _kind(module):
+    """``(spec, is_cell)`` of a PyTorch recurrent module or cell."""
     nn = _torch().nn
-    for kind, (seq, cell) in {
-        "lstm": (nn.LSTM, nn.LSTMCell),
-        "gru": (nn.GRU, nn.GRUCell),
-        "rnn": (nn.RNN, nn.RNNCell),
-    }.items():
-        if isinstance(module, seq):
-            return kind, False
-        if isinstance(module, cell):
-            return kind, True
+    for spec in (_spec.CELLS["lstm"], _spec.CELLS["gru"], _spec.CELLS["rnn"]):
+        if isinstance(module, getattr(nn, spec.torch_module)):
+            return spec, False
+        if isinstance(module, getattr(nn, spec.torch_module + "Cell")):
+            return spec, True
     raise TypeError(
         "from_torch takes torch.nn.RNN, LSTM, GRU, RNNCell, LSTMCell or GRUCell, "
         f"got {type(module).__name__}"
@@ -68,30 +62,33 @@ def _blocks(xp, M, H, order):
     return xp.concat([M[k * H : (k + 1) * H, ...] for k in order], axis=0)
 
 
-def _column(kind, xp, W_ih, W_hh, b_ih, b_hh):
+def _column(spec: _spec.CellSpec, xp, W_ih, W_hh, b_ih, b_hh):
     """One layer's column-dialect dict from PyTorch's four tensors."""
     H = W_hh.shape[1]
-    if kind == "rnn":
-        return {"Wax": W_ih, "Waa": W_hh, "ba": xp.reshape(b_ih + b_hh, (H, 1))}
+    if spec.separate:
+        kx, ka, kb = spec.separate
+        return {kx: W_ih, ka: W_hh, kb: xp.reshape(b_ih + b_hh, (H, 1))}
     p = {}
-    for name, k in zip(_COLUMN_NAMES[kind], _COLUMN_ORDER[kind], strict=True):
+    for g in spec.gates:
+        k = spec.torch_order.index(g)
         rows = slice(k * H, (k + 1) * H)
-        p[f"W{name}"] = xp.concat([W_hh[rows, :], W_ih[rows, :]], axis=1)
-        if kind == "gru" and name == "n":
-            p["bn"] = xp.reshape(b_ih[rows], (H, 1))
-            p["bhn"] = xp.reshape(b_hh[rows], (H, 1))
+        p[f"W{g}"] = xp.concat([W_hh[rows, :], W_ih[rows, :]], axis=1)
+        if g in spec.hidden_biases:  # kept apart, inside the reset product
+            p[f"b{g}"] = xp.reshape(b_ih[rows], (H, 1))
+            p[spec.hidden_biases[g]] = xp.reshape(b_hh[rows], (H, 1))
         else:
-            p[f"b{name}"] = xp.reshape(b_ih[rows] + b_hh[rows], (H, 1))
+            p[f"b{g}"] = xp.reshape(b_ih[rows] + b_hh[rows], (H, 1))
     return p
 
 
-def _rows(kind, xp, W_ih, W_hh, b_ih, b_hh):
+def _rows(spec: _spec.CellSpec, xp, W_ih, W_hh, b_ih, b_hh):
     """One layer's rows-dialect (CS231n) dict from PyTorch's four tensors."""
     H = W_hh.shape[1]
-    if kind == "lstm":
-        W_ih, W_hh = _blocks(xp, W_ih, H, _CS231N_ORDER), _blocks(xp, W_hh, H, _CS231N_ORDER)
-        b_ih, b_hh = _blocks(xp, b_ih, H, _CS231N_ORDER), _blocks(xp, b_hh, H, _CS231N_ORDER)
-    if kind != "gru":
+    order = spec.permutation(spec.torch_order, spec.rows_order)
+    if order != tuple(range(len(order))):
+        W_ih, W_hh = _blocks(xp, W_ih, H, order), _blocks(xp, W_hh, H, order)
+        b_ih, b_hh = _blocks(xp, b_ih, H, order), _blocks(xp, b_hh, H, order)
+    if not spec.hidden_biases:
         return {"Wx": W_ih.T, "Wh": W_hh.T, "b": b_ih + b_hh}
     b = xp.concat([b_ih[: 2 * H] + b_hh[: 2 * H], b_ih[2 * H :]], axis=0)
     return {"Wx": W_ih.T, "Wh": W_hh.T, "b": b, "bhn": b_hh[2 * H :]}
@@ -145,19 +142,19 @@ def from_torch(module, dialect="column"):
     torch = _torch()
     if dialect not in ("column", "rows"):
         raise ValueError(f"dialect must be 'column' or 'rows', got {dialect!r}")
-    kind, is_cell = _kind(module)
-    if kind == "rnn" and module.nonlinearity != "tanh":
+    spec, is_cell = _kind(module)
+    if spec.name == "rnn" and module.nonlinearity != "tanh":
         raise ValueError(
             f"module.nonlinearity is {module.nonlinearity!r}; portable_rnn's RNN uses 'tanh'"
         )
-    if kind == "lstm" and not is_cell and module.proj_size:
+    if spec.name == "lstm" and not is_cell and module.proj_size:
         raise ValueError(
             f"module.proj_size is {module.proj_size}; LSTMs with projections are not supported"
         )
     xp = _compat.namespace_for("torch")
     convert = _column if dialect == "column" else _rows
     if is_cell:
-        return convert(kind, xp, *_tensors(module, "", torch.zeros_like))
+        return convert(spec, xp, *_tensors(module, "", torch.zeros_like))
     D = 2 if module.bidirectional else 1
     if dialect == "rows":
         if not module.batch_first:
@@ -175,53 +172,60 @@ def from_torch(module, dialect="column"):
     for layer in range(module.num_layers):
         for d in range(D):
             suffix = f"_l{layer}" + ("_reverse" if d else "")
-            layers.append(convert(kind, xp, *_tensors(module, suffix, torch.zeros_like)))
+            layers.append(convert(spec, xp, *_tensors(module, suffix, torch.zeros_like)))
     return layers[0] if len(layers) == 1 else layers
 
 
+def _marker(spec: _spec.CellSpec) -> str:
+    """The key that tells a column-dialect dict of this cell: ``Waa``, ``Wf``, ``Wr``."""
+    return spec.separate[1] if spec.separate else spec.layer_keys[0]
+
+
 def _infer(parameters):
+    """``(spec, dialect)`` of a parameter dict or list, read from its keys."""
     first = parameters[0] if isinstance(parameters, (list, tuple)) else parameters
     if not isinstance(first, dict):
         raise TypeError("parameters must be a dict or a list of dicts")
-    for kind, key in (("rnn", "Waa"), ("lstm", "Wf"), ("gru", "Wr")):
-        if key in first:
-            return kind, "column", first
+    for spec in _spec.CELLS.values():
+        if _marker(spec) in first:
+            return spec, "column"
     if "Wx" in first and "Wh" in first:
         H = first["Wh"].shape[0]
         ratio = first["Wh"].shape[1] // H
-        kind = {1: "rnn", 4: "lstm", 3: "gru"}.get(ratio)
-        if kind is not None:
-            return kind, "rows", first
+        for spec in _spec.CELLS.values():
+            if spec.n_blocks == ratio:
+                return spec, "rows"
+    keys = ", ".join(f"{_marker(spec)} ({spec.torch_module})" for spec in _spec.CELLS.values())
     raise ValueError(
-        "cannot tell the cell from the keys "
-        f"{sorted(first)}; expected Waa (RNN), Wf (LSTM), Wr (GRU), or Wx/Wh/b (rows)"
+        f"cannot tell the cell from the keys {sorted(first)}; expected {keys}, or Wx/Wh/b (rows)"
     )
 
 
-def _to_torch_tensors(kind, dialect, xp, p):
+def _to_torch_tensors(spec: _spec.CellSpec, dialect, xp, p):
     """PyTorch's ``(weight_ih, weight_hh, bias_ih, bias_hh)`` for one layer."""
     if dialect == "rows":
         W_ih, W_hh = p["Wx"].T, p["Wh"].T
         H = W_hh.shape[1]
-        if kind == "gru":
+        if spec.hidden_biases:
             b_ih = p["b"]
             b_hh = xp.concat([xp.zeros_like(p["b"][: 2 * H]), p["bhn"]], axis=0)
         else:
             b_ih, b_hh = p["b"], xp.zeros_like(p["b"])
-        if kind == "lstm":
-            W_ih, W_hh = _blocks(xp, W_ih, H, _CS231N_ORDER), _blocks(xp, W_hh, H, _CS231N_ORDER)
-            b_ih, b_hh = _blocks(xp, b_ih, H, _CS231N_ORDER), _blocks(xp, b_hh, H, _CS231N_ORDER)
+        order = spec.permutation(spec.rows_order, spec.torch_order)
+        if order != tuple(range(len(order))):
+            W_ih, W_hh = _blocks(xp, W_ih, H, order), _blocks(xp, W_hh, H, order)
+            b_ih, b_hh = _blocks(xp, b_ih, H, order), _blocks(xp, b_hh, H, order)
         return W_ih, W_hh, b_ih, b_hh
-    if kind == "rnn":
-        return p["Wax"], p["Waa"], p["ba"][:, 0], xp.zeros_like(p["ba"][:, 0])
-    H = p[f"W{_COLUMN_NAMES[kind][0]}"].shape[0]
-    inverse = sorted(range(len(_COLUMN_ORDER[kind])), key=lambda i: _COLUMN_ORDER[kind][i])
-    names = [_COLUMN_NAMES[kind][i] for i in inverse]  # ours, in PyTorch's gate order
+    if spec.separate:
+        kx, ka, kb = spec.separate
+        return p[kx], p[ka], p[kb][:, 0], xp.zeros_like(p[kb][:, 0])
+    H = p[f"W{spec.gates[0]}"].shape[0]
+    names = spec.torch_order  # ours, in PyTorch's gate order
     W_hh = xp.concat([p[f"W{g}"][:, :H] for g in names], axis=0)
     W_ih = xp.concat([p[f"W{g}"][:, H:] for g in names], axis=0)
     b_ih = xp.concat([p[f"b{g}"][:, 0] for g in names], axis=0)
     b_hh = xp.zeros_like(b_ih)
-    if kind == "gru":
+    if spec.hidden_biases:
         b_hh = xp.concat([xp.zeros_like(b_ih[: 2 * H]), p["bhn"][:, 0]], axis=0)
     return W_ih, W_hh, b_ih, b_hh
 
@@ -249,7 +253,7 @@ def to_torch(parameters, *, bidirectional=False, batch_first=None):
         their dtype. ``module.state_dict()`` gives the state dict.
     """
     torch = _torch()
-    kind, dialect, _ = _infer(parameters)
+    spec, dialect = _infer(parameters)
     layers = list(parameters) if isinstance(parameters, (list, tuple)) else [parameters]
     layers = [_creation.to_backend(p, "torch", _torch_device(p)) for p in layers]
     D = 2 if bidirectional else 1
@@ -258,9 +262,9 @@ def to_torch(parameters, *, bidirectional=False, batch_first=None):
     if dialect == "rows" and len(layers) != 1:
         raise ValueError("the rows dialect holds one layer; pass one dict")
     xp = _compat.namespace_for("torch")
-    tensors = [_to_torch_tensors(kind, dialect, xp, p) for p in layers]
+    tensors = [_to_torch_tensors(spec, dialect, xp, p) for p in layers]
     W_ih0, W_hh0 = tensors[0][0], tensors[0][1]
-    cls = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[kind]
+    cls = getattr(torch.nn, spec.torch_module)
     module = cls(
         W_ih0.shape[1],
         W_hh0.shape[1],

@@ -25,7 +25,14 @@ inputs. Caches are opaque.
 
 from __future__ import annotations
 
-from . import _backend, _gru, _lstm, _rnn, _validate
+from typing import Any, NamedTuple
+
+from ._backend import seam as _seam
+from ._core import gru as _gru
+from ._core import lstm as _lstm
+from ._core import rnn as _rnn
+from ._core import sequence as _sequence
+from ._core import spec as _spec
 from ._temporal import (
     temporal_affine_backward,
     temporal_affine_forward,
@@ -33,6 +40,8 @@ from ._temporal import (
     word_embedding_backward,
     word_embedding_forward,
 )
+from ._validate import Dims as _Dims
+from ._validate import check_arrays as _check_arrays
 
 __all__ = [
     "gru_backward",
@@ -70,11 +79,51 @@ def _to_row_seq(xp, a):
     return xp.permute_dims(a, (1, 2, 0))
 
 
+class _RNNStepCache(NamedTuple):
+    """What `rnn_step_forward` keeps for `rnn_step_backward` (opaque to users)."""
+
+    x: Any
+    prev_h: Any
+    Wx: Any
+    Wh: Any
+    next_h: Any
+
+
+class _GatedStepCache(NamedTuple):
+    """What `lstm_step_forward` / `gru_step_forward` keep for their backward."""
+
+    cell: _spec.CellSpec
+    x: Any  #: [prev_h.T; x.T] (H + D, N) for the LSTM; x (N, D) for the GRU
+    prev: Any  #: the previous cell state (LSTM) or hidden state (GRU), column layout
+    W: Any  #: the core's fused weights (G H, H + D)
+    values: tuple  #: the step's values that the backward reads
+    H: int
+
+
+class _SequenceCache(NamedTuple):
+    """What a sequence forward keeps for its backward (opaque to users)."""
+
+    cell: _spec.CellSpec
+    x: Any  #: the inputs, column layout (D, N, T)
+    init: Any  #: the initial carry, column layout
+    states: Any
+    a: Any  #: the hidden states, column layout (H, N, T)
+    w: _sequence.Weights
+    H: int
+
+
+def _cache(cache, kind: type, cell: _spec.CellSpec, what: str):
+    """``cache`` if ``what`` returned it, else a ``TypeError`` saying what it must be."""
+    if not (isinstance(cache, kind) and getattr(cache, "cell", cell) is cell):
+        raise TypeError(f"cache must be the cache returned by {what}")
+    return cache
+
+
 # -- vanilla RNN ------------------------------------------------------------
 
 
 def _rnn_dims(x_name, x, x_letters, h_name, h, Wx, Wh, b):
-    dims = _validate.Dims()
+    dims = _Dims()
     dims.check(x_name, x, x_letters)
     dims.check("Wh", Wh, "H H")
     dims.check("Wx", Wx, "D H")
@@ -106,10 +155,10 @@ def rnn_step_forward(x, prev_h, Wx, Wh, b):
     cache : tuple
         For `rnn_step_backward`.
     """
-    xp = _validate.check_arrays({"x": x, "prev_h": prev_h, "Wx": Wx, "Wh": Wh, "b": b})
+    xp = _check_arrays({"x": x, "prev_h": prev_h, "Wx": Wx, "Wh": Wh, "b": b})
     _rnn_dims("x", x, "N D", "prev_h", prev_h, Wx, Wh, b)
-    next_h = _rnn._step(xp, (x @ Wx + b).T, prev_h.T, Wh.T).T
-    return next_h, (x, prev_h, Wx, Wh, next_h)
+    next_h = _rnn.activate(xp, (x @ Wx + b).T, Wh.T @ prev_h.T).T
+    return next_h, _RNNStepCache(x, prev_h, Wx, Wh, next_h)
 
 
 def rnn_step_backward(dnext_h, cache):
@@ -130,12 +179,13 @@ def rnn_step_backward(dnext_h, cache):
     dWh : array, shape (H, H)
     db : array, shape (H,)
     """
-    x, prev_h, Wx, Wh, next_h = _validate.unpack_cache(cache, 5, "rnn_step_forward")
-    xp = _validate.check_arrays({"dnext_h": dnext_h, "x": x, "prev_h": prev_h, "Wx": Wx, "Wh": Wh})
-    dims = _validate.Dims()
+    x, prev_h, Wx, Wh, next_h = _cache(cache, _RNNStepCache, _spec.RNN, "rnn_step_forward")
+    xp = _check_arrays({"dnext_h": dnext_h, "x": x, "prev_h": prev_h, "Wx": Wx, "Wh": Wh})
+    dims = _Dims()
     dims.check("next_h", next_h, "N H")
     dims.check("dnext_h", dnext_h, "N H")
-    dz, dprev = _rnn._step_backward(xp, dnext_h.T, next_h.T, Wh.T)  # dz: (H, N)
+    dz = _rnn.tanh_grad(xp, dnext_h.T, next_h.T)  # (H, N)
+    dprev = Wh.T.T @ dz
     return (Wx @ dz).T, dprev.T, (dz @ x).T, (dz @ prev_h).T, xp.sum(dz, axis=1)
 
 
@@ -159,12 +209,14 @@ def rnn_forward(x, h0, Wx, Wh, b):
     cache : tuple
         For `rnn_backward`.
     """
-    xp = _validate.check_arrays({"x": x, "h0": h0, "Wx": Wx, "Wh": Wh, "b": b})
+    xp = _check_arrays({"x": x, "h0": h0, "Wx": Wx, "Wh": Wh, "b": b})
     dims = _rnn_dims("x", x, "N T D", "h0", h0, Wx, Wh, b)
     dims.require_steps("T", "x", x)
-    x_col, h0_col = _to_col_seq(xp, x), h0.T
-    states, a = _rnn._forward(xp, x_col, h0_col, Wx.T, Wh.T, _col(xp, b))
-    return _to_row_seq(xp, a), (states, a, h0_col, x_col, Wx, Wh)
+    x_col, init = _to_col_seq(xp, x), _rnn.Carry(h0.T)
+    w = _sequence.separate_weights(Wx.T, Wh.T, _col(xp, b))
+    states = _sequence.forward(xp, _rnn.CELL, w, x_col, init)
+    a = states.last_axis(xp, "a")
+    return _to_row_seq(xp, a), _SequenceCache(_spec.RNN, x_col, init, states, a, w, dims["H"])
 
 
 def rnn_backward(dh, cache):
@@ -185,56 +237,63 @@ def rnn_backward(dh, cache):
     dWh : array, shape (H, H)
     db : array, shape (H,)
     """
-    states, a, h0_col, x_col, Wx, Wh = _validate.unpack_cache(cache, 6, "rnn_forward")
-    xp = _validate.check_arrays({"dh": dh, "x": x_col, "Wx": Wx})
-    dims = _validate.Dims()
-    dims.check("h", _to_row_seq(xp, a), "N T H")
+    run = _cache(cache, _SequenceCache, _spec.RNN, "rnn_forward")
+    xp = _check_arrays({"dh": dh, "x": run.x, "Wx": run.w.Wx})
+    dims = _Dims()
+    dims.check("h", _to_row_seq(xp, run.a), "N T H")
     dims.check("dh", dh, "N T H")
-    g = _rnn._backward(xp, _to_col_seq(xp, dh), states, a, h0_col, x_col, Wx.T, Wh.T)
+    g = _sequence.backward(
+        xp, _rnn.CELL, run.w, run.x, run.init, run.states, run.a, _to_col_seq(xp, dh)
+    )
     return (
-        _to_row_seq(xp, g["dx"]),
-        g["da0"].T,
-        g["dWax"].T,
-        g["dWaa"].T,
-        g["dba"][:, 0],
+        _to_row_seq(xp, g.dx),
+        g.dinit.a.T,
+        g.dw.Wx.T,
+        g.dw.Wa.T,
+        g.dw.b[:, 0],
     )
 
 
-# -- LSTM -------------------------------------------------------------------
-
-# Rows of the stacked column weights are in the order f, i, o, c(g) (_lstm.FUSED);
-# CS231n's 4H axis is i, f, o, g. The permutation of blocks [1, 0, 2, 3] maps
-# either order to the other (it is its own inverse).
-_SWAP = (1, 0, 2, 3)
+# -- the gated cells: LSTM (CS231n gate order i, f, o, g) and GRU (r, z, n) -----------------
+# The rows dialect's fused weights are the column core's transposed, with the gate blocks
+# in the dialect's order (spec.rows_order) instead of the core's (spec.stacked):
+#   W (G H, H + D) = [Wh.T | Wx.T] with the blocks reordered, b (G H, 1) likewise.
 
 
-def _reorder(xp, M, H: int):
-    """Swap gate blocks of ``H`` rows: CS231n (i, f, o, g) <-> ours (f, i, o, c)."""
-    return xp.concat([M[k * H : (k + 1) * H, ...] for k in _SWAP], axis=0)
+def _reorder(xp, spec: _spec.CellSpec, M, H: int, *, to_rows: bool = False):
+    """Gate blocks of ``H`` rows of ``M`` from the rows dialect's order to the core's (or back)."""
+    src, dst = (spec.stacked, spec.rows_order) if to_rows else (spec.rows_order, spec.stacked)
+    order = spec.permutation(src, dst)
+    if order == tuple(range(len(order))):
+        return M
+    return xp.concat([M[k * H : (k + 1) * H, ...] for k in order], axis=0)
 
 
-def _fused_col(xp, Wx, Wh, b, H: int):
-    """CS231n ``Wx (D, 4H)``, ``Wh (H, 4H)``, ``b (4H,)`` -> ours ``W (4H, H + D)``,
-    ``b (4H, 1)``."""
-    W = _reorder(xp, xp.concat([Wh.T, Wx.T], axis=1), H)
-    return W, _reorder(xp, _col(xp, b), H)
+def _fused_col(xp, spec: _spec.CellSpec, Wx, Wh, b, H: int):
+    """Rows ``Wx (D, G H)``, ``Wh (H, G H)``, ``b (G H,)`` -> the core's ``W (G H, H + D)``,
+    ``b (G H, 1)``."""
+    W = _reorder(xp, spec, xp.concat([Wh.T, Wx.T], axis=1), H)
+    return W, _reorder(xp, spec, _col(xp, b), H)
 
 
-def _weight_grads(xp, dW, db, H: int):
-    """Ours ``dW (4H, H + D)``, ``db (4H, 1)`` -> CS231n ``dWx (D, 4H)``,
-    ``dWh (H, 4H)``, ``db (4H,)``."""
-    dW = _reorder(xp, dW, H)
-    return dW[:, H:].T, dW[:, :H].T, _reorder(xp, db, H)[:, 0]
+def _weight_grads(xp, spec: _spec.CellSpec, dW, db, H: int):
+    """The core's ``dW (G H, H + D)``, ``db (G H, 1)`` -> rows ``dWx (D, G H)``,
+    ``dWh (H, G H)``, ``db (G H,)``."""
+    dW = _reorder(xp, spec, dW, H, to_rows=True)
+    return dW[:, H:].T, dW[:, :H].T, _reorder(xp, spec, db, H, to_rows=True)[:, 0]
 
 
-def _lstm_dims(x_name, x, x_letters, h_name, h, Wx, Wh, b):
-    dims = _validate.Dims()
+def _gated_dims(spec: _spec.CellSpec, x_name, x, x_letters, h_name, h, Wx, Wh, b, bhn=None):
+    GH = f"{spec.n_blocks}H"
+    dims = _Dims()
     dims.check(x_name, x, x_letters)
     dims.check(h_name, h, "N H")
-    dims.define("4H", 4 * dims["H"], f"4 * H from {h_name}")
-    dims.check("Wx", Wx, "D 4H")
-    dims.check("Wh", Wh, "H 4H")
-    dims.check("b", b, "4H")
+    dims.define(GH, spec.n_blocks * dims["H"], f"{spec.n_blocks} * H from {h_name}")
+    dims.check("Wx", Wx, f"D {GH}")
+    dims.check("Wh", Wh, f"H {GH}")
+    dims.check("b", b, GH)
+    if bhn is not None:
+        dims.check("bhn", bhn, "H")
     return dims
 
 
@@ -264,14 +323,15 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
         For `lstm_step_backward`.
     """
     named = {"x": x, "prev_h": prev_h, "prev_c": prev_c, "Wx": Wx, "Wh": Wh, "b": b}
-    xp = _validate.check_arrays(named)
-    dims = _lstm_dims("x", x, "N D", "prev_h", prev_h, Wx, Wh, b)
+    xp = _check_arrays(named)
+    dims = _gated_dims(_spec.LSTM, "x", x, "N D", "prev_h", prev_h, Wx, Wh, b)
     dims.check("prev_c", prev_c, "N H")
     H = dims["H"]
-    W, bc = _fused_col(xp, Wx, Wh, b, H)
+    W, bc = _fused_col(xp, _spec.LSTM, Wx, Wh, b, H)
     concat = xp.concat([prev_h.T, x.T], axis=0)
-    f, i, cc, o, c, tc, a = _lstm._step(xp, W @ concat + bc, prev_c.T, H)
-    return a.T, c.T, (concat, prev_c.T, W, (f, i, cc, o, tc), H)
+    s = _lstm.activate(xp, W @ concat + bc, prev_c.T, H)
+    values = (s.f, s.i, s.cc, s.o, s.tc)
+    return s.a.T, s.c.T, _GatedStepCache(_spec.LSTM, concat, prev_c.T, W, values, H)
 
 
 def lstm_step_backward(dnext_h, dnext_c, cache):
@@ -295,15 +355,18 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
     dWh : array, shape (H, 4H)
     db : array, shape (4H,)
     """
-    concat, c_prev, W, (f, i, cc, o, tc), H = _validate.unpack_cache(cache, 5, "lstm_step_forward")
-    xp = _validate.check_arrays({"dnext_h": dnext_h, "dnext_c": dnext_c, "W": W})
-    dims = _validate.Dims()
+    run = _cache(cache, _GatedStepCache, _spec.LSTM, "lstm_step_forward")
+    concat, c_prev, W, (f, i, cc, o, tc), H = run.x, run.prev, run.W, run.values, run.H
+    xp = _check_arrays({"dnext_h": dnext_h, "dnext_c": dnext_c, "W": W})
+    dims = _Dims()
     dims.check("prev_c", c_prev.T, "N H")
     dims.check("dnext_h", dnext_h, "N H")
     dims.check("dnext_c", dnext_c, "N H")
-    dz, dc_prev = _lstm._step_backward(xp, dnext_h.T, dnext_c.T, f, i, cc, o, c_prev, tc)
+    dz, dc_prev = _lstm.pre_activation_grads(xp, dnext_h.T, dnext_c.T, f, i, cc, o, c_prev, tc)
     dconcat = W.T @ dz
-    dWx, dWh, db = _weight_grads(xp, dz @ concat.T, xp.sum(dz, axis=1, keepdims=True), H)
+    dWx, dWh, db = _weight_grads(
+        xp, _spec.LSTM, dz @ concat.T, xp.sum(dz, axis=1, keepdims=True), H
+    )
     return dconcat[H:, :].T, dconcat[:H, :].T, dc_prev.T, dWx, dWh, db
 
 
@@ -327,15 +390,17 @@ def lstm_forward(x, h0, Wx, Wh, b):
     cache : tuple
         For `lstm_backward`.
     """
-    xp = _validate.check_arrays({"x": x, "h0": h0, "Wx": Wx, "Wh": Wh, "b": b})
-    dims = _lstm_dims("x", x, "N T D", "h0", h0, Wx, Wh, b)
+    xp = _check_arrays({"x": x, "h0": h0, "Wx": Wx, "Wh": Wh, "b": b})
+    dims = _gated_dims(_spec.LSTM, "x", x, "N T D", "h0", h0, Wx, Wh, b)
     dims.require_steps("T", "x", x)
     H = dims["H"]
-    W, bc = _fused_col(xp, Wx, Wh, b, H)
+    W, bc = _fused_col(xp, _spec.LSTM, Wx, Wh, b, H)
     x_col, h0_col = _to_col_seq(xp, x), h0.T
-    c0 = _backend.zeros_like_state(xp, h0_col.shape, h0_col)
-    states, a, _ = _lstm._forward(xp, x_col, h0_col, c0, W, bc)
-    return _to_row_seq(xp, a), (states, a, h0_col, c0, x_col, W, H)
+    init = _lstm.Carry(h0_col, _seam.zeros_like_state(xp, h0_col.shape, h0_col))
+    w = _sequence.stacked_weights(W, bc, H)
+    states = _sequence.forward(xp, _lstm.CELL, w, x_col, init)
+    a = states.last_axis(xp, "a")
+    return _to_row_seq(xp, a), _SequenceCache(_spec.LSTM, x_col, init, states, a, w, H)
 
 
 def lstm_backward(dh, cache):
@@ -356,43 +421,22 @@ def lstm_backward(dh, cache):
     dWh : array, shape (H, 4H)
     db : array, shape (4H,)
     """
-    states, a, h0_col, c0, x_col, W, H = _validate.unpack_cache(cache, 7, "lstm_forward")
-    xp = _validate.check_arrays({"dh": dh, "x": x_col, "W": W})
-    dims = _validate.Dims()
-    dims.check("h", _to_row_seq(xp, a), "N T H")
+    run = _cache(cache, _SequenceCache, _spec.LSTM, "lstm_forward")
+    xp = _check_arrays({"dh": dh, "x": run.x, "W": run.w.W})
+    dims = _Dims()
+    dims.check("h", _to_row_seq(xp, run.a), "N T H")
     dims.check("dh", dh, "N T H")
-    g = _lstm._backward(xp, _to_col_seq(xp, dh), states, a, h0_col, c0, x_col, W)
-    dWx, dWh, db = _weight_grads(xp, g["dW"], g["db"], H)
-    return _to_row_seq(xp, g["dx"]), g["da0"].T, dWx, dWh, db
+    g = _sequence.backward(
+        xp, _lstm.CELL, run.w, run.x, run.init, run.states, run.a, _to_col_seq(xp, dh)
+    )
+    dW = xp.concat([g.dw.Wa, g.dw.Wx], axis=1)
+    dWx, dWh, db = _weight_grads(xp, _spec.LSTM, dW, g.dw.b, run.H)
+    return _to_row_seq(xp, g.dx), g.dinit.a.T, dWx, dWh, db
 
 
-# -- GRU --------------------------------------------------------------------
-# Rows dialect of the column GRU (PyTorch equations, gate order r, z, n along 3H):
+# -- GRU: the column GRU (PyTorch equations, gate order r, z, n along 3H) -----------------
 #   Wx (D, 3H) = weight_ih.T, Wh (H, 3H) = weight_hh.T,
 #   b (3H,) = [b_ir + b_hr, b_iz + b_hz, b_in], bhn (H,) = b_hn.
-
-
-def _gru_dims(x_name, x, x_letters, h_name, h, Wx, Wh, b, bhn):
-    dims = _validate.Dims()
-    dims.check(x_name, x, x_letters)
-    dims.check(h_name, h, "N H")
-    dims.define("3H", 3 * dims["H"], f"3 * H from {h_name}")
-    dims.check("Wx", Wx, "D 3H")
-    dims.check("Wh", Wh, "H 3H")
-    dims.check("b", b, "3H")
-    dims.check("bhn", bhn, "H")
-    return dims
-
-
-def _gru_col(xp, Wx, Wh, b, bhn):
-    """Rows GRU weights -> the column core's ``W (3H, H + D)``, ``b (3H, 1)``, ``bhn (H, 1)``."""
-    return xp.concat([Wh.T, Wx.T], axis=1), _col(xp, b), _col(xp, bhn)
-
-
-def _gru_grads(dW, db, dbhn, H):
-    """Column ``dW (3H, H + D)``, ``db``, ``dbhn`` -> rows ``dWx (D, 3H)``, ``dWh (H, 3H)``,
-    ``db (3H,)``, ``dbhn (H,)``."""
-    return dW[:, H:].T, dW[:, :H].T, db[:, 0], dbhn[:, 0]
 
 
 def gru_step_forward(x, prev_h, Wx, Wh, b, bhn):
@@ -424,13 +468,13 @@ def gru_step_forward(x, prev_h, Wx, Wh, b, bhn):
         For `gru_step_backward`.
     """
     named = {"x": x, "prev_h": prev_h, "Wx": Wx, "Wh": Wh, "b": b, "bhn": bhn}
-    xp = _validate.check_arrays(named)
-    dims = _gru_dims("x", x, "N D", "prev_h", prev_h, Wx, Wh, b, bhn)
+    xp = _check_arrays(named)
+    dims = _gated_dims(_spec.GRU, "x", x, "N D", "prev_h", prev_h, Wx, Wh, b, bhn)
     H = dims["H"]
-    W, bc, bhn_c = _gru_col(xp, Wx, Wh, b, bhn)
+    W, bc = _fused_col(xp, _spec.GRU, Wx, Wh, b, H)
     a_prev = prev_h.T
-    r, z, n, hn, a = _gru._step(xp, W[:, H:] @ x.T + bc, W[:, :H] @ a_prev, bhn_c, a_prev, H)
-    return a.T, (x, a_prev, W, (r, z, n, hn), H)
+    s = _gru.activate(xp, W[:, H:] @ x.T + bc, W[:, :H] @ a_prev, _col(xp, bhn), a_prev, H)
+    return s.a.T, _GatedStepCache(_spec.GRU, x, a_prev, W, (s.r, s.z, s.n, s.hn), H)
 
 
 def gru_step_backward(dnext_h, cache):
@@ -452,17 +496,18 @@ def gru_step_backward(dnext_h, cache):
     db : array, shape (3H,)
     dbhn : array, shape (H,)
     """
-    x, a_prev, W, (r, z, n, hn), H = _validate.unpack_cache(cache, 5, "gru_step_forward")
-    xp = _validate.check_arrays({"dnext_h": dnext_h, "x": x, "W": W})
-    dims = _validate.Dims()
+    run = _cache(cache, _GatedStepCache, _spec.GRU, "gru_step_forward")
+    x, a_prev, W, (r, z, n, hn), H = run.x, run.prev, run.W, run.values, run.H
+    xp = _check_arrays({"dnext_h": dnext_h, "x": x, "W": W})
+    dims = _Dims()
     dims.check("prev_h", a_prev.T, "N H")
     dims.check("dnext_h", dnext_h, "N H")
-    dxw, dha, direct = _gru._step_backward(xp, dnext_h.T, r, z, n, hn, a_prev)
+    dxw, dha, direct = _gru.pre_activation_grads(xp, dnext_h.T, r, z, n, hn, a_prev)
     dprev = W[:, :H].T @ dha + direct
     dW = xp.concat([dha @ a_prev.T, dxw @ x], axis=1)
-    db = xp.sum(dxw, axis=1, keepdims=True)
+    dWx, dWh, db = _weight_grads(xp, _spec.GRU, dW, xp.sum(dxw, axis=1, keepdims=True), H)
     dbhn = xp.sum(dha[2 * H :, :], axis=1, keepdims=True)
-    return ((W[:, H:].T @ dxw).T, dprev.T, *_gru_grads(dW, db, dbhn, H))
+    return ((W[:, H:].T @ dxw).T, dprev.T, dWx, dWh, db, dbhn[:, 0])
 
 
 def gru_forward(x, h0, Wx, Wh, b, bhn):
@@ -487,13 +532,16 @@ def gru_forward(x, h0, Wx, Wh, b, bhn):
         For `gru_backward`.
     """
     named = {"x": x, "h0": h0, "Wx": Wx, "Wh": Wh, "b": b, "bhn": bhn}
-    xp = _validate.check_arrays(named)
-    dims = _gru_dims("x", x, "N T D", "h0", h0, Wx, Wh, b, bhn)
+    xp = _check_arrays(named)
+    dims = _gated_dims(_spec.GRU, "x", x, "N T D", "h0", h0, Wx, Wh, b, bhn)
     dims.require_steps("T", "x", x)
-    W, bc, bhn_c = _gru_col(xp, Wx, Wh, b, bhn)
-    x_col, h0_col = _to_col_seq(xp, x), h0.T
-    states, a = _gru._forward(xp, x_col, h0_col, W, bc, bhn_c)
-    return _to_row_seq(xp, a), (states, a, h0_col, x_col, W, dims["H"])
+    H = dims["H"]
+    W, bc = _fused_col(xp, _spec.GRU, Wx, Wh, b, H)
+    x_col, init = _to_col_seq(xp, x), _gru.Carry(h0.T)
+    w = _sequence.stacked_weights(W, bc, H, _col(xp, bhn))
+    states = _sequence.forward(xp, _gru.CELL, w, x_col, init)
+    a = states.last_axis(xp, "a")
+    return _to_row_seq(xp, a), _SequenceCache(_spec.GRU, x_col, init, states, a, w, H)
 
 
 def gru_backward(dh, cache):
@@ -515,10 +563,14 @@ def gru_backward(dh, cache):
     db : array, shape (3H,)
     dbhn : array, shape (H,)
     """
-    states, a, h0_col, x_col, W, H = _validate.unpack_cache(cache, 6, "gru_forward")
-    xp = _validate.check_arrays({"dh": dh, "x": x_col, "W": W})
-    dims = _validate.Dims()
-    dims.check("h", _to_row_seq(xp, a), "N T H")
+    run = _cache(cache, _SequenceCache, _spec.GRU, "gru_forward")
+    xp = _check_arrays({"dh": dh, "x": run.x, "W": run.w.W})
+    dims = _Dims()
+    dims.check("h", _to_row_seq(xp, run.a), "N T H")
     dims.check("dh", dh, "N T H")
-    g = _gru._backward(xp, _to_col_seq(xp, dh), states, a, h0_col, x_col, W)
-    return (_to_row_seq(xp, g["dx"]), g["da0"].T, *_gru_grads(g["dW"], g["db"], g["dbhn"], H))
+    g = _sequence.backward(
+        xp, _gru.CELL, run.w, run.x, run.init, run.states, run.a, _to_col_seq(xp, dh)
+    )
+    dW = xp.concat([g.dw.Wa, g.dw.Wx], axis=1)
+    dWx, dWh, db = _weight_grads(xp, _spec.GRU, dW, g.dw.b, run.H)
+    return (_to_row_seq(xp, g.dx), g.dinit.a.T, dWx, dWh, db, g.dw.bhn[:, 0])

@@ -14,21 +14,21 @@ import importlib.util
 
 import numpy as np
 
-from . import _compat
-from ._creation import _to_numpy
+from ._backend import compat as _compat
+from ._backend import devices as _devices
 
 __all__ = [
     "BACKEND_NAMES",
     "TOLERANCES",
+    "TRAINING_TOLERANCES",
     "Backend",
     "assert_close",
     "available_backends",
-    "select_backends",
     "check_gradients",
     "full_precision",
+    "select_backends",
     "to_numpy",
     "tolerances",
-    "TRAINING_TOLERANCES",
 ]
 
 #: ``(rtol, atol)`` for comparing a result of a given dtype with the NumPy
@@ -116,7 +116,7 @@ def to_numpy(arr) -> np.ndarray:
     out : numpy.ndarray
         Same shape and dtype.
     """
-    return _to_numpy(arr)
+    return _devices.to_numpy(arr)
 
 
 def assert_close(
@@ -278,9 +278,7 @@ class Backend:
     @property
     def array_device(self):
         """The backend's own device object."""
-        from ._creation import resolve_device
-
-        return resolve_device(self.backend, self.device)
+        return _devices.resolve_device(self.backend, self.device)
 
     @property
     def readonly(self) -> bool:
@@ -312,15 +310,13 @@ class Backend:
 
     def asarray(self, obj, dtype=None):
         """``obj`` (NumPy array or nested lists) as a new array of this backend and device."""
-        from ._creation import _from_numpy, _from_numpy_any
-
         host = np.array(obj, copy=True)
         if dtype is None and np.issubdtype(host.dtype, np.floating):
             dtype = host.dtype
         if dtype is None:
-            out = _from_numpy_any(self.xp, self.backend, host, self.array_device)
+            out = _devices.from_numpy(self.xp, self.backend, host, self.array_device)
         else:
-            out = _from_numpy(
+            out = _devices.from_numpy_as(
                 self.xp, self.backend, host, self.array_device, _compat.dtype_name(dtype)
             )
         if self.readonly:
@@ -349,13 +345,10 @@ BACKEND_NAMES = tuple(n for n, _, _ in _CPU + _GPU)
 
 def _unavailable(backend: str, device: str) -> str | None:
     """Why a backend/device cannot run here, or ``None`` if it can."""
-    from ._config import _MODULES, EXTRAS
-    from ._creation import resolve_device
-
-    if importlib.util.find_spec(_MODULES[backend]) is None:
-        return f"{backend} is not installed (pip install {EXTRAS[backend]})"
+    if not _devices.is_installed(backend):
+        return f"{backend} is not installed (pip install {_devices.BACKENDS[backend].extra})"
     try:
-        resolve_device(backend, device)
+        _devices.resolve_device(backend, device)
     except Exception as exc:  # no GPU, no driver, broken install: say why
         return f"{backend} on {device}: {exc}"
     return None

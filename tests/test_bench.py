@@ -59,7 +59,7 @@ def test_keep_freed_memory_takes_on_glibc_and_is_called_only_by_commands():
     import subprocess
     import sys
 
-    from portable_rnn._backend import keep_freed_memory
+    from portable_rnn._tools.process import keep_freed_memory
 
     on_glibc = sys.platform.startswith("linux") and "libc.so" in (
         ctypes.util.find_library("c") or ""
@@ -67,7 +67,7 @@ def test_keep_freed_memory_takes_on_glibc_and_is_called_only_by_commands():
     assert keep_freed_memory() is on_glibc
     # importing the library changes no allocator setting: only main() of our commands calls it
     code = (
-        "import portable_rnn, portable_rnn.train, portable_rnn._backend as b, sys; "
+        "import portable_rnn, portable_rnn.train, portable_rnn._tools.process as b, sys; "
         "b.keep_freed_memory = lambda: sys.exit('called on import'); import portable_rnn.__main__"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -5,7 +5,7 @@ import json
 import subprocess
 import sys
 
-import portable_rnn._check as check
+import portable_rnn._tools.check as check
 from portable_rnn.__main__ import main
 
 
@@ -31,7 +31,7 @@ def test_a_disagreeing_backend_fails_the_check(capsys, monkeypatch):
         return {"z": check._rng().standard_normal(3)}
 
     def run(v):  # wrong on every backend but NumPy
-        from portable_rnn._compat import array_namespace, backend_name
+        from portable_rnn._backend.compat import array_namespace, backend_name
 
         shift = 0.0 if backend_name(array_namespace(v["z"])) == "numpy" else 1e-3
         return {"z": v["z"] + shift}

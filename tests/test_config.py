@@ -120,7 +120,7 @@ def test_gpu_where_there_is_none_is_an_error_not_a_fallback():
     for backend in ("torch", "jax"):
         if importlib.util.find_spec(backend) is None:
             continue
-        from portable_rnn._creation import resolve_device
+        from portable_rnn._backend.devices import resolve_device
 
         try:
             resolve_device(backend, "gpu:0")
@@ -254,7 +254,7 @@ def test_to_backend_never_aliases_read_only_memory():
 
 def test_zeros_helper_of_the_backend_seam(xp):
     """The one backend-specific helper equals the generic zeros on every backend."""
-    from portable_rnn._backend import zeros_like_state
+    from portable_rnn._backend.seam import zeros_like_state
 
     like = xp.asarray(np.ones((2, 3)), dtype="float32")
     z = zeros_like_state(xp.xp, (4, 5), like)

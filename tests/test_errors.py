@@ -211,10 +211,10 @@ def test_inputs_are_not_modified_by_success_or_failure(xp, lstm):
 
 def test_error_is_raised_before_any_work(monkeypatch):
     """Validation precedes arithmetic: a bad last argument fails before any product."""
-    import portable_rnn._lstm as lstm_mod
+    import portable_rnn._core.sequence as sequence_mod
 
     calls = []
-    monkeypatch.setattr(lstm_mod, "_forward", lambda *a: calls.append(a))
+    monkeypatch.setattr(sequence_mod, "forward", lambda *a: calls.append(a))
     x, a0, c0, p, _ = ref.lstm_problem(np.random.default_rng(3))
     with pytest.raises(ValueError, match="^c0 must"):
         prnn.lstm_forward(x, a0, copy.deepcopy(p), c0=np.zeros((5, 1)))

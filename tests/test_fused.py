@@ -1,6 +1,6 @@
 """The elementwise seam: on CuPy each step's elementwise math is one fused kernel.
 
-`portable_rnn._backend.elementwise` marks the functions that hold a cell's elementwise
+`portable_rnn._backend.seam.elementwise` marks the functions that hold a cell's elementwise
 math; on CuPy they run as ``cupy.fuse`` kernels, elsewhere as written. Two checks:
 
 * on every backend of the ``xp`` fixture, each function equals its undecorated self
@@ -19,16 +19,16 @@ import os
 import numpy as np
 import pytest
 
-from portable_rnn import _backend
+from portable_rnn._backend import seam
 from portable_rnn.testing import assert_close, tolerances
 
-MODULES = ("_activations", "_lstm", "_gru", "_rnn")
+MODULES = ("activations", "lstm", "gru", "rnn")
 
 
 def _fused_functions():
     found = {}
     for mod in MODULES:
-        module = importlib.import_module(f"portable_rnn.{mod}")
+        module = importlib.import_module(f"portable_rnn._core.{mod}")
         for name, obj in vars(module).items():
             defined_here = getattr(obj, "__module__", None) == module.__name__
             if defined_here and getattr(obj, "__wrapped__", None) is not None:
@@ -40,13 +40,13 @@ FUSED = _fused_functions()
 
 #: number of array inputs, and which of them are gates (values in (0, 1)) or tanh outputs
 ARGS = {
-    "_activations._sigmoid": 1,
-    "_lstm._cell": 5,
-    "_lstm._gate_grads": 8,
-    "_gru._cell": 6,
-    "_gru._gate_grads": 6,
-    "_rnn._activate": 2,
-    "_rnn._tanh_grad": 2,
+    "activations.sigmoid": 1,
+    "lstm.cell": 5,
+    "lstm.gate_grads": 8,
+    "gru.cell": 6,
+    "gru.gate_grads": 6,
+    "rnn.activate": 2,
+    "rnn.tanh_grad": 2,
 }
 
 
@@ -67,7 +67,7 @@ def test_fused_equals_the_plain_function(xp, name, dtype):
     got, want = fn(xp.xp, *args), fn.__wrapped__(xp.xp, *args)
     got, want = (got, want) if isinstance(got, tuple) else ((got,), (want,))
     assert len(got) == len(want)
-    fused = xp.backend == "cupy" and _backend.FUSE_CUPY
+    fused = xp.backend == "cupy" and seam.FUSE_CUPY
     rtol, atol = tolerances(dtype) if fused else (0.0, 0.0)  # a GPU may contract to FMA
     for g, w in zip(got, want, strict=True):
         assert_close(g, w, xp=xp, dtype=dtype, device=xp.array_device, rtol=rtol, atol=atol)
@@ -155,16 +155,16 @@ def test_one_cupy_fuse_object_per_function():
     _cupy()
     import array_api_compat.cupy as cxp
 
-    fn = FUSED["_lstm._cell"].__wrapped__
-    kernel = _backend.fused_kernel(fn, cxp)
-    assert kernel is _backend.fused_kernel(fn, cxp)  # its compiled kernels are cached on it
+    fn = FUSED["lstm.cell"].__wrapped__
+    kernel = seam.fused_kernel(fn, cxp)
+    assert kernel is seam.fused_kernel(fn, cxp)  # its compiled kernels are cached on it
     assert kernel.name == "lstm_cell"
 
 
 def test_the_fuse_switch_is_0_or_1_and_names_itself():
-    assert _backend.fuse_setting({}) is True
-    assert _backend.fuse_setting({"PORTABLE_RNN_CUPY_FUSE": "0"}) is False
-    assert _backend.fuse_setting({"PORTABLE_RNN_CUPY_FUSE": " 1 "}) is True
+    assert seam.fuse_setting({}) is True
+    assert seam.fuse_setting({"PORTABLE_RNN_CUPY_FUSE": "0"}) is False
+    assert seam.fuse_setting({"PORTABLE_RNN_CUPY_FUSE": " 1 "}) is True
     for bad in ("yes", "2", "off"):
         with pytest.raises(ValueError, match=rf"CUPY_FUSE must be 0 or 1, not '{bad}'"):
-            _backend.fuse_setting({"PORTABLE_RNN_CUPY_FUSE": bad})
+            seam.fuse_setting({"PORTABLE_RNN_CUPY_FUSE": bad})

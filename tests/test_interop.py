@@ -10,6 +10,7 @@ import pytest
 
 import portable_rnn as prnn
 from portable_rnn import rnn_layers
+from portable_rnn._core.spec import cell_spec
 from portable_rnn.interop import _column, from_torch, to_torch
 from portable_rnn.testing import assert_close
 
@@ -34,8 +35,9 @@ def _grads_as_columns(kind, module, suffix=""):
     }
     z = torch.zeros_like(g["bias_ih"])
     xp = prnn.testing.Backend("torch", "torch", "cpu").xp
-    from_ih = _column(kind, xp, g["weight_ih"], g["weight_hh"], g["bias_ih"], z)
-    from_hh = _column(kind, xp, g["weight_ih"], g["weight_hh"], z, g["bias_hh"])
+    spec = cell_spec(kind)
+    from_ih = _column(spec, xp, g["weight_ih"], g["weight_hh"], g["bias_ih"], z)
+    from_hh = _column(spec, xp, g["weight_ih"], g["weight_hh"], z, g["bias_hh"])
     return from_ih, from_hh
 
 

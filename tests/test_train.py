@@ -331,7 +331,7 @@ def test_a_numpy_checkpoint_runs_on_every_backend(xp, corpus, tmp_path):
 
 def test_jit_steps_equal_eager_steps(corpus):
     jax = pytest.importorskip("jax")
-    from portable_rnn._backend import compile_function
+    from portable_rnn._backend.seam import compile_function
 
     params = tr.init_char_model(
         13, cell="lstm", hidden=5, layers=2, embed=3, seed=0, backend="jax", dtype="float64"

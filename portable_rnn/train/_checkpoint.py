@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._creation import _to_numpy
+from .._backend.devices import to_numpy as _to_numpy
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "CheckpointError", "load_checkpoint", "save_checkpoint"]
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__, _compat
-from .._backend import compile_function
+from .. import __version__
+from .._backend import compat as _compat
+from .._backend.seam import compile_function
 from .._creation import to_backend
 from ._checkpoint import CheckpointError, load_checkpoint, load_header, save_checkpoint
 from ._model import (

@@ -20,17 +20,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _compat
-from .._backend import zeros_like_state
-from .._creation import (
-    _check_sizes,
-    _from_numpy,
-    _from_numpy_any,
-    _target,
-    init_multilayer_params,
-)
-from .._stacked import CELLS, multilayer_backward, multilayer_forward
-from .._temporal import temporal_softmax_loss, word_embedding_backward, word_embedding_forward
+from .. import init_multilayer_params, multilayer_backward, multilayer_forward
+from .._backend import compat as _compat
+from .._backend.devices import from_numpy, from_numpy_as
+from .._backend.seam import zeros_like_state
+from .._core.spec import CELLS, cell_spec
+from .._creation import check_sizes, resolve_target
+from ..rnn_layers import temporal_softmax_loss, word_embedding_backward, word_embedding_forward
 
 __all__ = [
     "char_model_backward",
@@ -43,7 +39,8 @@ __all__ = [
     "to_device_like",
 ]
 
-_CELL_OF_KEY = {"Wax": "rnn", "Wf": "lstm", "Wr": "gru"}
+#: the first key of each cell's layer (``Wax``, ``Wf``, ``Wr``) -> the cell
+_CELL_OF_KEY = {spec.layer_keys[0]: name for name, spec in CELLS.items()}
 
 
 def init_char_model(
@@ -85,9 +82,8 @@ def init_char_model(
         ``embed`` (V, E); ``layer{k}.{key}`` for every layer (see
         `portable_rnn.multilayer_forward`); ``Wy`` (V, H); ``by`` (V, 1).
     """
-    if cell not in CELLS:
-        raise ValueError(f"unknown cell {cell!r}; valid cells: {', '.join(CELLS)}")
-    _check_sizes(vocab_size=vocab_size, hidden=hidden, layers=layers, embed=embed)
+    cell_spec(cell)
+    check_sizes(vocab_size=vocab_size, hidden=hidden, layers=layers, embed=embed)
     seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else seed
     stack = init_multilayer_params(
         cell,
@@ -99,7 +95,7 @@ def init_char_model(
         device=device,
         dtype=dtype,
     )
-    backend, xp, dev, name = _target(backend, device, dtype)
+    backend, xp, dev, name = resolve_target(backend, device, dtype)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2**20]))
     bound = 1.0 / np.sqrt(hidden)
     host = {
@@ -107,11 +103,11 @@ def init_char_model(
         "Wy": rng.uniform(-bound, bound, (vocab_size, hidden)),
         "by": rng.uniform(-bound, bound, (vocab_size, 1)),
     }
-    params = {"embed": _from_numpy(xp, backend, host["embed"], dev, name)}
+    params = {"embed": from_numpy_as(xp, backend, host["embed"], dev, name)}
     for k, layer in enumerate(stack):
         params.update({f"layer{k}.{key}": v for key, v in layer.items()})
     for key in ("Wy", "by"):
-        params[key] = _from_numpy(xp, backend, host[key], dev, name)
+        params[key] = from_numpy_as(xp, backend, host[key], dev, name)
     return params
 
 
@@ -147,11 +143,11 @@ def describe_model(params) -> dict:
         )
     cell = cells.pop()
     layers = 0
-    while f"layer{layers}.{CELLS[cell].keys[0]}" in params:
+    while f"layer{layers}.{CELLS[cell].layer_keys[0]}" in params:
         layers += 1
     expected = [
         "embed",
-        *(f"layer{k}.{key}" for k in range(layers) for key in CELLS[cell].keys),
+        *(f"layer{k}.{key}" for k in range(layers) for key in CELLS[cell].layer_keys),
         "Wy",
         "by",
     ]
@@ -172,7 +168,7 @@ def describe_model(params) -> dict:
 
 
 def _stack(params, spec):
-    keys = CELLS[spec["cell"]].keys
+    keys = CELLS[spec["cell"]].layer_keys
     return [{key: params[f"layer{k}.{key}"] for key in keys} for k in range(spec["layers"])]
 
 
@@ -195,7 +191,7 @@ def init_char_state(params, batch: int) -> dict:
     xp = _compat.array_namespace(params["Wy"])
     shape = (spec["layers"], spec["hidden"], int(batch))
     state = {"h": zeros_like_state(xp, shape, params["Wy"])}
-    if spec["cell"] == "lstm":
+    if "c" in CELLS[spec["cell"]].carry:
         state["c"] = zeros_like_state(xp, shape, params["Wy"])
     return state
 
@@ -218,7 +214,7 @@ def to_device_like(host, like):
         ``host``'s values and shape on ``like``'s backend and device.
     """
     xp = _compat.array_namespace(like)
-    return _from_numpy_any(xp, _compat.backend_name(xp), np.asarray(host), _compat.device(like))
+    return from_numpy(xp, _compat.backend_name(xp), np.asarray(host), _compat.device(like))
 
 
 def _check_state(spec, state):
@@ -226,7 +222,7 @@ def _check_state(spec, state):
         return None, None
     if not isinstance(state, dict) or "h" not in state:
         raise TypeError("state must be a dict with 'h' (and 'c' for the LSTM), or None")
-    if spec["cell"] == "lstm" and "c" not in state:
+    if "c" in CELLS[spec["cell"]].carry and "c" not in state:
         raise ValueError("state of an LSTM model needs 'c' next to 'h'")
     return state["h"], state.get("c")
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 
-from .. import _compat
-from .._backend import zeros_like_state
+from .._backend import compat as _compat
+from .._backend.seam import zeros_like_state
 
 __all__ = ["adam_init", "adam_update", "clip_grad_norm", "global_norm"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._backend import compile_function
-from .._creation import _to_numpy
+from .._backend.devices import to_numpy as _to_numpy
+from .._backend.seam import compile_function
 from ._model import char_model_logits, describe_model, init_char_state, to_device_like
 from ._text import Vocabulary
 

@@ -13,16 +13,23 @@ Dimension letters: ``n_x`` inputs, ``n_h`` hidden units, ``n_y`` outputs,
 
 from __future__ import annotations
 
-from . import _lstm, _rnn
-from ._activations import _softmax
-from ._backend import zeros_like_state
-from ._sequence import outputs
-from ._validate import Dims, check_arrays, get_params
+from .._backend.seam import zeros_like_state
+from .._core import lstm, rnn, sequence
+from .._core.activations import softmax
+from .._core.spec import LSTM
+from .._validate import Dims, check_arrays, get_params
 
 __all__ = ["LSTMfwdProp", "fwdProp", "fwdPropSeq", "sftmax"]
 
+# Seed 000's own names: the RNN's transposed U (n_x, n_h), W (n_h, n_h); the LSTM's
+# Wx{g} (n_x, n_h) and Wh{g} (n_h, n_h) per gate of the LSTM, and Wy (n_h, n_y).
 _RNN_KEYS = ("U", "W", "V", "bx", "by")
-_LSTM_KEYS = (*tuple(f"W{s}{g}" for s in "xh" for g in "fico"), "Wy", "bf", "bi", "bc", "bo", "by")
+_LSTM_KEYS = (
+    *(f"W{s}{g}" for s in "xh" for g in LSTM.gates),
+    "Wy",
+    *(f"b{g}" for g in LSTM.gates),
+    "by",
+)
 
 
 def _check_rnn(dims: Dims, p: dict) -> None:
@@ -46,7 +53,7 @@ def sftmax(x):
         Each column sums to one.
     """
     xp = check_arrays({"x": x})
-    return _softmax(xp, x, axis=0)
+    return softmax(xp, x, axis=0)
 
 
 def fwdProp(hprev, xt, params):
@@ -77,8 +84,8 @@ def fwdProp(hprev, xt, params):
     dims.check("xt", xt, "n_x m")
     _check_rnn(dims, p)
     dims.check("hprev", hprev, "n_h m")
-    ht = _rnn._step(xp, p["U"].T @ xt + p["bx"], hprev, p["W"].T)
-    yt = _softmax(xp, p["V"] @ ht + p["by"], axis=0)
+    ht = rnn.activate(xp, p["U"].T @ xt + p["bx"], p["W"].T @ hprev)
+    yt = softmax(xp, p["V"] @ ht + p["by"], axis=0)
     return ht, yt, [(hprev, ht, xt, params)]
 
 
@@ -106,9 +113,11 @@ def fwdPropSeq(x, h0, params):
     dims.require_steps("T", "x", x)
     _check_rnn(dims, p)
     dims.check("h0", h0, "n_h m")
-    states, H = _rnn._forward(xp, x, h0, p["U"].T, p["W"].T, p["bx"])
-    Ypred = outputs(xp, p["V"], p["by"], H)
-    hs = [states[t][0] for t in range(len(states))]
+    w = sequence.separate_weights(p["U"].T, p["W"].T, p["bx"])
+    states = sequence.forward(xp, rnn.CELL, w, x, rnn.Carry(h0))
+    H = states.last_axis(xp, "a")
+    Ypred = sequence.outputs(xp, p["V"], p["by"], H)
+    hs = [states[t].a for t in range(len(states))]
     prev = [h0, *hs[:-1]]
     caches = [[(prev[t], hs[t], x[:, :, t], params)] for t in range(len(hs))]
     return Ypred, H, caches
@@ -142,9 +151,9 @@ def LSTMfwdProp(X, h0, c0, params):
     dims = Dims()
     dims.check("X", X, "n_x m T")
     dims.require_steps("T", "X", X)
-    for g in "fico":
+    for g in LSTM.gates:
         dims.check(f"Wh{g}", p[f"Wh{g}"], "n_h n_h")
-    for g in "fico":
+    for g in LSTM.gates:
         dims.check(f"Wx{g}", p[f"Wx{g}"], "n_x n_h")
         dims.check(f"b{g}", p[f"b{g}"], "n_h 1")
     dims.check("Wy", p["Wy"], "n_h n_y")
@@ -153,9 +162,11 @@ def LSTMfwdProp(X, h0, c0, params):
     if c0 is None:
         c0 = zeros_like_state(xp, (dims["n_h"], dims["m"]), X)
     dims.check("c0", c0, "n_h m")
-    order = _lstm.FUSED  # the stacking order of the shared LSTM code
-    W = xp.concat([xp.concat([p[f"Wh{g}"].T, p[f"Wx{g}"].T], axis=1) for g in order], axis=0)
-    b = xp.concat([p[f"b{g}"] for g in order], axis=0)
-    _, h, c = _lstm._forward(xp, X, h0, c0, W, b)
-    y = outputs(xp, p["Wy"].T, p["by"], h)
+    gates = LSTM.stacked  # the stacking order of the shared LSTM code
+    W = xp.concat([xp.concat([p[f"Wh{g}"].T, p[f"Wx{g}"].T], axis=1) for g in gates], axis=0)
+    b = xp.concat([p[f"b{g}"] for g in gates], axis=0)
+    w = sequence.stacked_weights(W, b, dims["n_h"])
+    states = sequence.forward(xp, lstm.CELL, w, X, lstm.Carry(h0, c0))
+    h, c = states.last_axis(xp, "a"), states.last_axis(xp, "c")
+    y = sequence.outputs(xp, p["Wy"].T, p["by"], h)
     return h, c, y

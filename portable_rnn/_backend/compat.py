@@ -2,6 +2,7 @@
 
 Every question about an array's namespace, device or backend goes through
 here, so that the math modules never import an array library themselves.
+Imports nothing of portable_rnn.
 """
 
 from __future__ import annotations
@@ -23,12 +24,10 @@ __all__ = [
     "device",
     "dtype_name",
     "is_array",
+    "is_cupy_namespace",
     "namespace_for",
     "same_device",
 ]
-
-#: Backend names, in the order they are listed in messages and docs.
-BACKENDS = ("numpy", "cupy", "jax", "torch", "array_api_strict")
 
 
 def backend_name(xp) -> str:

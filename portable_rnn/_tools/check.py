@@ -13,8 +13,9 @@ import time
 
 import numpy as np
 
-from . import rnn_layers
-from . import testing as _testing
+from .. import rnn_layers
+from .. import testing as _testing
+from .._core.spec import CELLS
 
 __all__ = ["CASES", "run_check"]
 
@@ -23,30 +24,19 @@ def _rng():
     return np.random.default_rng(1234)
 
 
-def _lstm_params(rng, n_x, n_a, n_y=2, gates="fico", extra=()):
-    p = {f"W{g}": rng.standard_normal((n_a, n_a + n_x)) * 0.5 for g in gates}
-    p.update({f"b{g}": rng.standard_normal((n_a, 1)) * 0.5 for g in (*gates, *extra)})
-    p.update(Wy=rng.standard_normal((n_y, n_a)), by=rng.standard_normal((n_y, 1)))
+def _params(kind, rng, n_x, n_a, n_y=2):
+    """Parameters of a one-layer ``kind`` cell with an output layer (column dialect).
+
+    Drawn in the order of the cell's keys; the recurrent layer's are halved.
+    """
+    spec = CELLS[kind]
+    sizes = {"n_x": n_x, "n_a": n_a, "n_y": n_y, "n_a+n_x": n_a + n_x, "1": 1}
+    p = {}
+    for key in spec.keys:
+        shape = tuple(sizes[letter] for letter in spec.shapes[key].split())
+        scale = 1.0 if key in spec.output_keys else 0.5
+        p[key] = rng.standard_normal(shape) * scale
     return p
-
-
-def _rnn_params(rng, n_x, n_a, n_y=2):
-    return {
-        "Wax": rng.standard_normal((n_a, n_x)) * 0.5,
-        "Waa": rng.standard_normal((n_a, n_a)) * 0.5,
-        "Wya": rng.standard_normal((n_y, n_a)),
-        "ba": rng.standard_normal((n_a, 1)),
-        "by": rng.standard_normal((n_y, 1)),
-    }
-
-
-def _params(kind, rng, n_x, n_a):
-    """Parameters of a one-layer ``kind`` cell with an output layer (column dialect)."""
-    if kind == "rnn":
-        return _rnn_params(rng, n_x, n_a)
-    if kind == "gru":
-        return _lstm_params(rng, n_x, n_a, gates="rzn", extra=("hn",))
-    return _lstm_params(rng, n_x, n_a)
 
 
 def _seq(fwd, bwd, kind):
@@ -124,7 +114,7 @@ def _multilayer(cell):
 
 
 def _rows(kind):
-    G = {"rnn": 1, "lstm": 4, "gru": 3}[kind]
+    G = CELLS[kind].n_blocks
 
     def inputs():
         rng = _rng()
@@ -137,7 +127,7 @@ def _rows(kind):
             "b": rng.standard_normal(G * H),
             "dh": rng.standard_normal((N, Tn, H)),
         }
-        if kind == "gru":
+        if CELLS[kind].hidden_biases:
             v["bhn"] = rng.standard_normal(H)
         return v
 
@@ -209,10 +199,9 @@ CASES = {
     "gru_cell_forward/backward": _cell("gru_cell_forward", "gru_cell_backward", "gru"),
     "gru_forward/backward": _seq("gru_forward", "gru_backward", "gru"),
     **{
-        f"multilayer_forward/backward ({c}, 2 layers, bidirectional)": _multilayer(c)
-        for c in ("rnn", "lstm", "gru")
+        f"multilayer_forward/backward ({c}, 2 layers, bidirectional)": _multilayer(c) for c in CELLS
     },
-    **{f"rnn_layers.{c}_forward/backward": _rows(c) for c in ("rnn", "lstm", "gru")},
+    **{f"rnn_layers.{c}_forward/backward": _rows(c) for c in CELLS},
     "rnn_layers temporal affine, softmax loss, word embedding": _temporal(),
 }
 

@@ -31,14 +31,14 @@ import time
 
 import numpy as np
 
-from . import rnn_layers
-from . import testing as _testing
+from .. import rnn_layers
+from .. import testing as _testing
+from .._core.spec import CELLS
 
 __all__ = ["SIZES", "run_bench"]
 
 #: name -> (T, B, D, H)
 SIZES = {"S": (50, 32, 64, 128), "M": (100, 64, 256, 512), "L": (200, 256, 512, 1024)}
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
 def _sync(backend: str, value) -> None:
@@ -102,7 +102,7 @@ def _is_oom(exc: Exception) -> bool:
 def _problem(cell, size, seed=0):
     T, B, D, H = size
     rng = np.random.default_rng(seed)
-    G = GATES[cell]
+    G = CELLS[cell].n_blocks
     s = 1 / np.sqrt(H)
     v = {
         "x": rng.standard_normal((B, T, D)).astype(np.float32),
@@ -112,7 +112,7 @@ def _problem(cell, size, seed=0):
         "b": rng.uniform(-s, s, G * H).astype(np.float32),
         "dh": rng.standard_normal((B, T, H)).astype(np.float32),
     }
-    if cell == "gru":
+    if CELLS[cell].hidden_biases:
         v["bhn"] = rng.uniform(-s, s, H).astype(np.float32)
     return v
 
@@ -142,7 +142,7 @@ def _torch_ref(cell, v, device):
     import torch
 
     D, H = v["x"].shape[2], v["h0"].shape[1]
-    cls = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
+    cls = getattr(torch.nn, CELLS[cell].torch_module)
     module = cls(D, H, batch_first=True, device=device, dtype=torch.float32)
     x = torch.from_numpy(v["x"]).to(device).requires_grad_(True)
     dh = torch.from_numpy(v["dh"]).to(device)
@@ -299,9 +299,9 @@ def run_bench(
         else:
             err(f"portable-rnn bench: unknown size {s!r}; use {', '.join(SIZES)} or T,B,D,H")
             return 2
-    bad = [c for c in cells if c not in GATES]
+    bad = [c for c in cells if c not in CELLS]
     if bad:
-        err(f"portable-rnn bench: unknown cell(s) {', '.join(bad)}; valid: rnn, lstm, gru")
+        err(f"portable-rnn bench: unknown cell(s) {', '.join(bad)}; valid: {', '.join(CELLS)}")
         return 2
     try:
         if backends:
@@ -353,7 +353,7 @@ def _implementations(cell, v, chosen, references):
     torch_backends = [b for b in chosen if b.backend == "torch"]
     if not torch_backends and importlib.util.find_spec("torch") is not None:
         torch_backends = [_testing.Backend("torch", "torch", "cpu")]
-    module = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}[cell]
+    module = CELLS[cell].torch_module
     for b in torch_backends:
         impls.append(
             (

@@ -1,22 +1,27 @@
-"""The backend seam: the only place where code depends on which array library runs.
+"""The backend seam: what the array API standard leaves to each library, one function each.
 
-Everything here is small and each branch is tested against the generic path.
-The cell and sequence math (``_rnn.py``, ``_lstm.py``) never imports an array
-library; when it needs something that the array API standard leaves to each
-library, it calls a function of this module.
+Everything here is small and each branch is tested against the generic path. The cell
+and sequence math (`portable_rnn._core`) never imports an array library; when it needs
+something that the standard leaves to each library (allocating on an array's device,
+a compiled time loop, a fused kernel), it calls a function of this module.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 
-from ._compat import backend_name, device, is_cupy_namespace
+from .compat import array_namespace, backend_name, device, is_cupy_namespace
+from .steps import ListSteps, StackedSteps
 
 __all__ = [
+    "FUSE_CUPY",
+    "FUSE_ENV",
     "arange_like",
     "compile_function",
     "elementwise",
-    "keep_freed_memory",
+    "fuse_setting",
+    "fused_kernel",
     "time_loop",
     "zeros_like_state",
 ]
@@ -69,8 +74,6 @@ def time_loop(xp, step, carry, xs, *, reverse=False):
     not grow with the number of steps. Eager JAX keeps the Python loop, which needs no
     compilation.
     """
-    from ._sequence import ListSteps, StackedSteps  # here: _sequence imports the activations
-
     if backend_name(xp) == "jax" and _is_traced((carry, xs[0])):
         import jax
 
@@ -97,8 +100,6 @@ def fuse_setting(environ=None) -> bool:
     ``0`` runs every operation as its own CuPy kernel, as on the other backends: to
     measure what fusion gains (``ci/gpu-bench``), or to rule it out when hunting a problem.
     """
-    import os
-
     value = (os.environ if environ is None else environ).get(FUSE_ENV, "1").strip() or "1"
     if value not in ("0", "1"):
         raise ValueError(f"{FUSE_ENV} must be 0 or 1, not {value!r}")
@@ -141,7 +142,7 @@ def fused_kernel(fn, xp):
     """
     import cupy
 
-    name = f"{fn.__module__.rsplit('.', 1)[-1]}{fn.__name__}".strip("_")  # "lstm_cell"
+    name = f"{fn.__module__.rsplit('.', 1)[-1]}_{fn.__name__}".replace("__", "_")  # "lstm_cell"
     return cupy.fuse(kernel_name=name)(functools.partial(fn, xp))
 
 
@@ -153,42 +154,8 @@ def compile_function(fn, like):
     of thousands of dispatched operations. ``fn`` must be a pure function of
     arrays (dicts of them, and ``None``); the results are the same as eager.
     """
-    from ._compat import array_namespace
-
     if backend_name(array_namespace(like)) == "jax":
         import jax
 
         return jax.jit(fn)
     return fn
-
-
-def keep_freed_memory() -> bool:
-    """Ask glibc's allocator to keep freed memory for reuse; for the command-line processes.
-
-    A NumPy time loop allocates the same large temporaries at every step. By
-    default glibc returns such blocks to the OS when they are freed (``mmap``
-    for blocks over 128 KiB, heap trimming above 128 KiB of free top), so every
-    step pays page faults on fresh memory again: about 12% of a training step of
-    the default language model on this project's machines. This raises the
-    ``mmap`` threshold to its maximum (32 MiB) and turns trimming off, as the
-    ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` variables do.
-
-    Process-wide, so the library never calls it on import: only ``portable-rnn
-    train``, ``sample`` and ``bench`` do. Returns whether the allocator took the
-    settings (``False`` off glibc: macOS, Windows, musl).
-    """
-    import ctypes
-    import ctypes.util
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # pragma: no cover - not glibc
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    ok_mmap = mallopt(m_mmap_threshold, 32 * 1024 * 1024)
-    ok_trim = mallopt(m_trim_threshold, 2**31 - 1)
-    return bool(ok_mmap and ok_trim)

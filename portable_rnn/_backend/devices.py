@@ -1,0 +1,223 @@
+"""The backend table: what each backend is, where it runs, and the explicit moves to and from NumPy.
+
+Everything here that names a backend's own objects (``jax.devices``, ``torch.device``,
+``cupy.cuda.Device``) imports that library lazily, only when that backend is asked for.
+The configuration (`portable_rnn._config`), the creation functions
+(`portable_rnn._creation`) and the testing helpers all read this one table.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from typing import NamedTuple
+
+import numpy as np
+
+from . import compat
+
+__all__ = [
+    "BACKENDS",
+    "DTYPES",
+    "BackendInfo",
+    "check_backend",
+    "check_device",
+    "check_dtype",
+    "dtype_of",
+    "from_numpy",
+    "from_numpy_as",
+    "is_installed",
+    "resolve_device",
+    "to_numpy",
+]
+
+
+class BackendInfo(NamedTuple):
+    """One row of the backend table."""
+
+    module: str  #: the module that must be importable
+    extra: str  #: what installs it
+
+
+#: Every backend, in the order messages and docs list them.
+BACKENDS: dict[str, BackendInfo] = {
+    "numpy": BackendInfo("numpy", "portable_rnn (numpy is a dependency)"),
+    "cupy": BackendInfo("cupy", "portable_rnn[cuda12] or portable_rnn[cuda13]"),
+    "jax": BackendInfo("jax", "portable_rnn[jax]"),
+    "torch": BackendInfo("torch", "portable_rnn[torch]"),
+    "array_api_strict": BackendInfo("array_api_strict", "portable_rnn[test]"),
+}
+DTYPES = ("float32", "float64")
+_DEVICE_RE = re.compile(r"^(cpu|gpu|cuda)(?::(\d+))?$")
+
+
+# -- names ----------------------------------------------------------------------------------
+
+
+def is_installed(backend: str) -> bool:
+    """Whether the library of a known backend can be imported (without importing it)."""
+    return importlib.util.find_spec(BACKENDS[backend].module) is not None
+
+
+def check_backend(backend, source: str) -> str:
+    """``backend`` if it is a known, installed backend; else an error naming ``source``."""
+    if backend not in BACKENDS:
+        raise ValueError(
+            f"unknown backend {backend!r} in {source}; valid backends: {', '.join(BACKENDS)}"
+        )
+    if not is_installed(backend):
+        raise ImportError(
+            f"backend {backend!r} (from {source}) is not installed; "
+            f"pip install {BACKENDS[backend].extra} installs it"
+        )
+    return backend
+
+
+def check_dtype(dtype, source: str) -> str:
+    """The name (``"float32"``/``"float64"``) of a floating dtype of any backend, or a name."""
+    name = compat.dtype_name(dtype)
+    if name not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r} in {source}; valid dtypes: {', '.join(DTYPES)}")
+    return name
+
+
+def check_device(device, source: str):
+    """A device name, normalised (``" GPU:1"`` -> ``"gpu:1"``); device objects pass through."""
+    if device is None or not isinstance(device, str):
+        return device
+    spec = device.strip().lower()
+    if not _DEVICE_RE.match(spec):
+        raise ValueError(
+            f"unknown device {device!r} in {source}; valid devices: 'cpu', 'gpu', "
+            "'gpu:N', 'cuda:N', or a backend's own device object"
+        )
+    return spec
+
+
+# -- devices --------------------------------------------------------------------------------
+
+
+def _gpu_missing(backend: str, spec: str, found: int) -> RuntimeError:
+    return RuntimeError(
+        f"device {spec!r} was asked for on backend {backend!r}, which sees "
+        f"{found} GPU(s); portable_rnn never falls back to the CPU silently"
+    )
+
+
+def resolve_device(backend: str, device):
+    """The backend's own device object for a device name (or object).
+
+    Parameters
+    ----------
+    backend : str
+        A backend name.
+    device : str, device object or None
+        ``"cpu"``, ``"gpu"``, ``"gpu:N"``, ``"cuda"``, ``"cuda:N"``, a device
+        object of that backend, or ``None`` (the backend's default).
+
+    Returns
+    -------
+    device : object or None
+        What the backend's ``asarray(..., device=)`` accepts.
+    """
+    if device is None:
+        return None
+    if not isinstance(device, str):
+        return device
+    spec = check_device(device, "device")
+    kind, _, index = spec.partition(":")
+    n = int(index) if index else 0
+    if backend in ("numpy", "array_api_strict"):
+        if kind != "cpu":
+            raise ValueError(
+                f"backend {backend!r} runs on the CPU only, got device {device!r} "
+                "(use backend 'cupy', 'jax' or 'torch' for a GPU)"
+            )
+        if backend == "numpy":
+            return "cpu"
+        import array_api_strict
+
+        return array_api_strict.Device("CPU_DEVICE")
+    if backend == "jax":
+        import jax
+
+        if kind == "cpu":
+            return jax.devices("cpu")[0]
+        try:
+            gpus = jax.devices("gpu")
+        except RuntimeError:
+            gpus = []
+        if n >= len(gpus):
+            raise _gpu_missing(backend, spec, len(gpus))
+        return gpus[n]
+    if backend == "torch":
+        import torch
+
+        if kind == "cpu":
+            return torch.device("cpu")
+        found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n >= found:
+            raise _gpu_missing(backend, spec, found)
+        return torch.device("cuda", n)
+    if backend == "cupy":
+        if kind == "cpu":
+            raise ValueError("backend 'cupy' runs on GPUs only, got device 'cpu'")
+        import cupy
+
+        try:
+            found = cupy.cuda.runtime.getDeviceCount()
+        except cupy.cuda.runtime.CUDARuntimeError:
+            found = 0
+        if n >= found:
+            raise _gpu_missing(backend, spec, found)
+        return cupy.cuda.Device(n)
+    raise ValueError(f"unknown backend {backend!r}")  # pragma: no cover
+
+
+# -- dtypes and moves -----------------------------------------------------------------------
+
+
+def dtype_of(xp, backend: str, name: str):
+    """The dtype ``name`` of namespace ``xp``; float64 on JAX needs ``jax_enable_x64``."""
+    if backend == "jax" and name == "float64":
+        import jax
+
+        if not jax.config.jax_enable_x64:
+            raise ValueError(
+                "float64 on JAX needs jax.config.update('jax_enable_x64', True) "
+                "(or JAX_ENABLE_X64=1); otherwise choose dtype='float32'"
+            )
+    return getattr(xp, name)
+
+
+def from_numpy(xp, backend: str, host: np.ndarray, dev):
+    """Any NumPy array (labels, masks) on ``backend`` and ``dev``, keeping its dtype."""
+    if backend == "cupy":  # pragma: no cover - needs a GPU
+        import cupy
+
+        with dev if dev is not None else cupy.cuda.Device():
+            return xp.asarray(host)
+    return xp.asarray(host, device=dev)
+
+
+def from_numpy_as(xp, backend: str, arr: np.ndarray, dev, dtype_name: str):
+    """A new array of ``backend`` on ``dev`` holding ``arr`` converted to ``dtype_name``."""
+    host = np.asarray(arr, dtype=np.dtype(dtype_name))
+    dtype_of(xp, backend, dtype_name)  # refuse float64 on JAX without x64
+    return from_numpy(xp, backend, host, dev)
+
+
+def to_numpy(arr) -> np.ndarray:
+    """An explicit copy to host memory (the caller asked for a move)."""
+    xp = compat.array_namespace(arr)
+    name = compat.backend_name(xp)
+    if name == "torch":
+        return arr.detach().cpu().numpy()
+    if name == "cupy":  # pragma: no cover - needs a GPU
+        return arr.get()
+    if name == "array_api_strict":
+        import array_api_strict
+
+        arr = array_api_strict.asarray(arr, device=array_api_strict.Device("CPU_DEVICE"))
+        return np.from_dlpack(arr)
+    return np.asarray(arr)

@@ -1,0 +1,33 @@
+"""The column dialect's parameter checks, read from each cell's `CellSpec`."""
+
+from __future__ import annotations
+
+from .._core.spec import CellSpec
+from .._validate import Dims, get_params
+
+__all__ = ["check_layer", "column_params"]
+
+
+def column_params(spec: CellSpec, parameters, name: str = "parameters") -> dict:
+    """``{key: array}`` of a cell's parameter dict; the output layer may be left out."""
+    return get_params(parameters, spec.keys, name, optional=spec.output_keys)
+
+
+def check_layer(dims: Dims, spec: CellSpec, p: dict, x_name: str) -> None:
+    """Check the parameters ``p`` of one layer against the sizes ``dims`` knows.
+
+    Gate weights act on ``[a; x]``: ``n_a`` is read from the rows of the first gate's
+    weight, and every gate weight must have ``n_a + n_x`` columns (with ``n_x`` from
+    ``x_name``), so that an error names the weight that is wrong.
+    """
+    if not spec.separate:
+        first = f"W{spec.gates[0]}"
+        W = p[first]
+        if getattr(W, "ndim", None) == 2:
+            dims.define("n_a", W.shape[0], first)
+            dims.define(
+                "n_a+n_x", dims["n_a"] + dims["n_x"], f"n_a from {first} and n_x from {x_name}"
+            )
+    for key, letters in spec.shapes.items():
+        if key in p:
+            dims.check(key, p[key], letters)

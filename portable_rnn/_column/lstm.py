@@ -1,0 +1,288 @@
+"""LSTM, column dialect: forward and hand-written backward (BPTT).
+
+Dimension letters (used in every docstring of this module):
+
+* ``n_x`` input features, ``n_a`` hidden units, ``n_y`` output classes,
+* ``m`` examples in the batch (one per column), ``T_x`` time steps.
+
+Equations, for every step ``t``, with ``concat = [a<t-1>; x<t>]`` of shape
+``(n_a + n_x, m)`` (hidden state rows first, as in the deeplearning.ai course)::
+
+    f<t>  = sigmoid(Wf @ concat + bf)          forget gate
+    i<t>  = sigmoid(Wi @ concat + bi)          update (input) gate
+    cc<t> = tanh(Wc @ concat + bc)             candidate cell state
+    o<t>  = sigmoid(Wo @ concat + bo)          output gate
+    c<t>  = f<t> * c<t-1> + i<t> * cc<t>
+    a<t>  = o<t> * tanh(c<t>)
+    y<t>  = softmax(Wy @ a<t> + by)            (per column)
+
+Internally the four gate matrices are stacked, in the order f, i, o, c (the
+sigmoid gates first, so one sigmoid serves all three), into one
+``(4 n_a, n_a + n_x)`` matrix, so that each step makes one recurrent
+matrix product; the input product for all steps is one product before the
+loop, and the weight gradients one product after the backward loop.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .._backend.seam import zeros_like_state
+from .._backend.steps import ListSteps
+from .._core import lstm as core
+from .._core import sequence
+from .._core.activations import softmax
+from .._core.spec import LSTM
+from .._validate import Dims, check_arrays
+from .caches import StepCaches, steps_and_x
+from .checks import check_layer, column_params
+
+__all__ = ["lstm_backward", "lstm_cell_backward", "lstm_cell_forward", "lstm_forward"]
+
+
+class CellCache(NamedTuple):
+    """What `lstm_cell_forward` caches for `lstm_cell_backward` (the seed's 10-tuple)."""
+
+    a_next: object
+    c_next: object
+    a_prev: object
+    c_prev: object
+    ft: object
+    it: object
+    cct: object
+    ot: object
+    xt: object
+    parameters: object
+
+
+def _check(dims: Dims, x_name: str, x, letters: str, p: dict) -> None:
+    dims.check(x_name, x, letters)
+    check_layer(dims, LSTM, p, x_name)
+
+
+# -- cell -------------------------------------------------------------------
+
+
+def lstm_cell_forward(xt, a_prev, c_prev, parameters):
+    """One step of the LSTM.
+
+    Parameters
+    ----------
+    xt : array, shape (n_x, m)
+        Input at this time step, one example per column.
+    a_prev : array, shape (n_a, m)
+        Hidden state of the previous step.
+    c_prev : array, shape (n_a, m)
+        Cell (memory) state of the previous step.
+    parameters : dict
+        ``Wf``, ``Wi``, ``Wc``, ``Wo`` (n_a, n_a + n_x), acting on
+        ``concat = [a_prev; xt]``; ``bf``, ``bi``, ``bc``, ``bo`` (n_a, 1);
+        ``Wy`` (n_y, n_a); ``by`` (n_y, 1). Other keys are ignored.
+        The output layer (``Wy``, ``by``) may be left out, both together;
+        the predictions are then ``None``.
+
+    Returns
+    -------
+    a_next : array, shape (n_a, m)
+        Next hidden state.
+    c_next : array, shape (n_a, m)
+        Next cell state.
+    yt_pred : array, shape (n_y, m)
+        ``softmax(Wy @ a_next + by)``, per column.
+    cache : tuple
+        ``(a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)``
+        for `lstm_cell_backward` (gates of shape (n_a, m)).
+
+    Raises
+    ------
+    TypeError
+        Arrays of different backends, non-floating or mixed dtypes.
+    ValueError
+        Wrong shapes, arrays on different devices.
+    KeyError
+        A missing parameter.
+    """
+    p = column_params(LSTM, parameters)
+    xp = check_arrays({"xt": xt, "a_prev": a_prev, "c_prev": c_prev, **p})
+    dims = Dims()
+    _check(dims, "xt", xt, "n_x m", p)
+    dims.check("a_prev", a_prev, "n_a m")
+    dims.check("c_prev", c_prev, "n_a m")
+    W, b = sequence.stack_gates(xp, LSTM, p)
+    z = W @ xp.concat([a_prev, xt], axis=0) + b
+    s = core.activate(xp, z, c_prev, dims["n_a"])
+    yt_pred = softmax(xp, p["Wy"] @ s.a + p["by"], axis=0) if "Wy" in p else None
+    cache = CellCache(s.a, s.c, a_prev, c_prev, s.f, s.i, s.cc, s.o, xt, parameters)
+    return s.a, s.c, yt_pred, cache
+
+
+def _cell_cache(cache, name="cache"):
+    if not (isinstance(cache, (tuple, list)) and len(cache) == len(CellCache._fields)):
+        fields = ", ".join(CellCache._fields)
+        raise TypeError(f"{name} must be the ({fields}) tuple of lstm_cell_forward")
+    *arrays, parameters = cache
+    return arrays, column_params(LSTM, parameters, f"{name}[9] (parameters)")
+
+
+def lstm_cell_backward(da_next, dc_next, cache):
+    """Backward pass of one LSTM step.
+
+    Parameters
+    ----------
+    da_next : array, shape (n_a, m)
+        Gradient of the loss with respect to ``a_next``.
+    dc_next : array, shape (n_a, m)
+        Gradient of the loss with respect to ``c_next`` (from the next step);
+        the part that flows through ``a_next = ot * tanh(c_next)`` is added here.
+    cache : tuple
+        The cache returned by `lstm_cell_forward`.
+
+    Returns
+    -------
+    gradients : dict
+        ``dxt`` (n_x, m), ``da_prev`` (n_a, m), ``dc_prev`` (n_a, m);
+        ``dWf``, ``dWi``, ``dWc``, ``dWo`` (n_a, n_a + n_x);
+        ``dbf``, ``dbi``, ``dbc``, ``dbo`` (n_a, 1).
+    """
+    arrays, p = _cell_cache(cache)
+    names = CellCache._fields[:-1]
+    named = dict(zip(names, arrays, strict=True))
+    xp = check_arrays({"da_next": da_next, "dc_next": dc_next, **named, **p})
+    dims = Dims()
+    _check(dims, "xt", named["xt"], "n_x m", p)
+    dims.check("da_next", da_next, "n_a m")
+    dims.check("dc_next", dc_next, "n_a m")
+    for name in names[:-1]:
+        dims.check(name, named[name], "n_a m")
+    n_a = dims["n_a"]
+    _, c_next, a_prev, c_prev, f, i, cc, o, xt = arrays
+    dz, dc_prev = core.pre_activation_grads(
+        xp, da_next, dc_next, f, i, cc, o, c_prev, xp.tanh(c_next)
+    )
+    W, _ = sequence.stack_gates(xp, LSTM, p)
+    dW = dz @ xp.concat([a_prev, xt], axis=0).T
+    dconcat = W.T @ dz
+    grads = {"dxt": dconcat[n_a:, :], "da_prev": dconcat[:n_a, :], "dc_prev": dc_prev}
+    db = xp.sum(dz, axis=1, keepdims=True)
+    grads.update(sequence.unfuse(xp, LSTM, sequence.Weights(None, None, db, W=dW), prefix="d"))
+    return grads
+
+
+# -- sequence ---------------------------------------------------------------
+
+
+class _StepCaches(StepCaches):
+    def cell_cache(self, t: int) -> CellCache:
+        prev = self.init if t == 0 else self.states[t - 1]
+        s = self.states[t]
+        return CellCache(
+            s.a, s.c, prev.a, prev.c, s.f, s.i, s.cc, s.o, self.x[:, :, t], self.parameters
+        )
+
+
+def lstm_forward(x, a0, parameters, *, c0=None):
+    """Run the LSTM over a whole sequence.
+
+    Parameters
+    ----------
+    x : array, shape (n_x, m, T_x)
+        Inputs of every time step (``T_x >= 1``).
+    a0 : array, shape (n_a, m), or None
+        Initial hidden state; ``None`` means zeros (of ``x``'s dtype and device).
+    parameters : dict
+        ``Wf``, ``Wi``, ``Wc``, ``Wo`` (n_a, n_a + n_x); ``bf``, ``bi``,
+        ``bc``, ``bo`` (n_a, 1); ``Wy`` (n_y, n_a); ``by`` (n_y, 1).
+        The output layer (``Wy``, ``by``) may be left out, both together;
+        the predictions are then ``None``.
+    c0 : array, shape (n_a, m), optional
+        Initial cell state; zeros when omitted. The cell state is carried from
+        each step to the next.
+
+    Returns
+    -------
+    a : array, shape (n_a, m, T_x)
+        Hidden state of every step.
+    y : array, shape (n_y, m, T_x)
+        Softmax prediction of every step.
+    c : array, shape (n_a, m, T_x)
+        Cell state of every step (its own array, never an alias of ``a``).
+    caches : tuple
+        ``(step_caches, x)`` for `lstm_backward`; ``step_caches[t]`` is the
+        cache `lstm_cell_forward` would return at step ``t``. Otherwise opaque.
+    """
+    p = column_params(LSTM, parameters)
+    xp = check_arrays({"x": x, "a0": a0, "c0": c0, **p})
+    dims = Dims()
+    _check(dims, "x", x, "n_x m T_x", p)
+    dims.require_steps("T_x", "x", x)
+    shape = (dims["n_a"], dims["m"])
+    for name, state in (("a0", a0), ("c0", c0)):
+        if state is not None:
+            dims.check(name, state, "n_a m")
+    has_c0 = c0 is not None
+    a0 = zeros_like_state(xp, shape, x) if a0 is None else a0
+    c0 = zeros_like_state(xp, shape, x) if c0 is None else c0
+
+    init = core.Carry(a0, c0)
+    states = sequence.forward(xp, core.CELL, sequence.fuse(xp, LSTM, p), x, init)
+    a, c = states.last_axis(xp, "a"), states.last_axis(xp, "c")
+    y = sequence.outputs(xp, p["Wy"], p["by"], a) if "Wy" in p else None
+    steps = _StepCaches(x, init, states, a, parameters, has_c0=has_c0)
+    return a, y, c, (steps, x)
+
+
+def _sequence_cache(caches) -> StepCaches:
+    """Our caches, or the same record built from a seed-style list of cell caches."""
+    steps, x = steps_and_x(caches)
+    if isinstance(steps, _StepCaches):
+        return steps
+    cells = [_cell_cache(cell, f"caches[0][{t}]")[0] for t, cell in enumerate(steps)]
+    first = cells[0]
+    xp = check_arrays({"caches[0][0][0]": first[0]})
+    states = ListSteps(
+        [core.Step(f, i, cc, o, c, xp.tanh(c), a) for a, c, _, _, f, i, cc, o, _ in cells]
+    )
+    a = states.last_axis(xp, "a")
+    return _StepCaches(x, core.Carry(first[2], first[3]), states, a, steps[0][9])
+
+
+def lstm_backward(da, caches):
+    """Backpropagation through time for the LSTM.
+
+    Weight gradients are summed over all steps, and at each step the
+    gradients ``da_prev`` and ``dc_prev`` are fed back into the step before
+    (seed 002 overwrote the former and dropped the latter).
+
+    Parameters
+    ----------
+    da : array, shape (n_a, m, T_x)
+        Gradient of the loss with respect to every hidden state ``a<t>``
+        (from the layers above).
+    caches : tuple
+        The caches returned by `lstm_forward`.
+
+    Returns
+    -------
+    gradients : dict
+        ``dx`` (n_x, m, T_x), ``da0`` (n_a, m); ``dWf``, ``dWi``, ``dWc``,
+        ``dWo`` (n_a, n_a + n_x); ``dbf``, ``dbi``, ``dbc``, ``dbo`` (n_a, 1);
+        and ``dc0`` (n_a, m) when the forward was given ``c0``.
+    """
+    run = _sequence_cache(caches)
+    x, (a0, c0) = run.x, run.init
+    p = column_params(LSTM, run.parameters)
+    xp = check_arrays({"da": da, "x": x, "a0": a0, "c0": c0, **p})
+    dims = Dims()  # the caches are the reference; da is checked against them
+    _check(dims, "x", x, "n_x m T_x", p)
+    dims.check("a0", a0, "n_a m")
+    dims.check("da", da, "n_a m T_x")
+    if len(run.states) != dims["T_x"]:
+        raise ValueError(f"caches hold {len(run.states)} steps but da has T_x = {dims['T_x']}")
+
+    w = sequence.fuse(xp, LSTM, p)
+    g = sequence.backward(xp, core.CELL, w, x, run.init, run.states, run.a, da)
+    grads = {"dx": g.dx, "da0": g.dinit.a}
+    grads.update(sequence.unfuse(xp, LSTM, g.dw, prefix="d"))
+    if run.has_c0:
+        grads["dc0"] = g.dinit.c
+    return grads

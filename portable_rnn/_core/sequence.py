@@ -1,0 +1,236 @@
+"""What the three cells share: fused weights, the cell interface, whole sequences forward and back.
+
+Column layout: ``x`` is ``(n_x, m, T)``, states ``(n_a, m)``. A cell's weights are fused into
+`Weights`: ``G`` blocks of ``n_a`` rows (``G`` = 1, 4, 3 for the RNN, LSTM, GRU, in the
+cell's stacked gate order), so that a step makes one recurrent product, the input product
+of all steps is one product before the loop, and the weight gradients one product each
+after the backward loop. A `Cell` is one cell's step and step backward behind one
+interface; `forward` and `backward` run any cell over a sequence through the time-loop
+seam (a Python loop, or ``jax.lax.scan`` under JAX transformations).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from .._backend.seam import time_loop, zeros_like_state
+from .._backend.steps import StackedSteps, Steps, previous, select, time_major, zip_steps
+from .activations import softmax
+from .spec import CellSpec
+
+__all__ = [
+    "Cell",
+    "Grads",
+    "Weights",
+    "backward",
+    "forward",
+    "fuse",
+    "outputs",
+    "previous_states",
+    "project",
+    "separate_weights",
+    "stack_gates",
+    "stacked_weights",
+    "unfuse",
+]
+
+
+class Weights(NamedTuple):
+    """One layer's weights, fused, as the time loops use them (``G`` blocks of ``n_a`` rows).
+
+    Also the layout of their gradients (`Grads.dw`), where ``WaT`` is ``None`` and ``W``
+    may be given instead of ``Wa`` and ``Wx``.
+    """
+
+    Wa: Any  #: (G n_a, n_a), acting on a<t-1>
+    Wx: Any  #: (G n_a, n_x), acting on x<t>
+    b: Any  #: (G n_a, 1)
+    WaT: Any = None  #: Wa.T (n_a, G n_a), for the backward
+    W: Any = None  #: [Wa | Wx] (G n_a, n_a + n_x), for the gated cells
+    bhn: Any = None  #: the GRU's recurrent candidate bias (n_a, 1)
+
+
+def stacked_weights(W, b, n_a: int, bhn=None) -> Weights:
+    """`Weights` of a gated cell from its stacked ``W = [Wa | Wx]`` and ``b``."""
+    Wa = W[:, :n_a]
+    return Weights(Wa=Wa, Wx=W[:, n_a:], b=b, WaT=Wa.T, W=W, bhn=bhn)
+
+
+def separate_weights(Wx, Wa, b) -> Weights:
+    """`Weights` of the RNN from its input weight, recurrent weight and bias."""
+    return Weights(Wa=Wa, Wx=Wx, b=b, WaT=Wa.T)
+
+
+def stack_gates(xp, spec: CellSpec, p):
+    """A gated cell's ``W{g}`` and ``b{g}`` stacked in ``spec.stacked`` order: ``W``, ``b``."""
+    W = xp.concat([p[f"W{g}"] for g in spec.stacked], axis=0)
+    b = xp.concat([p[f"b{g}"] for g in spec.stacked], axis=0)
+    return W, b
+
+
+def fuse(xp, spec: CellSpec, p) -> Weights:
+    """A column-dialect parameter dict (``Wf``, ``bf``... or ``Wax``, ``Waa``, ``ba``) fused."""
+    if spec.separate:
+        kx, ka, kb = spec.separate
+        return separate_weights(p[kx], p[ka], p[kb])
+    W, b = stack_gates(xp, spec, p)
+    hidden = [p[key] for key in spec.hidden_biases.values()]
+    return stacked_weights(W, b, W.shape[0] // spec.n_blocks, *hidden)
+
+
+def unfuse(xp, spec: CellSpec, w: Weights, *, prefix: str = "") -> dict:
+    """The column-dialect dict of fused weights (or, with ``prefix="d"``, of their gradients).
+
+    Keys in the order of ``spec.layer_keys``; each gate's arrays are row blocks of ``W``
+    (or of ``[Wa | Wx]``).
+    """
+    if spec.separate:
+        kx, ka, kb = spec.separate
+        return {prefix + kx: w.Wx, prefix + ka: w.Wa, prefix + kb: w.b}
+    n_a = w.b.shape[0] // spec.n_blocks
+    W = w.W if w.W is not None else xp.concat([w.Wa, w.Wx], axis=1)
+    out = {}
+    for g in spec.gates:
+        k = spec.stacked.index(g)
+        out[f"{prefix}W{g}"] = W[k * n_a : (k + 1) * n_a, :]
+        out[f"{prefix}b{g}"] = w.b[k * n_a : (k + 1) * n_a, :]
+    for key in spec.hidden_biases.values():
+        out[prefix + key] = w.bhn
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One cell's math behind the one interface the time loops, stacks and dialects use.
+
+    Attributes
+    ----------
+    spec : CellSpec
+        The cell's facts.
+    Carry : type
+        Named tuple of the state carried between steps (``spec.carry``: ``a``, and ``c``).
+    Step : type
+        Named tuple of the values one step computes and the backward reads.
+    step : callable
+        ``step(xp, w, xw, carry) -> (carry, values)``: one step from the input part
+        ``xw = w.Wx @ x<t> + w.b`` (``(G n_a, m)``) and the previous carry.
+    step_backward : callable
+        ``step_backward(xp, w, dcarry, saved, prev) -> (dcarry_prev, dpre)``: from the
+        total gradients at this step's carry, the saved fields of its values (``saved``,
+        in that order) and the previous carry's fields (``previous``), the gradients at
+        the previous carry and at the pre-activations: ``(dz,)`` for both products, or
+        ``(dxw, dha)`` for the input and recurrent products apart.
+    saved, previous : tuple of str
+        The fields of ``Step`` and of the previous ``Carry`` that ``step_backward`` reads.
+    """
+
+    spec: CellSpec
+    Carry: type
+    Step: type
+    step: Callable[..., Any]
+    step_backward: Callable[..., Any]
+    saved: tuple[str, ...]
+    previous: tuple[str, ...]
+
+
+class Grads(NamedTuple):
+    """What `backward` returns."""
+
+    dx: Any  #: (n_x, m, T)
+    dinit: Any  #: the gradients at the initial carry (a ``Cell.Carry``)
+    dw: Weights  #: the weights' gradients: ``Wa``, ``Wx``, ``b`` (and ``bhn``)
+
+
+def project(xp, W, b, v):
+    """``W @ v<t> + b`` for every column of every time step at once, time-major.
+
+    ``W`` is ``(k, n)``, ``b`` is ``(k, 1)`` and ``v`` is ``(n, m, T)``; the
+    result is ``(T, k, m)``: step ``t`` is ``result[t]``, whose rows are
+    contiguous (a ``(k, m, T)`` layout would make every step gather scattered
+    elements). One matrix product over all ``m * T`` columns replaces ``T``
+    small ones.
+    """
+    n, m, T = v.shape
+    k = W.shape[0]
+    v_tm = xp.reshape(xp.permute_dims(v, (0, 2, 1)), (n, T * m))
+    return xp.permute_dims(xp.reshape(W @ v_tm + b, (k, T, m)), (1, 0, 2))
+
+
+def outputs(xp, Wy, by, a):
+    """``softmax(Wy @ a_t + by)`` per column for every step: ``(n_y, m, T)``."""
+    n_a, m, T = a.shape
+    z = Wy @ xp.reshape(a, (n_a, m * T)) + by
+    return xp.reshape(softmax(xp, z, axis=0), (Wy.shape[0], m, T))
+
+
+def previous_states(xp, a0, a):
+    """``a_prev`` of every step: ``a0`` then ``a[..., :-1]``, shape ``(n, m, T)``."""
+    return xp.concat([xp.expand_dims(a0, axis=-1), a[:, :, :-1]], axis=-1)
+
+
+def forward(xp, cell: Cell, w: Weights, x, init) -> Steps:
+    """Run ``cell`` over ``x (n_x, m, T)`` from the carry ``init``: every step's values.
+
+    Returns a `ListSteps` or `StackedSteps` of ``cell.Step`` tuples; ``.last_axis(xp, "a")``
+    stacks a field to ``(n_a, m, T)``.
+    """
+
+    def body(carry, x_t):
+        return cell.step(xp, w, x_t[0], carry)
+
+    xs = StackedSteps((project(xp, w.Wx, w.b, x),))  # the input part of every step at once
+    _, states = time_loop(xp, body, init, xs)
+    return states
+
+
+def backward(xp, cell: Cell, w: Weights, x, init, states: Steps, a, da, final=None) -> Grads:
+    """Backpropagation through time of `forward`.
+
+    Parameters
+    ----------
+    x, init, states : the forward's input, initial carry and result
+    a : array, shape (n_a, m, T)
+        The hidden states, ``states.last_axis(xp, "a")``.
+    da : array, shape (n_a, m, T)
+        Gradient at every hidden state from above.
+    final : tuple, optional
+        Extra gradients at the final carry, one per carry field (``None``: none).
+
+    Returns
+    -------
+    Grads
+        ``dx``, the gradients at ``init``, and the weights' (each one product over all
+        steps, after the loop).
+    """
+    n_x, m, T = x.shape
+    n_a = init[0].shape[0]
+    zeros = zeros_like_state(xp, (n_a, m), da)
+    given = (None,) * len(init) if final is None else final
+    first = cell.Carry(*(zeros if g is None else g for g in given))
+    k = len(cell.saved)
+
+    def body(dcarry, x_t):
+        saved, prev = x_t[1 : 1 + k], x_t[1 + k :]
+        return cell.step_backward(xp, w, dcarry._replace(a=x_t[0] + dcarry.a), saved, prev)
+
+    # step t: (da<t>, the saved fields of step t, the previous carry's fields)
+    prev = [previous(xp, states, name, getattr(init, name)) for name in cell.previous]
+    xs = zip_steps(time_major(xp, da), select(states, cell.saved), *prev)
+    dinit, dpre = time_loop(xp, body, first, xs, reverse=True)
+    # Weight and input gradients: one product each over all steps, after the loop.
+    G = w.Wa.shape[0]
+    dX = xp.reshape(dpre.last_axis(xp, 0), (G, m * T))
+    dA = dX if len(dpre[0]) == 1 else xp.reshape(dpre.last_axis(xp, 1), (G, m * T))
+    dWa = dA @ xp.reshape(previous_states(xp, init.a, a), (n_a, m * T)).T
+    dWx = dX @ xp.reshape(x, (n_x, m * T)).T
+    dbhn = None
+    if w.bhn is not None:  # the GRU's candidate block of the recurrent gradient
+        j = cell.spec.stacked.index(next(iter(cell.spec.hidden_biases)))
+        dbhn = xp.sum(dA[j * n_a : (j + 1) * n_a, :], axis=1, keepdims=True)
+    return Grads(
+        dx=xp.reshape(w.Wx.T @ dX, (n_x, m, T)),
+        dinit=dinit,
+        dw=Weights(Wa=dWa, Wx=dWx, b=xp.sum(dX, axis=1, keepdims=True), bhn=dbhn),
+    )

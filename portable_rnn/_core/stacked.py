@@ -1,0 +1,98 @@
+"""Multi-layer and bidirectional stacks of any cell (column layout, unchecked).
+
+PyTorch's layout: layer ``k = layer * D + d`` (``D`` directions, ``d = 1`` the reverse
+one). Layer 0 reads ``x``; every later layer reads the outputs of the layer below, both
+directions stacked (forward rows first). The reverse direction runs over the time steps
+backwards (the flipped sequence), and its outputs are put back in forward order.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from .._backend.seam import zeros_like_state
+from . import gru, lstm, rnn, sequence
+from .sequence import Cell, Weights
+
+__all__ = ["CELLS", "Run", "StackCache", "backward", "forward"]
+
+#: name -> the cell's math, in the order of `portable_rnn._core.spec.CELLS`
+CELLS: dict[str, Cell] = {"rnn": rnn.CELL, "lstm": lstm.CELL, "gru": gru.CELL}
+
+
+class Run(NamedTuple):
+    """One layer and direction of a forward: what its backward needs."""
+
+    x: Any  #: its input, (n_in, m, T) (flipped in time for a reverse direction)
+    init: Any  #: its initial carry
+    states: Any  #: its per-step values
+    a: Any  #: its hidden states, (n_a, m, T)
+    w: Weights  #: its fused weights
+
+
+class StackCache(NamedTuple):
+    """What `forward` keeps for `backward`."""
+
+    cell: Cell
+    runs: list
+    D: int  #: directions
+    L: int  #: layers
+    n_a: int
+    x: Any
+
+
+def forward(xp, cell: Cell, weights: list[Weights], x, D: int, inits):
+    """Run the stack; ``inits`` has one entry per carry field: ``(L*D, n_a, m)`` or ``None``.
+
+    Returns ``(out, finals, cache)``: the last layer's hidden states (both directions
+    stacked), the final value of every carry field ``(L*D, n_a, m)``, and the cache.
+    """
+    L = len(weights) // D
+    n_a, m = weights[0].Wa.shape[1], x.shape[1]
+    zeros = zeros_like_state(xp, (n_a, m), x)
+    runs, finals = [], [[] for _ in cell.spec.carry]
+    inp = x
+    for layer in range(L):
+        outs = []
+        for d in range(D):
+            k = layer * D + d
+            init = cell.Carry(*(zeros if s is None else s[k, :, :] for s in inits))
+            x_k = inp if d == 0 else xp.flip(inp, axis=-1)
+            states = sequence.forward(xp, cell, weights[k], x_k, init)
+            a = states.last_axis(xp, "a")
+            runs.append(Run(x_k, init, states, a, weights[k]))
+            for j, name in enumerate(cell.spec.carry):
+                last = a if name == "a" else states.last_axis(xp, name)
+                finals[j].append(last[:, :, -1])
+            outs.append(a if d == 0 else xp.flip(a, axis=-1))
+        inp = outs[0] if D == 1 else xp.concat(outs, axis=0)
+    cache = StackCache(cell, runs, D, L, n_a, x)
+    return inp, [xp.stack(f, axis=0) for f in finals], cache
+
+
+def backward(xp, cache: StackCache, dout, dfinals):
+    """BPTT through the stack; ``dfinals`` has one entry per carry field (or ``None``).
+
+    Returns ``(dx, dinits, grads)``: the gradient at ``x``, at every initial carry field
+    ``(L*D, n_a, m)``, and a list of every layer's fused weight gradients.
+    """
+    cell, runs, D, L, n_a = cache.cell, cache.runs, cache.D, cache.L, cache.n_a
+    grads: list[Any] = [None] * (L * D)
+    dinits: list[list[Any]] = [[None] * (L * D) for _ in cell.spec.carry]
+    dinp = dout
+    for layer in reversed(range(L)):
+        dx = None
+        for d in range(D):
+            k = layer * D + d
+            da = dinp[d * n_a : (d + 1) * n_a, :, :]
+            da = da if d == 0 else xp.flip(da, axis=-1)
+            run = runs[k]
+            final = tuple(None if g is None else g[k, :, :] for g in dfinals)
+            g = sequence.backward(xp, cell, run.w, run.x, run.init, run.states, run.a, da, final)
+            dx_k = g.dx if d == 0 else xp.flip(g.dx, axis=-1)
+            dx = dx_k if dx is None else dx + dx_k
+            for j in range(len(cell.spec.carry)):
+                dinits[j][k] = g.dinit[j]
+            grads[k] = g.dw
+        dinp = dx
+    return dinp, [xp.stack(f, axis=0) for f in dinits], grads
