@@ -11,9 +11,12 @@ step "lint: ruff"
 "$PY" -m ruff check portable_rnn tests || status=1
 "$PY" -m ruff format --check portable_rnn tests || status=1
 
+step "types: basedpyright (basic mode, portable_rnn/)"
+"$PY" -m basedpyright || status=1
+
 step "tests: the README's test command, every CPU backend required"
 # On CI no CPU backend may be skipped: naming them makes a missing one an error.
-export PORTABLE_RNN_TEST_BACKENDS=${PORTABLE_RNN_TEST_BACKENDS:-numpy,numpy:readonly,array_api_strict,jax,torch}
+export PORTABLE_RNN_TEST_BACKENDS=${PORTABLE_RNN_TEST_BACKENDS:-numpy,numpy:readonly,array_api_strict,array_api_strict:strictest,jax,torch}
 # CuPy is installed on CI (no GPU): the tests that trace its fused kernels must run, not skip.
 export PORTABLE_RNN_REQUIRE_CUPY=${PORTABLE_RNN_REQUIRE_CUPY:-1}
 "$PY" -m pytest

@@ -6,6 +6,8 @@ Where they go (backend, device, dtype) is decided by the configuration
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ._backend import compat, devices
@@ -241,7 +243,7 @@ def _move(arr, backend: str, xp, dev, dtype):
     return out
 
 
-def to_backend(obj, backend=None, device=None, *, dtype=None):
+def to_backend(obj, backend=None, device=None, *, dtype=None) -> Any:
     """Move an array, or a dict / tuple / list of arrays, to a backend and device.
 
     DLPack is used where both sides can share memory (no copy); otherwise the

@@ -18,6 +18,7 @@ The rules (documented in ``docs/conventions.md``):
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from ._backend.compat import array_namespace, backend_name, device, is_array, same_device
 
@@ -31,7 +32,7 @@ class MissingParameterError(KeyError, ValueError):
         return str(self.args[0]) if self.args else ""
 
 
-def check_arrays(named: Mapping[str, object]):
+def check_arrays(named: Mapping[str, Any]):
     """Check that the named arrays share one backend, floating dtype and device.
 
     Parameters

@@ -9,9 +9,12 @@ portable_rnn is tested on every backend with no conftest of its own::
 
 ``xp`` is a `portable_rnn.testing.Backend`: use it as the array namespace
 (``xp.float32``, ``xp.zeros``...); its ``asarray`` creates arrays on its device
-(read-only for ``numpy:readonly``) and accepts dtype names.
+(read-only for ``numpy:readonly``) and accepts dtype names; each test runs under
+its `Backend.settings` (array_api_strict's strictest flags for
+``array_api_strict:strictest``).
 
-Backends: ``numpy``, ``numpy:readonly``, ``array_api_strict``, ``jax``, ``torch``,
+Backends: ``numpy``, ``numpy:readonly``, ``array_api_strict``,
+``array_api_strict:strictest``, ``jax``, ``torch``,
 and where a GPU is present ``cupy``, ``jax:gpu``, ``torch:gpu``. Choose with
 ``--backends numpy,jax`` or ``PORTABLE_RNN_TEST_BACKENDS``; a backend named there
 must run, or the session stops with the reason. Without a choice every known
@@ -43,7 +46,8 @@ def pytest_addoption(parser):
         default=None,
         help=(
             "comma-separated backends for tests using the xp fixture (numpy, "
-            "numpy:readonly, array_api_strict, jax, torch, cupy, jax:gpu, torch:gpu); "
+            "numpy:readonly, array_api_strict, array_api_strict:strictest, jax, torch, "
+            "cupy, jax:gpu, torch:gpu); "
             f"also ${ENV}. Named backends must be able to run."
         ),
     )
@@ -99,7 +103,8 @@ def pytest_generate_tests(metafunc):
 @pytest.fixture
 def xp(request):
     """A `portable_rnn.testing.Backend`, one per backend (see the module docs)."""
-    return request.param
+    with request.param.settings():
+        yield request.param
 
 
 def pytest_collection_modifyitems(config, items):
@@ -112,7 +117,9 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_runtest_logreport(report):
     config = _STATE.get("config")
-    name = None if config is None else config._prnn_item_backend.get(report.nodeid)
+    if config is None:
+        return
+    name = config._prnn_item_backend.get(report.nodeid)
     if name is None:
         return
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
@@ -129,6 +136,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         counts = config._prnn_outcomes.get(b.name, {})
         where = why if why else b.describe()
         tr.write_line(
-            f"{b.name:<17} passed {counts.get('passed', 0):>4}  failed "
+            f"{b.name:<26} passed {counts.get('passed', 0):>4}  failed "
             f"{counts.get('failed', 0):>3}  skipped {counts.get('skipped', 0):>4}  {where}"
         )

@@ -297,6 +297,37 @@ def _gated_dims(spec: _spec.CellSpec, x_name, x, x_letters, h_name, h, Wx, Wh, b
     return dims
 
 
+def _gated_forward(cell: _sequence.Cell, x, h0, Wx, Wh, b, bhn=None):
+    """The LSTM's or GRU's sequence forward: checks, then the column core."""
+    spec = cell.spec
+    xp = _check_arrays({"x": x, "h0": h0, "Wx": Wx, "Wh": Wh, "b": b, "bhn": bhn})
+    dims = _gated_dims(spec, "x", x, "N T D", "h0", h0, Wx, Wh, b, bhn)
+    dims.require_steps("T", "x", x)
+    H = dims["H"]
+    W, bc = _fused_col(xp, spec, Wx, Wh, b, H)
+    x_col, h0_col = _to_col_seq(xp, x), h0.T
+    zeros = [_seam.zeros_like_state(xp, h0_col.shape, h0_col) for _ in spec.carry[1:]]
+    init = cell.Carry(h0_col, *zeros)  # the LSTM's cell state starts at zero
+    w = _sequence.stacked_weights(W, bc, H, None if bhn is None else _col(xp, bhn))
+    states = _sequence.forward(xp, cell, w, x_col, init)
+    a = states.last_axis(xp, "a")
+    return _to_row_seq(xp, a), _SequenceCache(spec, x_col, init, states, a, w, H)
+
+
+def _gated_backward(cell: _sequence.Cell, dh, cache, what: str):
+    """The LSTM's or GRU's BPTT: ``dx, dh0, dWx, dWh, db`` (and the GRU's ``dbhn``)."""
+    run = _cache(cache, _SequenceCache, cell.spec, what)
+    xp = _check_arrays({"dh": dh, "x": run.x, "W": run.w.W})
+    dims = _Dims()
+    dims.check("h", _to_row_seq(xp, run.a), "N T H")
+    dims.check("dh", dh, "N T H")
+    g = _sequence.backward(xp, cell, run.w, run.x, run.init, run.states, run.a, _to_col_seq(xp, dh))
+    dW = xp.concat([g.dw.Wa, g.dw.Wx], axis=1)
+    dWx, dWh, db = _weight_grads(xp, cell.spec, dW, g.dw.b, run.H)
+    grads = (_to_row_seq(xp, g.dx), g.dinit.a.T, dWx, dWh, db)
+    return grads if g.dw.bhn is None else (*grads, g.dw.bhn[:, 0])
+
+
 def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     """One LSTM step (CS231n gate order i, f, o, g).
 
@@ -390,17 +421,7 @@ def lstm_forward(x, h0, Wx, Wh, b):
     cache : tuple
         For `lstm_backward`.
     """
-    xp = _check_arrays({"x": x, "h0": h0, "Wx": Wx, "Wh": Wh, "b": b})
-    dims = _gated_dims(_spec.LSTM, "x", x, "N T D", "h0", h0, Wx, Wh, b)
-    dims.require_steps("T", "x", x)
-    H = dims["H"]
-    W, bc = _fused_col(xp, _spec.LSTM, Wx, Wh, b, H)
-    x_col, h0_col = _to_col_seq(xp, x), h0.T
-    init = _lstm.Carry(h0_col, _seam.zeros_like_state(xp, h0_col.shape, h0_col))
-    w = _sequence.stacked_weights(W, bc, H)
-    states = _sequence.forward(xp, _lstm.CELL, w, x_col, init)
-    a = states.last_axis(xp, "a")
-    return _to_row_seq(xp, a), _SequenceCache(_spec.LSTM, x_col, init, states, a, w, H)
+    return _gated_forward(_lstm.CELL, x, h0, Wx, Wh, b)
 
 
 def lstm_backward(dh, cache):
@@ -421,17 +442,7 @@ def lstm_backward(dh, cache):
     dWh : array, shape (H, 4H)
     db : array, shape (4H,)
     """
-    run = _cache(cache, _SequenceCache, _spec.LSTM, "lstm_forward")
-    xp = _check_arrays({"dh": dh, "x": run.x, "W": run.w.W})
-    dims = _Dims()
-    dims.check("h", _to_row_seq(xp, run.a), "N T H")
-    dims.check("dh", dh, "N T H")
-    g = _sequence.backward(
-        xp, _lstm.CELL, run.w, run.x, run.init, run.states, run.a, _to_col_seq(xp, dh)
-    )
-    dW = xp.concat([g.dw.Wa, g.dw.Wx], axis=1)
-    dWx, dWh, db = _weight_grads(xp, _spec.LSTM, dW, g.dw.b, run.H)
-    return _to_row_seq(xp, g.dx), g.dinit.a.T, dWx, dWh, db
+    return _gated_backward(_lstm.CELL, dh, cache, "lstm_forward")
 
 
 # -- GRU: the column GRU (PyTorch equations, gate order r, z, n along 3H) -----------------
@@ -531,17 +542,7 @@ def gru_forward(x, h0, Wx, Wh, b, bhn):
     cache : tuple
         For `gru_backward`.
     """
-    named = {"x": x, "h0": h0, "Wx": Wx, "Wh": Wh, "b": b, "bhn": bhn}
-    xp = _check_arrays(named)
-    dims = _gated_dims(_spec.GRU, "x", x, "N T D", "h0", h0, Wx, Wh, b, bhn)
-    dims.require_steps("T", "x", x)
-    H = dims["H"]
-    W, bc = _fused_col(xp, _spec.GRU, Wx, Wh, b, H)
-    x_col, init = _to_col_seq(xp, x), _gru.Carry(h0.T)
-    w = _sequence.stacked_weights(W, bc, H, _col(xp, bhn))
-    states = _sequence.forward(xp, _gru.CELL, w, x_col, init)
-    a = states.last_axis(xp, "a")
-    return _to_row_seq(xp, a), _SequenceCache(_spec.GRU, x_col, init, states, a, w, H)
+    return _gated_forward(_gru.CELL, x, h0, Wx, Wh, b, bhn)
 
 
 def gru_backward(dh, cache):
@@ -563,14 +564,4 @@ def gru_backward(dh, cache):
     db : array, shape (3H,)
     dbhn : array, shape (H,)
     """
-    run = _cache(cache, _SequenceCache, _spec.GRU, "gru_forward")
-    xp = _check_arrays({"dh": dh, "x": run.x, "W": run.w.W})
-    dims = _Dims()
-    dims.check("h", _to_row_seq(xp, run.a), "N T H")
-    dims.check("dh", dh, "N T H")
-    g = _sequence.backward(
-        xp, _gru.CELL, run.w, run.x, run.init, run.states, run.a, _to_col_seq(xp, dh)
-    )
-    dW = xp.concat([g.dw.Wa, g.dw.Wx], axis=1)
-    dWx, dWh, db = _weight_grads(xp, _spec.GRU, dW, g.dw.b, run.H)
-    return (_to_row_seq(xp, g.dx), g.dinit.a.T, dWx, dWh, db, g.dw.bhn[:, 0])
+    return _gated_backward(_gru.CELL, dh, cache, "gru_forward")

@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
+from typing import Any
 
 import numpy as np
 
@@ -253,13 +255,18 @@ class Backend:
     Attribute access falls through to the array namespace, so a `Backend`
     can be used as ``xp`` (``xp.float32``, ``xp.zeros(...)``); `asarray` is
     overridden to create arrays on this backend's device (read-only for
-    ``numpy:readonly``) and to accept dtype names.
+    ``numpy:readonly``) and to accept dtype names. Run code under `settings`
+    (the ``xp`` fixture and ``portable-rnn check`` do): ``array_api_strict:strictest``
+    is array_api_strict with every optional feature of the standard turned off
+    (no boolean indexing, no data-dependent shapes, no extensions), as
+    array-api-extra tests it.
 
     Attributes
     ----------
     name : str
-        ``numpy``, ``numpy:readonly``, ``array_api_strict``, ``jax``,
-        ``torch``, and on GPU machines ``cupy``, ``jax:gpu``, ``torch:gpu``.
+        ``numpy``, ``numpy:readonly``, ``array_api_strict``,
+        ``array_api_strict:strictest``, ``jax``, ``torch``, and on GPU machines
+        ``cupy``, ``jax:gpu``, ``torch:gpu``.
     backend : str
         The library: ``numpy``, ``array_api_strict``, ``jax``, ``torch``, ``cupy``.
     device : str
@@ -276,13 +283,39 @@ class Backend:
         return _compat.namespace_for(self.backend)
 
     @property
-    def array_device(self):
+    def array_device(self) -> Any:
         """The backend's own device object."""
         return _devices.resolve_device(self.backend, self.device)
 
     @property
     def readonly(self) -> bool:
+        """Whether arrays of `asarray` are read-only (``numpy:readonly``)."""
         return self.name.endswith(":readonly")
+
+    @property
+    def strictest(self) -> bool:
+        """Whether this is ``array_api_strict:strictest`` (see `settings`)."""
+        return self.name.endswith(":strictest")
+
+    def settings(self):
+        """A context manager in which this backend runs as its name says.
+
+        For ``array_api_strict:strictest``, array_api_strict's flags with every
+        optional feature off (``boolean_indexing``, ``data_dependent_shapes``, the
+        ``linalg`` and ``fft`` extensions), restored on exit; for every other
+        backend, nothing.
+
+        Returns
+        -------
+        context : context manager
+        """
+        if not self.strictest:
+            return contextlib.nullcontext()
+        import array_api_strict
+
+        return array_api_strict.ArrayAPIStrictFlags(
+            boolean_indexing=False, data_dependent_shapes=False, enabled_extensions=()
+        )
 
     def describe(self) -> str:
         """The device in words: ``"cpu"``, or the GPU's name (``"NVIDIA H100 80GB HBM3"``)."""
@@ -313,6 +346,7 @@ class Backend:
         host = np.array(obj, copy=True)
         if dtype is None and np.issubdtype(host.dtype, np.floating):
             dtype = host.dtype
+        out: Any
         if dtype is None:
             out = _devices.from_numpy(self.xp, self.backend, host, self.array_device)
         else:
@@ -331,6 +365,7 @@ _CPU = (
     ("numpy", "numpy", "cpu"),
     ("numpy:readonly", "numpy", "cpu"),
     ("array_api_strict", "array_api_strict", "cpu"),
+    ("array_api_strict:strictest", "array_api_strict", "cpu"),
     ("jax", "jax", "cpu"),
     ("torch", "torch", "cpu"),
 )

@@ -43,4 +43,4 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if config._prnn_diffs:
         terminalreporter.section("largest |difference| from the NumPy float64 reference")
         for (name, dtype), diff in sorted(config._prnn_diffs.items()):
-            terminalreporter.write_line(f"{name:<17} {dtype:<8} {diff:.3e}")
+            terminalreporter.write_line(f"{name:<26} {dtype:<8} {diff:.3e}")

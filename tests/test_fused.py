@@ -41,10 +41,10 @@ FUSED = _fused_functions()
 #: number of array inputs, and which of them are gates (values in (0, 1)) or tanh outputs
 ARGS = {
     "activations.sigmoid": 1,
-    "lstm.cell": 5,
-    "lstm.gate_grads": 8,
-    "gru.cell": 6,
-    "gru.gate_grads": 6,
+    "lstm._cell": 5,
+    "lstm._gate_grads": 8,
+    "gru._cell": 6,
+    "gru._gate_grads": 6,
     "rnn.activate": 2,
     "rnn.tanh_grad": 2,
 }
@@ -155,7 +155,7 @@ def test_one_cupy_fuse_object_per_function():
     _cupy()
     import array_api_compat.cupy as cxp
 
-    fn = FUSED["lstm.cell"].__wrapped__
+    fn = FUSED["lstm._cell"].__wrapped__
     kernel = seam.fused_kernel(fn, cxp)
     assert kernel is seam.fused_kernel(fn, cxp)  # its compiled kernels are cached on it
     assert kernel.name == "lstm_cell"

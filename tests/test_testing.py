@@ -76,3 +76,29 @@ def test_select_backends_names_what_is_wrong():
             ValueError, match=f"requested backend[(]s[)] cannot run: {unavailable[0]}"
         ):
             select_backends([unavailable[0]])
+
+
+def test_strictest_turns_every_optional_feature_of_the_standard_off():
+    strict = pytest.importorskip("array_api_strict")
+    from portable_rnn.testing import Backend
+
+    b = Backend("array_api_strict:strictest", "array_api_strict", "cpu")
+    before = strict.get_array_api_strict_flags()
+    with b.settings():
+        flags = strict.get_array_api_strict_flags()
+        assert flags["boolean_indexing"] is False
+        assert flags["data_dependent_shapes"] is False
+        assert tuple(flags["enabled_extensions"]) == ()
+        x = b.asarray([1.0, 2.0])
+        with pytest.raises(RuntimeError, match="boolean_indexing"):
+            x[x > 1.0]
+    assert strict.get_array_api_strict_flags() == before  # restored on exit
+    with Backend("array_api_strict", "array_api_strict", "cpu").settings():
+        assert strict.get_array_api_strict_flags() == before  # the plain variant changes nothing
+
+
+def test_the_xp_fixture_runs_each_backend_under_its_settings(xp):
+    strict = pytest.importorskip("array_api_strict")
+    flags = strict.get_array_api_strict_flags()
+    assert (flags["data_dependent_shapes"] is False) is xp.strictest
+    assert (flags["boolean_indexing"] is False) is xp.strictest

@@ -182,7 +182,8 @@ def dtype_of(xp, backend: str, name: str):
     if backend == "jax" and name == "float64":
         import jax
 
-        if not jax.config.jax_enable_x64:
+        # jax_enable_x64 is a config flag set at run time; jax's stubs do not declare it
+        if not jax.config.jax_enable_x64:  # pyright: ignore[reportAttributeAccessIssue]
             raise ValueError(
                 "float64 on JAX needs jax.config.update('jax_enable_x64', True) "
                 "(or JAX_ENABLE_X64=1); otherwise choose dtype='float32'"

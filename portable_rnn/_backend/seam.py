@@ -58,7 +58,11 @@ def _is_traced(tree) -> bool:
     import jax
 
     leaves = jax.tree_util.tree_leaves(tree)
-    return any(isinstance(leaf, jax.core.Tracer) for leaf in leaves)
+    # jax.core exists at run time (imported by jax), but jax's stubs do not export it
+    return any(
+        isinstance(leaf, jax.core.Tracer)  # pyright: ignore[reportAttributeAccessIssue]
+        for leaf in leaves
+    )
 
 
 def time_loop(xp, step, carry, xs, *, reverse=False):

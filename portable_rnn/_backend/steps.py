@@ -41,7 +41,7 @@ class ListSteps(Sequence):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, t):
+    def __getitem__(self, t) -> Any:
         return self.items[t]
 
     def last_axis(self, xp, name: str | int):
@@ -64,7 +64,7 @@ class StackedSteps(Sequence):
     def __len__(self) -> int:
         return self.fields[0].shape[0]
 
-    def __getitem__(self, t):
+    def __getitem__(self, t) -> Any:
         values = (f[t, ...] for f in self.fields)
         return self.kind._make(values) if self.kind is not tuple else tuple(values)
 

@@ -15,6 +15,8 @@ sequence code as `portable_rnn.lstm_forward` and friends.
 
 from __future__ import annotations
 
+from typing import cast
+
 from .._core import sequence
 from .._core import stacked as core
 from .._core.spec import CellSpec, cell_spec
@@ -44,7 +46,7 @@ def _check_layers(spec: CellSpec, layers, n_x: int, directions: int):
         where = f"layers[{k}]"
         p = get_params(layer, spec.layer_keys, where)
         dims = Dims()
-        n_in = n_x if k < directions else directions * n_a
+        n_in = n_x if k < directions else directions * cast(int, n_a)  # set by the layers before
         dims.define("n_x", n_in, "x" if k < directions else f"the layer below ({directions} * n_a)")
         if n_a is not None:
             dims.define("n_a", n_a, "layers[0]")
@@ -57,6 +59,7 @@ def _check_layers(spec: CellSpec, layers, n_x: int, directions: int):
             dims.check(f"{where}['{key}']", p[key], letters)
         n_a = dims["n_a"]
         params.append(p)
+    assert n_a is not None  # layers is not empty: every layer sets it
     return params, n_a, len(layers) // directions
 
 

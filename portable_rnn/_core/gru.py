@@ -15,17 +15,7 @@ from .activations import sigmoid
 from .sequence import Cell, Weights
 from .spec import GRU
 
-__all__ = [
-    "CELL",
-    "Carry",
-    "Step",
-    "activate",
-    "cell",
-    "gate_grads",
-    "pre_activation_grads",
-    "step",
-    "step_backward",
-]
+__all__ = ["CELL", "Carry", "Step", "activate", "pre_activation_grads", "step", "step_backward"]
 
 
 class Carry(NamedTuple):
@@ -48,12 +38,12 @@ def activate(xp, xw, ha, bhn, a_prev, n_a: int) -> Step:
     """One step from ``xw = W_x @ x + b`` and ``ha = W_a @ a_prev`` (both ``(3 n_a, m)``)."""
     rz = sigmoid(xp, xw[: 2 * n_a, :] + ha[: 2 * n_a, :])  # r and z in one pass
     r, z = rz[:n_a, :], rz[n_a:, :]
-    n, hn, a = cell(xp, xw[2 * n_a :, :], ha[2 * n_a :, :], bhn, r, z, a_prev)
+    n, hn, a = _cell(xp, xw[2 * n_a :, :], ha[2 * n_a :, :], bhn, r, z, a_prev)
     return Step(r, z, n, hn, a)
 
 
 @elementwise
-def cell(xp, xwn, han, bhn, r, z, a_prev):
+def _cell(xp, xwn, han, bhn, r, z, a_prev):
     """Candidate ``n``, ``hn = W_na @ a_prev + bhn`` and the new state of one step."""
     hn = han + bhn
     n = xp.tanh(xwn + r * hn)
@@ -63,14 +53,14 @@ def cell(xp, xwn, han, bhn, r, z, a_prev):
 def pre_activation_grads(xp, da, r, z, n, hn, a_prev):
     """Gradients at ``xw`` and at ``ha`` (each ``(3 n_a, m)``), and the direct
     part of ``da_prev`` (through ``z * a_prev``), for total gradient ``da``."""
-    drp, dzp, dn, dhn, direct = gate_grads(xp, da, r, z, n, hn, a_prev)
+    drp, dzp, dn, dhn, direct = _gate_grads(xp, da, r, z, n, hn, a_prev)
     dxw = xp.concat([drp, dzp, dn], axis=0)
     dha = xp.concat([drp, dzp, dhn], axis=0)
     return dxw, dha, direct
 
 
 @elementwise
-def gate_grads(xp, da, r, z, n, hn, a_prev):
+def _gate_grads(xp, da, r, z, n, hn, a_prev):
     """Gradients at the pre-activations of r, z and n, at ``hn``, and ``da * z``."""
     dn = da * (1.0 - z) * (1.0 - n * n)  # at n's pre-activation
     dzp = da * (a_prev - n) * z * (1.0 - z)
@@ -92,12 +82,5 @@ def step_backward(xp, w: Weights, dcarry: Carry, saved, prev):
     return Carry(w.WaT @ dha + direct), (dxw, dha)
 
 
-CELL = Cell(
-    spec=GRU,
-    Carry=Carry,
-    Step=Step,
-    step=step,
-    step_backward=step_backward,
-    saved=("r", "z", "n", "hn"),
-    previous=("a",),
-)
+#: the backward step reads r, z, n, hn of its step, and the hidden state before it
+CELL = Cell(GRU, Carry, Step, step, step_backward, ("r", "z", "n", "hn"), ("a",))

@@ -17,17 +17,7 @@ from .activations import sigmoid
 from .sequence import Cell, Weights
 from .spec import LSTM
 
-__all__ = [
-    "CELL",
-    "Carry",
-    "Step",
-    "activate",
-    "cell",
-    "gate_grads",
-    "pre_activation_grads",
-    "step",
-    "step_backward",
-]
+__all__ = ["CELL", "Carry", "Step", "activate", "pre_activation_grads", "step", "step_backward"]
 
 
 class Carry(NamedTuple):
@@ -53,12 +43,12 @@ def activate(xp, z, c_prev, n_a: int) -> Step:
     """Gates and states of one step from the pre-activations ``z (4 n_a, m)``."""
     s = sigmoid(xp, z[: 3 * n_a, :])  # f, i, o in one pass
     f, i, o = s[:n_a, :], s[n_a : 2 * n_a, :], s[2 * n_a :, :]
-    cc, c, tc, a = cell(xp, z[3 * n_a :, :], f, i, o, c_prev)
+    cc, c, tc, a = _cell(xp, z[3 * n_a :, :], f, i, o, c_prev)
     return Step(f, i, cc, o, c, tc, a)
 
 
 @elementwise
-def cell(xp, zc, f, i, o, c_prev):
+def _cell(xp, zc, f, i, o, c_prev):
     """Candidate ``cc``, cell state ``c``, ``tanh(c)`` and hidden state ``a`` of one step."""
     cc = xp.tanh(zc)
     c = f * c_prev + i * cc
@@ -72,12 +62,12 @@ def pre_activation_grads(xp, da, dc, f, i, cc, o, c_prev, tc):
     ``da`` and ``dc`` are the total gradients at ``a<t>`` and ``c<t>`` (from
     above and from step ``t + 1``).
     """
-    *dz, dc_prev = gate_grads(xp, da, dc, f, i, cc, o, c_prev, tc)
+    *dz, dc_prev = _gate_grads(xp, da, dc, f, i, cc, o, c_prev, tc)
     return xp.concat(dz, axis=0), dc_prev
 
 
 @elementwise
-def gate_grads(xp, da, dc, f, i, cc, o, c_prev, tc):
+def _gate_grads(xp, da, dc, f, i, cc, o, c_prev, tc):
     """The four gates' pre-activation gradients (stacked order f, i, o, c), then ``dc_prev``."""
     dc = dc + da * o * (1.0 - tc * tc)
     return (
@@ -103,12 +93,5 @@ def step_backward(xp, w: Weights, dcarry: Carry, saved, prev):
     return Carry(w.WaT @ dz, dc_prev), (dz,)
 
 
-CELL = Cell(
-    spec=LSTM,
-    Carry=Carry,
-    Step=Step,
-    step=step,
-    step_backward=step_backward,
-    saved=("f", "i", "cc", "o", "tc"),
-    previous=("c",),
-)
+#: the backward step reads f, i, cc, o, tanh(c) of its step, and the cell state before it
+CELL = Cell(LSTM, Carry, Step, step, step_backward, ("f", "i", "cc", "o", "tc"), ("c",))

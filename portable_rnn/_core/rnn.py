@@ -53,12 +53,5 @@ def step_backward(xp, w: Weights, dcarry: Carry, saved, prev):
     return Carry(w.WaT @ dz), (dz,)
 
 
-CELL = Cell(
-    spec=RNN,
-    Carry=Carry,
-    Step=Step,
-    step=step,
-    step_backward=step_backward,
-    saved=("a",),
-    previous=(),
-)
+#: the backward step reads the hidden state of its step only
+CELL = Cell(RNN, Carry, Step, step, step_backward, ("a",), ())

@@ -82,30 +82,20 @@ class CellSpec:
         return tuple(source.index(g) for g in target)
 
 
-def _gated(name, torch_module, gates, stacked, torch_order, rows_order, hidden_biases=None):
-    """A cell whose gate ``g`` has ``W{g}`` (n_a, n_a + n_x) and ``b{g}`` (n_a, 1)."""
-    hidden_biases = dict(hidden_biases or {})
-    keys = []
-    for g in gates:
-        keys += [f"W{g}", f"b{g}"]
-    keys += [hidden_biases[g] for g in gates if g in hidden_biases]
+def _gated(name, torch_module, *, carry=("a",), hidden_biases=None, **orders) -> CellSpec:
+    """A cell whose gate ``g`` has ``W{g}`` (n_a, n_a + n_x) and ``b{g}`` (n_a, 1).
+
+    ``orders``: ``gates``, ``stacked``, ``torch_order`` and ``rows_order``.
+    """
+    gates, hidden_biases = orders["gates"], dict(hidden_biases or {})
+    extra = [hidden_biases[g] for g in gates if g in hidden_biases]
+    keys = [key for g in gates for key in (f"W{g}", f"b{g}")] + extra
     shapes = {f"W{g}": "n_a n_a+n_x" for g in gates}
-    shapes.update({f"b{g}": "n_a 1" for g in gates})
-    shapes.update({hidden_biases[g]: "n_a 1" for g in gates if g in hidden_biases})
+    shapes.update({key: "n_a 1" for key in (*(f"b{g}" for g in gates), *extra)})
     shapes.update({"Wy": "n_y n_a", "by": "n_y 1"})
-    return CellSpec(
-        name=name,
-        torch_module=torch_module,
-        keys=(*keys, "Wy", "by"),
-        output_keys=("Wy", "by"),
-        shapes=shapes,
-        gates=gates,
-        stacked=stacked,
-        torch_order=torch_order,
-        rows_order=rows_order,
-        hidden_biases=hidden_biases,
-        carry=("a", "c") if name == "lstm" else ("a",),
-    )
+    output = ("Wy", "by")
+    layout = {"keys": (*keys, *output), "output_keys": output, "shapes": shapes, "carry": carry}
+    return CellSpec(name, torch_module, **layout, hidden_biases=hidden_biases, **orders)
 
 
 #: ``a<t> = tanh(Wax @ x<t> + Waa @ a<t-1> + ba)``
@@ -126,6 +116,7 @@ LSTM = _gated(
     stacked=("f", "i", "o", "c"),
     torch_order=("i", "f", "c", "o"),
     rows_order=("i", "f", "o", "c"),
+    carry=("a", "c"),
 )
 
 #: Gates r, z, n in every layout (PyTorch's); the candidate's recurrent bias is ``bhn``.

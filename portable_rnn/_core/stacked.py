@@ -81,7 +81,7 @@ def backward(xp, cache: StackCache, dout, dfinals):
     dinits: list[list[Any]] = [[None] * (L * D) for _ in cell.spec.carry]
     dinp = dout
     for layer in reversed(range(L)):
-        dx = None
+        dx: Any = None
         for d in range(D):
             k = layer * D + d
             da = dinp[d * n_a : (d + 1) * n_a, :, :]

@@ -28,6 +28,7 @@ import platform
 import statistics
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
@@ -342,7 +343,7 @@ def run_bench(
 
 def _implementations(cell, v, chosen, references):
     """``(name, device name, backend, device, factory, args, is_reference)`` to time."""
-    impls = [
+    impls: list[tuple[Any, ...]] = [
         (f"ours ({b.name})", b.describe(), b.backend, b.array_device, _ours, (b, cell, v), False)
         for b in chosen
     ]

@@ -303,7 +303,8 @@ def run_check(
     rows = []
     for b, _ in chosen:
         for dtype in dtypes:
-            passed, failures, worst, seconds = _check_one(b, dtype)
+            with b.settings():
+                passed, failures, worst, seconds = _check_one(b, dtype)
             rows.append(
                 {
                     "backend": b.name,
@@ -322,16 +323,16 @@ def run_check(
         return status
     out(f"portable_rnn check: {len(CASES)} groups of public functions against NumPy float64")
     header = ("backend", "device", "dtype", "passed", "max |diff|", "time s")
-    out("{:<17} {:<22} {:<8} {:>9} {:>11} {:>7}".format(*header))
+    out("{:<26} {:<22} {:<8} {:>9} {:>11} {:>7}".format(*header))
     for r in rows:
         out(
-            f"{r['backend']:<17} {r['device'][:22]:<22} {r['dtype']:<8} "
+            f"{r['backend']:<26} {r['device'][:22]:<22} {r['dtype']:<8} "
             f"{r['passed']:>4}/{r['total']:<4} {r['max_abs_diff']:>11.3e} {r['seconds']:>7.2f}"
         )
         for f in r["failures"]:
             out(f"    FAILED {f}")
     for b, why in listed:
         if why and not backends:
-            out(f"{b.name:<17} not run: {why}")
+            out(f"{b.name:<26} not run: {why}")
     out("all backends agree" if status == 0 else "SOME BACKENDS DISAGREE")
     return status

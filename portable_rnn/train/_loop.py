@@ -13,6 +13,7 @@ from .. import __version__
 from .._backend import compat as _compat
 from .._backend.seam import compile_function
 from .._creation import to_backend
+from . import _text
 from ._checkpoint import CheckpointError, load_checkpoint, load_header, save_checkpoint
 from ._model import (
     char_model_forward,
@@ -24,15 +25,7 @@ from ._model import (
 )
 from ._optim import adam_apply, adam_init, adam_scalars, clip_grad_norm
 from ._sample import sample
-from ._text import (
-    DEFAULT_CORPUS,
-    CorpusError,
-    TextBatches,
-    Vocabulary,
-    corpus_digest,
-    load_corpus,
-    split_corpus,
-)
+from ._text import TextBatches, Vocabulary
 
 __all__ = ["TrainConfig", "TrainResult", "evaluate", "fit", "plot_history"]
 
@@ -306,10 +299,10 @@ class _Run:
         if resume is not None:
             header, arrays = load_checkpoint(resume)
             _check_structural(resume, _saved_config(header, resume), asdict(config))
-            if corpus is None and header["corpus"]["source"] != DEFAULT_CORPUS:
+            if corpus is None and header["corpus"]["source"] != _text.DEFAULT_CORPUS:
                 corpus = header["corpus"]["source"]
-        text, self.source = load_corpus(corpus)
-        self.digest = corpus_digest(text)
+        text, self.source = _text.load_corpus(corpus)
+        self.digest = _text.corpus_digest(text)
         if header is not None:
             if header["corpus"]["sha256"] != self.digest:
                 raise CheckpointError(
@@ -322,11 +315,11 @@ class _Run:
             self.vocab = Vocabulary.from_text(text)
         self.chars = len(text)
         ids = self.vocab.encode(text)
-        train_ids, val_ids = split_corpus(ids, config.val_fraction)
+        train_ids, val_ids = _text.split_corpus(ids, config.val_fraction)
         self.train = TextBatches(train_ids, config.batch, config.seq_len, "the training text")
         val_streams = (len(val_ids) - 1) // config.seq_len
         if val_streams < 1:
-            raise CorpusError(
+            raise _text.CorpusError(
                 f"the held-out text ({len(val_ids)} characters, val_fraction "
                 f"{config.val_fraction}) is shorter than one sequence (seq_len {config.seq_len}); "
                 "use a longer corpus, a larger val_fraction or a smaller seq_len"
@@ -353,6 +346,7 @@ class _Run:
             )
             return params, adam_init(params), None, 0, [], []
         a = self.arrays
+        assert a is not None  # loaded with self.header, which is not None here
         dtype = c.dtype or self.header["dtype"]
         moved = to_backend(
             {k: a[k] for k in ("params", "adam_m", "adam_v", "state") if k in a},

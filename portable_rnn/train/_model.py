@@ -18,6 +18,8 @@ Batches are ``(m, T)`` integer arrays of character indices (``m`` streams of
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from .. import init_multilayer_params, multilayer_backward, multilayer_forward
@@ -84,7 +86,7 @@ def init_char_model(
     """
     cell_spec(cell)
     check_sizes(vocab_size=vocab_size, hidden=hidden, layers=layers, embed=embed)
-    seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else seed
+    seed = int(cast(int, np.random.SeedSequence().entropy) % 2**63) if seed is None else seed
     stack = init_multilayer_params(
         cell,
         embed,

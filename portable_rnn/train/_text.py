@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -111,6 +112,7 @@ class Vocabulary:
     """
 
     chars: str
+    _index: ClassVar[dict[str, int]]  # per instance, set in __post_init__; not a field
 
     @classmethod
     def from_text(cls, text: str) -> Vocabulary:
