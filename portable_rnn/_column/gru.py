@@ -49,7 +49,7 @@ from .checks import check_layer, column_params
 __all__ = ["gru_backward", "gru_cell_backward", "gru_cell_forward", "gru_forward"]
 
 
-class CellCache(NamedTuple):
+class GRUCellCache(NamedTuple):
     """What `gru_cell_forward` caches for `gru_cell_backward`."""
 
     a_next: object
@@ -114,7 +114,7 @@ def gru_cell_forward(xt, a_prev, parameters):
     xw = W[:, n_a:] @ xt + b
     s = core.activate(xp, xw, W[:, :n_a] @ a_prev, p["bhn"], a_prev, n_a)
     yt_pred = softmax(xp, p["Wy"] @ s.a + p["by"], axis=0) if "Wy" in p else None
-    return s.a, yt_pred, CellCache(s.a, a_prev, s.r, s.z, s.n, s.hn, xt, parameters)
+    return s.a, yt_pred, GRUCellCache(s.a, a_prev, s.r, s.z, s.n, s.hn, xt, parameters)
 
 
 def gru_cell_backward(da_next, cache):
@@ -133,13 +133,13 @@ def gru_cell_backward(da_next, cache):
         ``dxt`` (n_x, m), ``da_prev`` (n_a, m); ``dWr``, ``dWz``, ``dWn``
         (n_a, n_a + n_x); ``dbr``, ``dbz``, ``dbn``, ``dbhn`` (n_a, 1).
     """
-    if not (isinstance(cache, (tuple, list)) and len(cache) == len(CellCache._fields)):
+    if not (isinstance(cache, (tuple, list)) and len(cache) == len(GRUCellCache._fields)):
         raise TypeError(
-            f"cache must be the ({', '.join(CellCache._fields)}) tuple of gru_cell_forward"
+            f"cache must be the ({', '.join(GRUCellCache._fields)}) tuple of gru_cell_forward"
         )
     *arrays, parameters = cache
     p = column_params(GRU, parameters, "cache[7] (parameters)")
-    names = CellCache._fields[:-1]
+    names = GRUCellCache._fields[:-1]
     named = dict(zip(names, arrays, strict=True))
     xp = check_arrays({"da_next": da_next, **named, **p})
     dims = Dims()
@@ -167,10 +167,10 @@ def gru_cell_backward(da_next, cache):
 
 
 class _StepCaches(StepCaches):
-    def cell_cache(self, t: int) -> CellCache:
+    def cell_cache(self, t: int) -> GRUCellCache:
         a_prev = self.init.a if t == 0 else self.states[t - 1].a
         s = self.states[t]
-        return CellCache(s.a, a_prev, s.r, s.z, s.n, s.hn, self.x[:, :, t], self.parameters)
+        return GRUCellCache(s.a, a_prev, s.r, s.z, s.n, s.hn, self.x[:, :, t], self.parameters)
 
 
 def gru_forward(x, a0, parameters):

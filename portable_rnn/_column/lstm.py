@@ -40,7 +40,7 @@ from .checks import check_layer, column_params
 __all__ = ["lstm_backward", "lstm_cell_backward", "lstm_cell_forward", "lstm_forward"]
 
 
-class CellCache(NamedTuple):
+class LSTMCellCache(NamedTuple):
     """What `lstm_cell_forward` caches for `lstm_cell_backward` (the seed's 10-tuple)."""
 
     a_next: object
@@ -112,13 +112,13 @@ def lstm_cell_forward(xt, a_prev, c_prev, parameters):
     z = W @ xp.concat([a_prev, xt], axis=0) + b
     s = core.activate(xp, z, c_prev, dims["n_a"])
     yt_pred = softmax(xp, p["Wy"] @ s.a + p["by"], axis=0) if "Wy" in p else None
-    cache = CellCache(s.a, s.c, a_prev, c_prev, s.f, s.i, s.cc, s.o, xt, parameters)
+    cache = LSTMCellCache(s.a, s.c, a_prev, c_prev, s.f, s.i, s.cc, s.o, xt, parameters)
     return s.a, s.c, yt_pred, cache
 
 
 def _cell_cache(cache, name="cache"):
-    if not (isinstance(cache, (tuple, list)) and len(cache) == len(CellCache._fields)):
-        fields = ", ".join(CellCache._fields)
+    if not (isinstance(cache, (tuple, list)) and len(cache) == len(LSTMCellCache._fields)):
+        fields = ", ".join(LSTMCellCache._fields)
         raise TypeError(f"{name} must be the ({fields}) tuple of lstm_cell_forward")
     *arrays, parameters = cache
     return arrays, column_params(LSTM, parameters, f"{name}[9] (parameters)")
@@ -145,7 +145,7 @@ def lstm_cell_backward(da_next, dc_next, cache):
         ``dbf``, ``dbi``, ``dbc``, ``dbo`` (n_a, 1).
     """
     arrays, p = _cell_cache(cache)
-    names = CellCache._fields[:-1]
+    names = LSTMCellCache._fields[:-1]
     named = dict(zip(names, arrays, strict=True))
     xp = check_arrays({"da_next": da_next, "dc_next": dc_next, **named, **p})
     dims = Dims()
@@ -172,10 +172,10 @@ def lstm_cell_backward(da_next, dc_next, cache):
 
 
 class _StepCaches(StepCaches):
-    def cell_cache(self, t: int) -> CellCache:
+    def cell_cache(self, t: int) -> LSTMCellCache:
         prev = self.init if t == 0 else self.states[t - 1]
         s = self.states[t]
-        return CellCache(
+        return LSTMCellCache(
             s.a, s.c, prev.a, prev.c, s.f, s.i, s.cc, s.o, self.x[:, :, t], self.parameters
         )
 

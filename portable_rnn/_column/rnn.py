@@ -32,7 +32,7 @@ from .checks import check_layer, column_params
 __all__ = ["rnn_backward", "rnn_cell_backward", "rnn_cell_forward", "rnn_forward"]
 
 
-class CellCache(NamedTuple):
+class RNNCellCache(NamedTuple):
     """What `rnn_cell_forward` caches for `rnn_cell_backward` (the seed's 4-tuple)."""
 
     a_next: object
@@ -85,12 +85,12 @@ def rnn_cell_forward(xt, a_prev, parameters):
     dims.check("a_prev", a_prev, "n_a m")
     a_next = core.activate(xp, p["Wax"] @ xt + p["ba"], p["Waa"] @ a_prev)
     yt_pred = softmax(xp, p["Wya"] @ a_next + p["by"], axis=0) if "Wya" in p else None
-    return a_next, yt_pred, CellCache(a_next, a_prev, xt, parameters)
+    return a_next, yt_pred, RNNCellCache(a_next, a_prev, xt, parameters)
 
 
 def _cell_cache(cache, name="cache"):
-    if not (isinstance(cache, (tuple, list)) and len(cache) == len(CellCache._fields)):
-        fields = ", ".join(CellCache._fields)
+    if not (isinstance(cache, (tuple, list)) and len(cache) == len(RNNCellCache._fields)):
+        fields = ", ".join(RNNCellCache._fields)
         raise TypeError(f"{name} must be the ({fields}) tuple of rnn_cell_forward")
     a_next, a_prev, xt, parameters = cache
     return a_next, a_prev, xt, column_params(RNN, parameters, f"{name}[3] (parameters)")
@@ -134,9 +134,9 @@ def rnn_cell_backward(da_next, cache):
 
 
 class _StepCaches(StepCaches):
-    def cell_cache(self, t: int) -> CellCache:
+    def cell_cache(self, t: int) -> RNNCellCache:
         a_prev = self.init.a if t == 0 else self.states[t - 1].a
-        return CellCache(self.states[t].a, a_prev, self.x[:, :, t], self.parameters)
+        return RNNCellCache(self.states[t].a, a_prev, self.x[:, :, t], self.parameters)
 
 
 def rnn_forward(x, a0, parameters):
