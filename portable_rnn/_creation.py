@@ -45,18 +45,9 @@ def resolve_target(backend, device, dtype):
 # -- parameters and states ----------------------------------------------------
 
 
-def _shape(letters: str, sizes: dict) -> tuple[int, ...]:
-    """``"n_a n_a+n_x"`` -> ``(n_a, n_a + n_x)`` with the sizes given."""
-    return tuple(
-        int(t) if t.isdigit() else sum(sizes[part] for part in t.split("+"))
-        for t in letters.split()
-    )
-
-
 def _init(spec: CellSpec, n_x, n_a, n_y, seed, backend, device, dtype) -> dict:
     check_sizes(n_x=n_x, n_a=n_a, n_y=n_y)
-    sizes = {"n_x": n_x, "n_a": n_a, "n_y": n_y}
-    shapes = {k: _shape(spec.shapes[k], sizes) for k in spec.keys}
+    shapes = {k: spec.shape(k, n_x, n_a, n_y) for k in spec.keys}
     backend, xp, dev, name = resolve_target(backend, device, dtype)
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(n_a)

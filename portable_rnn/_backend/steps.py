@@ -41,6 +41,15 @@ class ListSteps(Sequence):
     def __len__(self) -> int:
         return len(self.items)
 
+    @property
+    def width(self) -> int:
+        """The number of fields of each step."""
+        return len(self.items[0])
+
+    def final(self, name: str | int):
+        """Field ``name`` of the last step."""
+        return self.items[-1][_position(self.kind, name)]
+
     def __getitem__(self, t) -> Any:
         return self.items[t]
 
@@ -63,6 +72,15 @@ class StackedSteps(Sequence):
 
     def __len__(self) -> int:
         return self.fields[0].shape[0]
+
+    @property
+    def width(self) -> int:
+        """The number of fields of each step."""
+        return len(self.fields)
+
+    def final(self, name: str | int):
+        """Field ``name`` of the last step."""
+        return self.field(name)[-1, ...]
 
     def __getitem__(self, t) -> Any:
         values = (f[t, ...] for f in self.fields)

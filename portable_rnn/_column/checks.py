@@ -5,7 +5,7 @@ from __future__ import annotations
 from .._core.spec import CellSpec
 from .._validate import Dims, get_params
 
-__all__ = ["check_layer", "column_params"]
+__all__ = ["check_inputs", "check_layer", "column_params"]
 
 
 def column_params(spec: CellSpec, parameters, name: str = "parameters") -> dict:
@@ -31,3 +31,9 @@ def check_layer(dims: Dims, spec: CellSpec, p: dict, x_name: str) -> None:
     for key, letters in spec.shapes.items():
         if key in p:
             dims.check(key, p[key], letters)
+
+
+def check_inputs(dims: Dims, spec: CellSpec, x_name: str, x, letters: str, p: dict) -> None:
+    """Check the input ``x`` (``letters``: ``"n_x m"`` or ``"n_x m T_x"``), then the layer."""
+    dims.check(x_name, x, letters)
+    check_layer(dims, spec, p, x_name)

@@ -44,7 +44,7 @@ from .._core.activations import softmax
 from .._core.spec import GRU
 from .._validate import Dims, check_arrays
 from .caches import StepCaches, steps_and_x
-from .checks import check_layer, column_params
+from .checks import check_inputs, column_params
 
 __all__ = ["gru_backward", "gru_cell_backward", "gru_cell_forward", "gru_forward"]
 
@@ -60,11 +60,6 @@ class GRUCellCache(NamedTuple):
     hnt: object
     xt: object
     parameters: object
-
-
-def _check(dims: Dims, x_name: str, x, letters: str, p: dict) -> None:
-    dims.check(x_name, x, letters)
-    check_layer(dims, GRU, p, x_name)
 
 
 # -- cell -------------------------------------------------------------------
@@ -107,7 +102,7 @@ def gru_cell_forward(xt, a_prev, parameters):
     p = column_params(GRU, parameters)
     xp = check_arrays({"xt": xt, "a_prev": a_prev, **p})
     dims = Dims()
-    _check(dims, "xt", xt, "n_x m", p)
+    check_inputs(dims, GRU, "xt", xt, "n_x m", p)
     dims.check("a_prev", a_prev, "n_a m")
     n_a = dims["n_a"]
     W, b = sequence.stack_gates(xp, GRU, p)
@@ -143,7 +138,7 @@ def gru_cell_backward(da_next, cache):
     named = dict(zip(names, arrays, strict=True))
     xp = check_arrays({"da_next": da_next, **named, **p})
     dims = Dims()
-    _check(dims, "xt", named["xt"], "n_x m", p)
+    check_inputs(dims, GRU, "xt", named["xt"], "n_x m", p)
     for name in names[:-1]:
         dims.check(name, named[name], "n_a m")
     dims.check("da_next", da_next, "n_a m")
@@ -200,7 +195,7 @@ def gru_forward(x, a0, parameters):
     p = column_params(GRU, parameters)
     xp = check_arrays({"x": x, "a0": a0, **p})
     dims = Dims()
-    _check(dims, "x", x, "n_x m T_x", p)
+    check_inputs(dims, GRU, "x", x, "n_x m T_x", p)
     dims.require_steps("T_x", "x", x)
     if a0 is None:
         a0 = zeros_like_state(xp, (dims["n_a"], dims["m"]), x)
@@ -237,7 +232,7 @@ def gru_backward(da, caches):
     p = column_params(GRU, steps.parameters)
     xp = check_arrays({"da": da, "x": x, "a0": a0, **p})
     dims = Dims()
-    _check(dims, "x", x, "n_x m T_x", p)
+    check_inputs(dims, GRU, "x", x, "n_x m T_x", p)
     dims.check("a0", a0, "n_a m")
     dims.check("da", da, "n_a m T_x")
     w = sequence.fuse(xp, GRU, p)

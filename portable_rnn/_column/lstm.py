@@ -35,7 +35,7 @@ from .._core.activations import softmax
 from .._core.spec import LSTM
 from .._validate import Dims, check_arrays
 from .caches import StepCaches, steps_and_x
-from .checks import check_layer, column_params
+from .checks import check_inputs, column_params
 
 __all__ = ["lstm_backward", "lstm_cell_backward", "lstm_cell_forward", "lstm_forward"]
 
@@ -53,11 +53,6 @@ class LSTMCellCache(NamedTuple):
     ot: object
     xt: object
     parameters: object
-
-
-def _check(dims: Dims, x_name: str, x, letters: str, p: dict) -> None:
-    dims.check(x_name, x, letters)
-    check_layer(dims, LSTM, p, x_name)
 
 
 # -- cell -------------------------------------------------------------------
@@ -105,7 +100,7 @@ def lstm_cell_forward(xt, a_prev, c_prev, parameters):
     p = column_params(LSTM, parameters)
     xp = check_arrays({"xt": xt, "a_prev": a_prev, "c_prev": c_prev, **p})
     dims = Dims()
-    _check(dims, "xt", xt, "n_x m", p)
+    check_inputs(dims, LSTM, "xt", xt, "n_x m", p)
     dims.check("a_prev", a_prev, "n_a m")
     dims.check("c_prev", c_prev, "n_a m")
     W, b = sequence.stack_gates(xp, LSTM, p)
@@ -149,7 +144,7 @@ def lstm_cell_backward(da_next, dc_next, cache):
     named = dict(zip(names, arrays, strict=True))
     xp = check_arrays({"da_next": da_next, "dc_next": dc_next, **named, **p})
     dims = Dims()
-    _check(dims, "xt", named["xt"], "n_x m", p)
+    check_inputs(dims, LSTM, "xt", named["xt"], "n_x m", p)
     dims.check("da_next", da_next, "n_a m")
     dims.check("dc_next", dc_next, "n_a m")
     for name in names[:-1]:
@@ -213,7 +208,7 @@ def lstm_forward(x, a0, parameters, *, c0=None):
     p = column_params(LSTM, parameters)
     xp = check_arrays({"x": x, "a0": a0, "c0": c0, **p})
     dims = Dims()
-    _check(dims, "x", x, "n_x m T_x", p)
+    check_inputs(dims, LSTM, "x", x, "n_x m T_x", p)
     dims.require_steps("T_x", "x", x)
     shape = (dims["n_a"], dims["m"])
     for name, state in (("a0", a0), ("c0", c0)):
@@ -273,7 +268,7 @@ def lstm_backward(da, caches):
     p = column_params(LSTM, run.parameters)
     xp = check_arrays({"da": da, "x": x, "a0": a0, "c0": c0, **p})
     dims = Dims()  # the caches are the reference; da is checked against them
-    _check(dims, "x", x, "n_x m T_x", p)
+    check_inputs(dims, LSTM, "x", x, "n_x m T_x", p)
     dims.check("a0", a0, "n_a m")
     dims.check("da", da, "n_a m T_x")
     if len(run.states) != dims["T_x"]:

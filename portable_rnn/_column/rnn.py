@@ -27,7 +27,7 @@ from .._core.activations import softmax
 from .._core.spec import RNN
 from .._validate import Dims, check_arrays
 from .caches import StepCaches, steps_and_x
-from .checks import check_layer, column_params
+from .checks import check_inputs, check_layer, column_params
 
 __all__ = ["rnn_backward", "rnn_cell_backward", "rnn_cell_forward", "rnn_forward"]
 
@@ -80,8 +80,7 @@ def rnn_cell_forward(xt, a_prev, parameters):
     p = column_params(RNN, parameters)
     xp = check_arrays({"xt": xt, "a_prev": a_prev, **p})
     dims = Dims()
-    dims.check("xt", xt, "n_x m")
-    check_layer(dims, RNN, p, "xt")
+    check_inputs(dims, RNN, "xt", xt, "n_x m", p)
     dims.check("a_prev", a_prev, "n_a m")
     a_next = core.activate(xp, p["Wax"] @ xt + p["ba"], p["Waa"] @ a_prev)
     yt_pred = softmax(xp, p["Wya"] @ a_next + p["by"], axis=0) if "Wya" in p else None
@@ -115,8 +114,7 @@ def rnn_cell_backward(da_next, cache):
     a_next, a_prev, xt, p = _cell_cache(cache)
     xp = check_arrays({"da_next": da_next, "a_next": a_next, "a_prev": a_prev, "xt": xt, **p})
     dims = Dims()
-    dims.check("xt", xt, "n_x m")
-    check_layer(dims, RNN, p, "xt")
+    check_inputs(dims, RNN, "xt", xt, "n_x m", p)
     dims.check("a_next", a_next, "n_a m")
     dims.check("a_prev", a_prev, "n_a m")
     dims.check("da_next", da_next, "n_a m")
@@ -224,8 +222,7 @@ def rnn_backward(da, caches):
     p = column_params(RNN, run.parameters)
     xp = check_arrays({"da": da, "x": x, "a0": a0, **p})
     dims = Dims()  # the caches are the reference; da is checked against them
-    dims.check("x", x, "n_x m T_x")
-    check_layer(dims, RNN, p, "x")
+    check_inputs(dims, RNN, "x", x, "n_x m T_x", p)
     dims.check("a0", a0, "n_a m")
     dims.check("da", da, "n_a m T_x")
     if len(run.states) != dims["T_x"]:

@@ -222,7 +222,7 @@ def backward(xp, cell: Cell, w: Weights, x, init, states: Steps, a, da, final=No
     # Weight and input gradients: one product each over all steps, after the loop.
     G = w.Wa.shape[0]
     dX = xp.reshape(dpre.last_axis(xp, 0), (G, m * T))
-    dA = dX if len(dpre[0]) == 1 else xp.reshape(dpre.last_axis(xp, 1), (G, m * T))
+    dA = dX if dpre.width == 1 else xp.reshape(dpre.last_axis(xp, 1), (G, m * T))
     dWa = dA @ xp.reshape(previous_states(xp, init.a, a), (n_a, m * T)).T
     dWx = dX @ xp.reshape(x, (n_x, m * T)).T
     dbhn = None

@@ -77,6 +77,14 @@ class CellSpec:
         """Blocks of ``n_a`` rows in the fused weights: 1 (RNN), 4 (LSTM), 3 (GRU)."""
         return max(len(self.stacked), 1)
 
+    def shape(self, key: str, n_x: int, n_a: int, n_y: int) -> tuple[int, ...]:
+        """The shape of parameter ``key`` for the sizes given (``"n_a n_a+n_x"`` -> ints)."""
+        sizes = {"n_x": n_x, "n_a": n_a, "n_y": n_y}
+        return tuple(
+            int(t) if t.isdigit() else sum(sizes[part] for part in t.split("+"))
+            for t in self.shapes[key].split()
+        )
+
     def permutation(self, source: tuple[str, ...], target: tuple[str, ...]) -> tuple[int, ...]:
         """Block ``k`` in ``target`` order is block ``result[k]`` in ``source`` order."""
         return tuple(source.index(g) for g in target)

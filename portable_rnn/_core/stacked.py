@@ -62,8 +62,7 @@ def forward(xp, cell: Cell, weights: list[Weights], x, D: int, inits):
             a = states.last_axis(xp, "a")
             runs.append(Run(x_k, init, states, a, weights[k]))
             for j, name in enumerate(cell.spec.carry):
-                last = a if name == "a" else states.last_axis(xp, name)
-                finals[j].append(last[:, :, -1])
+                finals[j].append(states.final(name))  # no need to stack every step
             outs.append(a if d == 0 else xp.flip(a, axis=-1))
         inp = outs[0] if D == 1 else xp.concat(outs, axis=0)
     cache = StackCache(cell, runs, D, L, n_a, x)

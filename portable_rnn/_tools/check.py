@@ -30,12 +30,10 @@ def _params(kind, rng, n_x, n_a, n_y=2):
     Drawn in the order of the cell's keys; the recurrent layer's are halved.
     """
     spec = CELLS[kind]
-    sizes = {"n_x": n_x, "n_a": n_a, "n_y": n_y, "n_a+n_x": n_a + n_x, "1": 1}
     p = {}
     for key in spec.keys:
-        shape = tuple(sizes[letter] for letter in spec.shapes[key].split())
         scale = 1.0 if key in spec.output_keys else 0.5
-        p[key] = rng.standard_normal(shape) * scale
+        p[key] = rng.standard_normal(spec.shape(key, n_x, n_a, n_y)) * scale
     return p
 
 
