@@ -6,9 +6,9 @@ own (no autodiff). The pieces are public so that a user can write their own loop
 
     from portable_rnn import train as T
 
-    text, _ = T.load_corpus()                      # pydoc_data.topics: offline
-    vocab = T.Vocabulary.from_text(text)
-    batches = T.TextBatches(vocab.encode(text), batch=32, seq_len=64)
+    corpus = T.read_corpus()                       # pydoc_data.topics: offline
+    vocab = corpus.vocab                           # corpus.ids: uint8, one per character
+    batches = T.TextBatches(corpus.ids, batch=32, seq_len=64)
     params = T.init_char_model(len(vocab), cell="lstm", hidden=256, seed=0)
     opt, state = T.adam_init(params), None
     for j in range(len(batches)):
@@ -43,21 +43,26 @@ from ._model import (
 from ._optim import adam_init, adam_update, clip_grad_norm, global_norm
 from ._sample import sample
 from ._text import (
+    DEFAULT_CHUNK_SIZE,
     DEFAULT_CORPUS,
+    Corpus,
     CorpusError,
     TextBatches,
     Vocabulary,
     corpus_digest,
     load_corpus,
+    read_corpus,
     split_corpus,
 )
 
 __all__ = [
+    "DEFAULT_CHUNK_SIZE",
     "DEFAULT_CORPUS",
     "FORMAT",
     "FORMAT_VERSION",
     "STRUCTURAL",
     "CheckpointError",
+    "Corpus",
     "CorpusError",
     "TextBatches",
     "TrainConfig",
@@ -80,6 +85,7 @@ __all__ = [
     "load_checkpoint",
     "load_corpus",
     "plot_history",
+    "read_corpus",
     "sample",
     "save_checkpoint",
     "split_corpus",

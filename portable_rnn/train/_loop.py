@@ -301,8 +301,8 @@ class _Run:
             _check_structural(resume, _saved_config(header, resume), asdict(config))
             if corpus is None and header["corpus"]["source"] != _text.DEFAULT_CORPUS:
                 corpus = header["corpus"]["source"]
-        text, self.source = _text.load_corpus(corpus)
-        self.digest = _text.corpus_digest(text)
+        read = _text.read_corpus(corpus)
+        self.source, self.digest, self.chars = read.source, read.digest, read.chars
         if header is not None:
             if header["corpus"]["sha256"] != self.digest:
                 raise CheckpointError(
@@ -310,12 +310,11 @@ class _Run:
                     f"trained on ({header['corpus']['source']!r}, {header['corpus']['chars']} "
                     "characters)"
                 )
-            self.vocab = Vocabulary(header["vocab"])
-        else:
-            self.vocab = Vocabulary.from_text(text)
-        self.chars = len(text)
-        ids = self.vocab.encode(text)
-        train_ids, val_ids = _text.split_corpus(ids, config.val_fraction)
+            vocab = Vocabulary(header["vocab"])
+            if vocab != read.vocab:  # not the corpus's own: index with the checkpoint's
+                read = _text.read_corpus(corpus, vocab)
+        self.vocab = read.vocab
+        train_ids, val_ids = _text.split_corpus(read.ids, config.val_fraction)
         self.train = TextBatches(train_ids, config.batch, config.seq_len, "the training text")
         val_streams = (len(val_ids) - 1) // config.seq_len
         if val_streams < 1:
