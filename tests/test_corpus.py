@@ -210,6 +210,33 @@ def test_bad_arguments_are_named(tmp_path):
             tr.read_corpus(path, chunk_size=bad)
 
 
+class _Failing:
+    """A stream that gives one chunk, then fails as a disk or network error would."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def read(self, n):
+        self.calls += 1
+        if self.calls > 1:
+            raise OSError(5, "Input/output error")
+        return b"a" * n
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+
+def test_a_read_error_is_a_corpus_error_naming_the_file(monkeypatch):
+    monkeypatch.setattr(_text, "_open", lambda p: (_Failing(), "remote.txt"))
+    with pytest.raises(
+        tr.CorpusError, match="'remote.txt' cannot be read at byte 64: Input/output"
+    ):
+        tr.read_corpus("remote.txt", chunk_size=64)
+
+
 class _Changing:
     """A stream whose content is ``first`` until it is rewound, then ``second``."""
 

@@ -87,7 +87,8 @@ class _Chunks:
     complete in it (a character split across chunks comes with the chunk that
     ends it; ``None`` when ``data`` is ASCII and nothing is pending, so that
     ``data`` itself is the text). A NUL byte or bytes that are not UTF-8 raise
-    `CorpusError` naming ``name`` and the byte offset, at the chunk that holds them.
+    `CorpusError` naming ``name`` and the byte offset, at the chunk that holds them;
+    so does an error of the operating system while reading.
     """
 
     def __init__(self, stream: BinaryIO, name: str, chunk_size: int):
@@ -97,7 +98,12 @@ class _Chunks:
     def __iter__(self):
         decoder = codecs.getincrementaldecoder("utf-8")("strict")
         while True:
-            data = self.stream.read(self.chunk_size)
+            try:
+                data = self.stream.read(self.chunk_size)
+            except OSError as exc:
+                raise CorpusError(
+                    f"corpus {self.name!r} cannot be read at byte {self.offset}: {exc.strerror}"
+                ) from None
             nul = data.find(b"\x00")
             pending = decoder.getstate()[0]
             if nul < 0 and data and not pending and data.isascii():
