@@ -12,6 +12,7 @@
 
 import math
 import random
+import signal
 
 import numpy as np
 import pytest
@@ -415,6 +416,14 @@ def test_config_refuses_bad_values():
         ({"val_fraction": 1.0}, "val_fraction"),
         ({"max_minutes": 0}, "max_minutes"),
         ({"save_every": 0}, "save_every"),
+        ({"eps": 0.0}, "eps"),
+        ({"eps": -1e-8}, "eps"),
+        ({"betas": (0.9, 1.0)}, "betas"),
+        ({"betas": (-0.1, 0.9)}, "betas"),
+        ({"betas": (0.9,)}, "betas"),
+        ({"seed": -1}, "seed"),
+        ({"sample_length": tr.MAX_SAMPLE_LENGTH + 1}, "sample_length"),
+        ({"dtype": "float16"}, "dtype"),
     ]:
         with pytest.raises(ValueError, match=word):
             tr.TrainConfig(**kw)
@@ -465,3 +474,51 @@ def test_interrupt_between_steps_saves_a_consistent_checkpoint(corpus, tmp_path,
     assert header["step"] == 3 and len(arrays["history"]["train"]) == 3
     resumed = tr.fit(config, corpus=corpus, resume=tmp_path / "c.npz")
     assert resumed.train_loss == tr.fit(config, corpus=corpus).train_loss
+
+
+def test_non_finite_parameters_are_never_saved(corpus, tmp_path, monkeypatch):
+    """Finite loss and gradients, but an update that overflows: the save refuses it."""
+    from portable_rnn.train import _loop
+
+    real = _loop.adam_scalars
+
+    def overflow_at_step_4(step, *args):
+        size, bc2 = real(step, *args)
+        return (math.inf if step == 4 else size), bc2
+
+    monkeypatch.setattr(_loop, "adam_scalars", overflow_at_step_4)
+    out = tmp_path / "c.npz"
+    with pytest.raises(tr.DivergenceError, match="at step 4.*not finite.*keeps step 2") as exc:
+        tr.fit(_small(steps=6, eval_every=100, save_every=2), corpus=corpus, out=out)
+    assert exc.value.step == 4
+    header, arrays = tr.load_checkpoint(out)
+    assert header["step"] == 2
+    assert all(np.all(np.isfinite(a)) for a in arrays["params"].values())
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM"), reason="needs SIGTERM")
+def test_fit_handles_sigterm_only_while_it_runs(corpus):
+    def mine(signum, frame):  # pragma: no cover - never called
+        pass
+
+    seen = []
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        tr.fit(_small(steps=2, eval_every=1), corpus=corpus,
+               log=lambda line: seen.append(signal.getsignal(signal.SIGTERM)))  # fmt: skip
+        assert seen and all(h is not mine and callable(h) for h in seen)
+        assert signal.getsignal(signal.SIGTERM) is mine  # restored
+
+        def interrupt(line):
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            tr.fit(_small(steps=2, eval_every=1), corpus=corpus, log=interrupt)
+        assert signal.getsignal(signal.SIGTERM) is mine  # also after an interruption
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # an ignored SIGTERM stays ignored
+        seen.clear()
+        tr.fit(_small(steps=1, eval_every=1), corpus=corpus,
+               log=lambda line: seen.append(signal.getsignal(signal.SIGTERM)))  # fmt: skip
+        assert seen == [signal.SIG_IGN]
+    finally:
+        signal.signal(signal.SIGTERM, previous)

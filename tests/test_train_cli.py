@@ -7,6 +7,7 @@ every file as it was; checkpoints are written atomically (also under SIGKILL).
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import json
 import os
@@ -233,6 +234,15 @@ def test_plot_in_missing_directory_fails_before_training(tmp_path, corpus, monke
 
 
 @NEEDS_MPL
+def test_plot_over_the_checkpoint_is_refused(tmp_path, corpus, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(tmp_path)
+    assert train("--corpus", corpus, "--steps", 2, "--out", "m.png", "--plot", "m.png") == 2
+    one_error_line(capsys, "train", "plot", "m.png", "checkpoint", stdout="")
+    assert snapshot(tmp_path) == before
+
+
+@NEEDS_MPL
 def test_plot_unsupported_format_is_a_user_error(tmp_path, corpus, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert train("--corpus", corpus, "--steps", 2, "--out", "m.npz", "--plot", "loss.xyz") == 2
@@ -451,9 +461,9 @@ def test_sample_bad_checkpoint(kind, trained, tmp_path, monkeypatch, capsys):
 def test_sample_checkpoint_without_vocabulary(tmp_path, capsys):
     path = save_checkpoint(tmp_path / "bare.npz", {"step": 1}, {"params": {"w": np.ones(3)}})
     assert sample_cmd("--checkpoint", path, "--length", 5) == 2
-    one_error_line(capsys, "sample", "vocabulary")
+    one_error_line(capsys, "sample", str(path), "lacks", "vocab", "config", "corpus")
     assert main(["train", "--resume", str(path), "--no-progress"]) == 2
-    one_error_line(capsys, "train", "config")
+    one_error_line(capsys, "train", str(path), "lacks", "vocab", "config", "corpus")
 
 
 @pytest.mark.parametrize("temperature", ["0", "-1", "nan", "inf"])
@@ -608,3 +618,307 @@ def test_resume_goes_on_where_the_first_run_was_asked_to_run(tmp_path, corpus, c
                  "--backend", "numpy"]) == 0  # fmt: skip
     assert "on numpy (trained on array_api_strict)" in capsys.readouterr().out
     assert load_checkpoint(out)[0]["step"] == 6
+
+
+# --------------------------------------------------------------------------- nothing is lost
+
+NEEDS_LINUX_SYSFS = pytest.mark.skipif(
+    not Path("/sys/kernel").is_dir() or not Path("/proc/self").is_dir(),
+    reason="needs Linux's /sys and /proc (places where not even root can create a file)",
+)
+
+
+def temporaries(directory) -> list[str]:
+    return sorted(p.name for p in Path(directory).iterdir() if p.name.endswith(".tmp"))
+
+
+@pytest.mark.parametrize(
+    ("where", "words"),
+    [
+        pytest.param("/sys/portable_rnn_test.npz", ["cannot write", "permission denied"],
+                     marks=NEEDS_LINUX_SYSFS),
+        pytest.param("/proc/portable_rnn_test.npz", ["cannot write", "no such file"],
+                     marks=NEEDS_LINUX_SYSFS),
+        ("adir", ["is a directory"]),
+        ("fifo", ["not a regular file"]),
+        ("corpus.txt", ["is the corpus"]),
+    ],
+)  # fmt: skip
+def test_an_out_that_cannot_be_written_is_refused_before_training(
+    where, words, tmp_path, monkeypatch, capsys
+):
+    """These used to fail with a traceback at the first save, after the training."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "corpus.txt").write_text(make_text(), encoding="utf-8")
+    (tmp_path / "adir").mkdir()
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "fifo")
+    elif where == "fifo":
+        pytest.skip("needs os.mkfifo (POSIX)")
+    before = snapshot(tmp_path)
+    assert train("--corpus", "corpus.txt", "--steps", 2, "--out", where) == 2
+    one_error_line(capsys, "train", "out", where, *words, stdout="")  # no step was trained
+    assert snapshot(tmp_path) == before
+    assert (tmp_path / "fifo").exists() == hasattr(os, "mkfifo")
+
+
+def test_a_keep_best_path_that_cannot_be_written_is_refused(tmp_path, corpus, capsys):
+    (tmp_path / "m.best.npz").mkdir()
+    assert train("--corpus", corpus, "--steps", 2, "--out", tmp_path / "m.npz", "--keep-best") == 2
+    one_error_line(capsys, "train", "best_out", "m.best.npz", "directory", stdout="")
+    assert not (tmp_path / "m.npz").exists()
+
+
+def _fail_second(kind: str, monkeypatch, out: Path):
+    """Make the second checkpoint write fail as a full disk, a too-large file or no permission."""
+    calls = []
+    if kind in ("ENOSPC", "EFBIG"):
+        real_write = checkpoint_module._write
+
+        def write(fh, arrays):
+            calls.append(1)
+            if len(calls) == 2:
+                fh.write(b"PK\x03\x04 partial")
+                raise OSError(getattr(errno, kind), os.strerror(getattr(errno, kind)))
+            real_write(fh, arrays)
+
+        monkeypatch.setattr(checkpoint_module, "_write", write)
+    else:
+        real_replace = os.replace
+
+        def replace(src, dst, *args, **kwargs):
+            if Path(dst) == out:
+                calls.append(1)
+                if len(calls) == 2:
+                    raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(dst))
+            return real_replace(src, dst, *args, **kwargs)
+
+        monkeypatch.setattr(checkpoint_module.os, "replace", replace)
+
+
+@pytest.mark.parametrize("kind", ["ENOSPC", "EFBIG", "EACCES"])
+def test_a_failed_save_is_one_line_and_keeps_the_last_checkpoint(
+    kind, tmp_path, corpus, monkeypatch, capsys
+):
+    """A full disk used to be a traceback (the old checkpoint did stay intact)."""
+    out = tmp_path / "m.npz"
+    _fail_second(kind, monkeypatch, out)
+    assert train("--corpus", corpus, "--steps", 6, "--out", out) == 2
+    line = one_error_line(capsys, "train", str(out), "step 4", kind, "as it was")
+    assert os.strerror(getattr(errno, kind)).lower() in line.lower()
+    header, arrays = load_checkpoint(out)
+    assert header["step"] == 2 and arrays["history"]["train"].shape == (2,)
+    assert temporaries(tmp_path) == []
+
+
+SIGTERM_ARGS = ("--eval-every", "1", "--sample-length", "0", "--save-every", "100000")
+
+
+def _start_training(out: Path, corpus: Path, *extra, script=None) -> subprocess.Popen:
+    args = ["train", *TINY, *SIGTERM_ARGS, "--corpus", str(corpus), "--steps", "100000",
+            "--out", str(out), *extra]  # fmt: skip
+    command = [sys.executable, "-c", script, *args] if script else [
+        sys.executable, "-m", "portable_rnn", *args
+    ]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _stop(proc: subprocess.Popen) -> tuple[str, str]:
+    try:
+        return proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM") or sys.platform == "win32",
+                    reason="needs POSIX signals")  # fmt: skip
+def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path, corpus, capsys):
+    """SIGTERM used to kill the run and lose every step since the last save."""
+    out = tmp_path / "m.npz"
+    proc = _start_training(out, corpus)
+    try:
+        for _ in range(3):  # three validations: the loop is running, its handler in place
+            line = proc.stdout.readline()
+            assert VALIDATION_LINE.match(line), (line, proc.poll())
+        proc.send_signal(signal.SIGTERM)
+    finally:
+        stdout, stderr = _stop(proc)
+    assert proc.returncode == 143, stderr
+    assert stderr == f"portable-rnn train: terminated (SIGTERM); resume with --resume {out}\n"
+    header, arrays = load_checkpoint(out)
+    step = header["step"]
+    assert step >= 3 and arrays["history"]["train"].shape == (step,)
+    assert temporaries(tmp_path) == []
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--steps", str(step + 1), "--no-progress",
+                 "--backend", "numpy"]) == 0  # fmt: skip
+    assert load_checkpoint(out)[0]["step"] == step + 1
+
+
+STALLED_WRITE = r"""
+import sys, time
+from pathlib import Path
+import portable_rnn.train._checkpoint as ck
+from portable_rnn.__main__ import main
+
+real, calls = ck._write, []
+
+def stalled(fh, arrays):  # the first write stalls half-way, as a slow disk would
+    calls.append(1)
+    if len(calls) == 1:
+        fh.write(b"PK\x03\x04 half of a checkpoint")
+        fh.flush()
+        print("writing", flush=True)
+        time.sleep(60)
+    real(fh, arrays)
+
+ck._write = stalled
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM") or sys.platform == "win32",
+                    reason="needs POSIX signals")  # fmt: skip
+def test_sigterm_during_a_write_leaves_a_whole_checkpoint_and_no_temporary(tmp_path, corpus):
+    """A SIGTERM during a write used to leave the .tmp file behind (and no checkpoint)."""
+    out = tmp_path / "m.npz"
+    proc = _start_training(out, corpus, "--save-every", "2", script=STALLED_WRITE)
+    try:
+        lines = []
+        while not lines or lines[-1] != "writing\n":
+            lines.append(proc.stdout.readline())
+            assert lines[-1], (lines, proc.poll())
+        assert temporaries(tmp_path) != []  # the stalled write's temporary file
+        proc.send_signal(signal.SIGTERM)
+    finally:
+        _, stderr = _stop(proc)
+    assert proc.returncode == 143, stderr
+    assert temporaries(tmp_path) == []
+    header, arrays = load_checkpoint(out)  # written again, whole, by the handler
+    assert header["step"] == 2 and arrays["history"]["train"].shape == (2,)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file locks and names")
+def test_stale_temporaries_are_removed_at_the_next_start(tmp_path, corpus, capsys):
+    import fcntl
+
+    old = time.time() - 3600
+    names = {
+        ".m.npz.abc_1234.tmp": False,  # a killed writer's: removed
+        ".m.npz.fresh123.tmp": True,  # written a moment ago: maybe another trainer's
+        ".m.npz.locked12.tmp": True,  # old, but a living writer holds its lock
+        ".m.npz.abcd1234.tmp.keep": True,  # not the pattern
+        ".m.npz.ABCD1234.tmp": True,  # not mkstemp's alphabet
+        ".other.npz.abcd1234.tmp": True,  # another checkpoint's
+        "m.npz.abcd1234.tmp": True,  # not hidden
+    }
+    for name in names:
+        (tmp_path / name).write_bytes(b"PK\x03\x04 partial")
+        if name != ".m.npz.fresh123.tmp":
+            os.utime(tmp_path / name, (old, old))
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("not a temporary")
+    os.symlink(target, tmp_path / ".m.npz.link1234.tmp")  # a link named like one: kept
+    names[".m.npz.link1234.tmp"] = True
+    fd = os.open(tmp_path / ".m.npz.locked12.tmp", os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        assert train("--corpus", corpus, "--steps", 2, "--out", tmp_path / "m.npz") == 0
+    finally:
+        os.close(fd)
+    out = capsys.readouterr().out
+    assert f"removed {str(tmp_path / '.m.npz.abc_1234.tmp')!r}" in out
+    assert out.count("removed ") == 1
+    for name, kept in names.items():
+        assert (tmp_path / name).exists() == kept, name
+    assert target.read_text() == "not a temporary"
+
+
+def _loss_goes_bad(monkeypatch, at_call: int, what: str):
+    real = loop_module.char_model_loss_and_grads
+    calls = []
+
+    def bad(params, x, y, state=None):
+        loss, grads, state = real(params, x, y, state)
+        calls.append(1)
+        if len(calls) == at_call:
+            if what == "loss":
+                loss = loss * float("nan")
+            else:
+                grads = {k: g + float("inf") for k, g in grads.items()}
+        return loss, grads, state
+
+    monkeypatch.setattr(loop_module, "char_model_loss_and_grads", bad)
+
+
+@pytest.mark.parametrize(
+    ("what", "clip", "words"),
+    [("loss", "5", ["the loss is nan"]), ("grads", "5", ["gradient norm"]),
+     ("grads", "0", ["gradient norm"])],
+)  # fmt: skip
+def test_a_non_finite_step_stops_the_run_and_keeps_the_last_checkpoint(
+    what, clip, words, tmp_path, corpus, monkeypatch, capsys
+):
+    """A run whose loss turned NaN used to go on, and save NaN checkpoints."""
+    out = tmp_path / "m.npz"
+    _loss_goes_bad(monkeypatch, 3, what)
+    assert train("--corpus", corpus, "--steps", 6, "--out", out, "--clip", clip) == 1
+    one_error_line(capsys, "train", "diverged at step 3", *words, f"{str(out)!r} keeps step 2")
+    header, arrays = load_checkpoint(out)
+    assert header["step"] == 2
+    assert all(np.all(np.isfinite(a)) for a in arrays["params"].values())
+    assert temporaries(tmp_path) == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symbolic links need privileges on Windows")
+def test_a_symlinked_out_is_written_through(tmp_path, corpus):
+    real = tmp_path / "real"
+    real.mkdir()
+    link, dangling = tmp_path / "m.npz", tmp_path / "new.npz"
+    (real / "m.npz").write_bytes(SENTINEL)
+    os.symlink(real / "m.npz", link)
+    os.symlink(real / "new.npz", dangling)  # its target does not exist yet
+    assert train("--corpus", corpus, "--steps", 2, "--out", link) == 0
+    assert train("--corpus", corpus, "--steps", 2, "--out", dangling) == 0
+    for name in ("m.npz", "new.npz"):
+        assert (tmp_path / name).is_symlink()
+        assert os.readlink(tmp_path / name) == str(real / name)
+        assert load_checkpoint(real / name)[0]["step"] == 2
+    assert main(["train", "--resume", str(link), "--steps", "4", "--no-progress",
+                 "--backend", "numpy"]) == 0  # fmt: skip
+    assert link.is_symlink() and load_checkpoint(real / "m.npz")[0]["step"] == 4
+    assert temporaries(tmp_path) == [] and temporaries(real) == []
+
+
+@pytest.mark.parametrize("temperature", ["1e-308", "5e-324", "1e-30"])
+def test_a_tiny_temperature_is_greedy_and_does_not_overflow(temperature, trained, tmp_path, capsys):
+    """--temperature 1e-308 used to overflow (a RuntimeWarning, then garbage)."""
+    from portable_rnn.train import Vocabulary, char_model_logits, init_char_state
+
+    sharp = tmp_path / "sharp.npz"  # scores of tens: 1e-308 overflowed where |score| > 1.8
+    with np.load(trained.f64, allow_pickle=False) as npz:
+        flat = {key: npz[key] for key in npz.files}
+    flat["params/Wy"], flat["params/by"] = 50 * flat["params/Wy"], 50 * flat["params/by"]
+    np.savez(sharp, **flat)
+    assert sample_cmd("--checkpoint", sharp, "--length", 20, "--seed", 1,
+                      "--temperature", temperature) == 0  # fmt: skip
+    text = capsys.readouterr().out[:-1]
+    header, arrays = load_checkpoint(sharp)
+    params, vocab = arrays["params"], Vocabulary(header["vocab"])
+    state, current, greedy = init_char_state(params, 1), vocab.encode("\n")[0], []
+    for _ in range(20):
+        logits, state = char_model_logits(params, np.array([[current]]), state)
+        current = int(np.argmax(logits.reshape(-1)))
+        greedy.append(current)
+    assert text == "\n" + vocab.decode(greedy)
+
+
+def test_lengths_are_bounded(checkpoint, corpus, capsys):
+    from portable_rnn.train import MAX_SAMPLE_LENGTH
+
+    assert sample_cmd("--checkpoint", checkpoint, "--length", MAX_SAMPLE_LENGTH + 1) == 2
+    one_error_line(capsys, "sample", "length", str(MAX_SAMPLE_LENGTH), stdout="")
+    assert train("--corpus", corpus, "--sample-length", MAX_SAMPLE_LENGTH + 1) == 2
+    one_error_line(capsys, "train", "sample_length", str(MAX_SAMPLE_LENGTH), stdout="")

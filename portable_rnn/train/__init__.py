@@ -25,11 +25,12 @@ own (no autodiff). The pieces are public so that a user can write their own loop
 from ._checkpoint import (
     FORMAT,
     FORMAT_VERSION,
+    MAX_CHECKPOINT_BYTES,
     CheckpointError,
     load_checkpoint,
     save_checkpoint,
 )
-from ._loop import STRUCTURAL, TrainConfig, TrainResult, evaluate, fit, plot_history
+from ._loop import DivergenceError, TrainResult, evaluate, fit, plot_history
 from ._model import (
     char_model_backward,
     char_model_forward,
@@ -41,7 +42,8 @@ from ._model import (
     to_device_like,
 )
 from ._optim import adam_init, adam_update, clip_grad_norm, global_norm
-from ._sample import sample
+from ._runfile import STRUCTURAL, TrainConfig
+from ._sample import MAX_SAMPLE_LENGTH, sample
 from ._text import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_CORPUS,
@@ -60,10 +62,13 @@ __all__ = [
     "DEFAULT_CORPUS",
     "FORMAT",
     "FORMAT_VERSION",
+    "MAX_CHECKPOINT_BYTES",
+    "MAX_SAMPLE_LENGTH",
     "STRUCTURAL",
     "CheckpointError",
     "Corpus",
     "CorpusError",
+    "DivergenceError",
     "TextBatches",
     "TrainConfig",
     "TrainResult",

@@ -7,12 +7,16 @@ import sys
 from pathlib import Path
 
 from .._config import get_config
-from ._checkpoint import CheckpointError, load_checkpoint, load_header
-from ._loop import LN2, TrainConfig, _pyplot, fit, plot_history
+from ._checkpoint import CheckpointError, printable
+from ._loop import LN2, DivergenceError, Terminated, _pyplot, fit, plot_history
+from ._runfile import TrainConfig, read_run
+from ._sample import MAX_SAMPLE_LENGTH
 from ._text import CorpusError, Vocabulary
 
 #: Errors that are the user's input, reported as one line with exit status 2.
 USER_ERRORS = (CorpusError, CheckpointError, ValueError, TypeError, ImportError, RuntimeError)
+#: Exit statuses of ``portable-rnn train``: a diverged run, Ctrl-C, SIGTERM (128 + signal).
+EXIT_DIVERGED, EXIT_SIGINT, EXIT_SIGTERM = 1, 130, 143
 DEFAULT_OUT = "charlm.npz"
 
 
@@ -62,8 +66,18 @@ def add_sample_parser(sub) -> None:
         "every backend.",
     )
     p.add_argument("--checkpoint", required=True, help="from portable-rnn train")
-    p.add_argument("--length", type=int, default=500, help="characters to generate (500)")
-    p.add_argument("--temperature", type=float, default=1.0, help="> 0 (default 1)")
+    p.add_argument(
+        "--length",
+        type=int,
+        default=500,
+        help=f"characters to generate (500; at most {MAX_SAMPLE_LENGTH:,})",
+    )
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="> 0 (default 1); a tiny one picks the most likely character",
+    )
     p.add_argument("--prime", default=None, help="text to start from")
     p.add_argument("--seed", type=int, default=None, help="seed of the generator")
     _add_target(p, "default: the checkpoint's")
@@ -83,10 +97,10 @@ def _enable_x64_if_needed(backend, dtype) -> None:
         jax.config.update("jax_enable_x64", True)
 
 
-def _fail(command: str, exc: BaseException) -> int:
+def _fail(command: str, exc: BaseException, status: int = 2) -> int:
     msg = " ".join(str(exc).split()) or type(exc).__name__
     print(f"portable-rnn {command}: error: {msg}", file=sys.stderr)
-    return 2
+    return status
 
 
 _OPTIONS = (
@@ -123,16 +137,16 @@ def run_train(args) -> int:
             config = TrainConfig(**given)
         out = args.out or args.resume or DEFAULT_OUT
         if args.plot is not None:
-            _check_plot_format(args.plot)
+            _check_plot_format(args.plot, out)
         _enable_x64_if_needed(config.backend, config.dtype or get_config().dtype)
         if args.resume is not None:
-            header = load_header(args.resume)
-            start = int(header["step"])
+            header = read_run(args.resume, groups=())[0]
+            start = header["step"]
             if start < config.steps:
                 now = config.backend or get_config().backend
                 print(
                     f"resuming {args.resume} at step {start} on {now} "
-                    f"(trained on {header.get('trained_on', 'unknown')})",
+                    f"(trained on {printable(header.get('trained_on', 'unknown'))})",
                     flush=True,
                 )
         result = fit(
@@ -144,14 +158,17 @@ def run_train(args) -> int:
             log=lambda line: print(line, flush=True),
             progress=not args.no_progress,
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: fit wrote a checkpoint
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
         print(
-            f"portable-rnn train: interrupted; resume with --resume {out}"
+            f"portable-rnn train: {what}; resume with --resume {out}"
             if out is not None and Path(out).exists()
-            else "portable-rnn train: interrupted",
+            else f"portable-rnn train: {what}",
             file=sys.stderr,
         )
-        return 130
+        return EXIT_SIGTERM if isinstance(exc, Terminated) else EXIT_SIGINT
+    except DivergenceError as exc:
+        return _fail("train", exc, EXIT_DIVERGED)
     except USER_ERRORS as exc:
         return _fail("train", exc)
     if result.step == start:
@@ -180,13 +197,15 @@ def _best_path(out) -> Path:
     return out.with_name(f"{out.stem}.best{out.suffix or '.npz'}")
 
 
-def _check_plot_format(path) -> None:
-    """Refuse, before training, a plot that matplotlib could not write."""
+def _check_plot_format(path, out) -> None:
+    """Refuse, before training, a plot that matplotlib could not write, or one over ``out``."""
     _pyplot()
     from matplotlib.backend_bases import FigureCanvasBase
 
     if not Path(path).parent.is_dir():
         raise ValueError(f"the directory of --plot {str(path)!r} does not exist")
+    if os.path.realpath(path) == os.path.realpath(out):
+        raise ValueError(f"--plot {str(path)!r} is the checkpoint --out; give another name")
     fmt = Path(path).suffix[1:].lower()
     supported = FigureCanvasBase.get_supported_filetypes()
     if fmt not in supported:
@@ -202,16 +221,10 @@ def run_sample(args) -> int:
 
     try:
         check_sampling(args.length, args.temperature, args.prime)  # before any work
-        header, arrays = load_checkpoint(args.checkpoint)
-        try:
-            vocab = Vocabulary(header["vocab"])
-            params = arrays["params"]
-        except (KeyError, TypeError, ValueError):
-            raise CheckpointError(
-                f"checkpoint {args.checkpoint!r} has no vocabulary or parameters"
-            ) from None
+        header, arrays = read_run(args.checkpoint, groups=("params",))  # all checked
+        vocab, params = Vocabulary(header["vocab"]), arrays["params"]
         check_prime(vocab, args.prime)
-        dtype = args.dtype or header.get("dtype", "float32")
+        dtype = args.dtype or header["dtype"]
         _enable_x64_if_needed(args.backend, dtype)
         params = to_backend(params, args.backend, args.device, dtype=dtype)
         text = sample(

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import math
+import os
+import signal
+import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +19,12 @@ from .._backend import compat as _compat
 from .._backend.seam import compile_function
 from .._creation import to_backend
 from . import _text
-from ._checkpoint import CheckpointError, load_checkpoint, load_header, save_checkpoint
+from ._checkpoint import (
+    CheckpointError,
+    check_writable,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
 from ._model import (
     char_model_forward,
     char_model_loss_and_grads,
@@ -23,146 +33,37 @@ from ._model import (
     init_char_state,
     to_device_like,
 )
-from ._optim import adam_apply, adam_init, adam_scalars, clip_grad_norm
+from ._optim import adam_apply, adam_init, adam_scalars, clip_grad_norm, global_norm
+from ._runfile import TrainConfig, check_structural, placement, read_run, saved_config
 from ._sample import sample
 from ._text import TextBatches, Vocabulary
 
-__all__ = ["TrainConfig", "TrainResult", "evaluate", "fit", "plot_history"]
+__all__ = ["DivergenceError", "TrainConfig", "TrainResult", "evaluate", "fit", "plot_history"]
 
-#: Options that fix the model or the batches: a resumed run must keep them.
-STRUCTURAL = ("cell", "hidden", "layers", "embed", "seq_len", "batch", "val_fraction")
 #: Temperature of the samples printed during training.
 SAMPLE_TEMPERATURE = 0.8
 LN2 = math.log(2.0)
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines a training run (the ``portable-rnn train`` options).
+class DivergenceError(FloatingPointError):
+    """The training diverged: a loss, a gradient norm or a parameter is NaN or infinite.
+
+    `fit` raises it at the first such step, which is not committed; no checkpoint of
+    a non-finite state is ever written (the last one written stays as it was).
 
     Attributes
     ----------
-    cell : {"lstm", "gru", "rnn"}
-    hidden, layers, embed : int
-        Hidden units, stacked layers, embedding width.
-    seq_len : int
-        Steps per chunk of truncated BPTT (the state is carried across chunks).
-    batch : int
-        Parallel streams of text.
-    steps : int
-        Optimizer steps of the whole run (a resumed run continues up to it).
-    lr, betas, eps : float, (float, float), float
-        Adam's parameters.
-    clip : float
-        Largest global gradient norm; 0 turns clipping off.
-    val_fraction : float
-        The held-out end of the corpus, in (0, 1).
-    eval_every : int
-        Validation (and a printed sample) every so many steps, and at the end.
-    save_every : int or None
-        Checkpoint every so many steps (``None``: with every validation), and at the end.
-    max_minutes : float or None
-        Also stop (validate and save) at the first step that ends after this much
-        wall-clock time of the run (``None``: no limit).
-    sample_length : int
-        Characters of the samples printed during training (0: none).
-    seed : int
-        Seed of the initial parameters and of the printed samples.
-    backend, device, dtype : str or None
-        Where to train; ``None`` takes the configuration (`portable_rnn.set_config`).
+    step : int
+        The step whose loss, gradient norm or parameters are not finite.
     """
 
-    cell: str = "lstm"
-    hidden: int = 256
-    layers: int = 1
-    embed: int = 64
-    seq_len: int = 64
-    batch: int = 32
-    steps: int = 1000
-    lr: float = 2e-3
-    betas: tuple = (0.9, 0.999)
-    eps: float = 1e-8
-    clip: float = 5.0
-    val_fraction: float = 0.1
-    eval_every: int = 100
-    save_every: int | None = None
-    max_minutes: float | None = None
-    sample_length: int = 200
-    seed: int = 0
-    backend: str | None = None
-    device: str | None = None
-    dtype: str | None = None
-
-    def __post_init__(self):
-        positive = ("hidden", "layers", "embed", "seq_len", "batch", "steps", "eval_every")
-        for name in positive:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if self.save_every is not None and (
-            isinstance(self.save_every, bool)
-            or not isinstance(self.save_every, int)
-            or self.save_every < 1
-        ):
-            raise ValueError(f"save_every must be a positive int or None, got {self.save_every!r}")
-        if self.cell not in ("lstm", "gru", "rnn"):
-            raise ValueError(f"cell must be one of lstm, gru, rnn, got {self.cell!r}")
-        if not (isinstance(self.lr, (int, float)) and 0 < self.lr < math.inf):
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        if not (isinstance(self.clip, (int, float)) and 0 <= self.clip < math.inf):
-            raise ValueError(f"clip must be a number >= 0 (0: no clipping), got {self.clip!r}")
-        if self.max_minutes is not None and not (
-            isinstance(self.max_minutes, (int, float)) and self.max_minutes > 0
-        ):
-            raise ValueError(f"max_minutes must be a positive number, got {self.max_minutes!r}")
-        if not (isinstance(self.val_fraction, float) and 0 < self.val_fraction < 1):
-            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
-        if (
-            isinstance(self.sample_length, bool)
-            or not isinstance(self.sample_length, int)
-            or self.sample_length < 0
-        ):
-            raise ValueError(f"sample_length must be an integer >= 0, got {self.sample_length!r}")
-        object.__setattr__(self, "betas", tuple(self.betas))
-
-    @classmethod
-    def from_checkpoint(cls, path, **overrides) -> TrainConfig:
-        """The configuration a checkpoint was trained with, with ``overrides``.
-
-        Raises
-        ------
-        CheckpointError
-            An override changes the model or the batches (`STRUCTURAL`), which a
-            resumed run cannot; the option is named.
-        """
-        header = load_header(path)
-        saved = _saved_config(header, path)
-        _check_structural(path, saved, overrides)
-        saved.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**saved)
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step
 
 
-def _placement(config) -> dict:
-    return {"backend": config.backend, "device": config.device, "dtype": config.dtype}
-
-
-def _saved_config(header, path) -> dict:
-    try:
-        saved = dict(header["config"])
-        names = {f.name for f in fields(TrainConfig)}
-        return {k: v for k, v in saved.items() if k in names}
-    except (KeyError, TypeError):
-        raise CheckpointError(f"checkpoint {str(path)!r} has no training config") from None
-
-
-def _check_structural(path, saved: dict, given: dict) -> None:
-    """Refuse a `STRUCTURAL` option of ``given`` (``None``: not given) unlike ``saved``'s."""
-    for name in STRUCTURAL:
-        if given.get(name) is not None and given[name] != saved.get(name):
-            raise CheckpointError(
-                f"checkpoint {str(path)!r} is for {name} {saved.get(name)!r}, not "
-                f"{given[name]!r}; a resumed run keeps the model and the batches"
-            )
+class Terminated(KeyboardInterrupt):
+    """SIGTERM in `fit`: handled as Ctrl-C is (a checkpoint of the last completed step)."""
 
 
 @dataclass
@@ -237,9 +138,11 @@ def _make_train_step(clip: float, betas, eps: float):
     def step(params, m, v, state, x, y, step_size, bc2_sqrt):
         loss, grads, state = char_model_loss_and_grads(params, x, y, state)
         if clip > 0:
-            grads, _ = clip_grad_norm(grads, clip)
+            grads, norm = clip_grad_norm(grads, clip)
+        else:
+            norm = global_norm(grads)  # for the guard against a diverged run
         params, m, v = adam_apply(params, grads, m, v, step_size, bc2_sqrt, betas, eps)
-        return loss, params, m, v, state
+        return loss, norm, params, m, v, state
 
     return step
 
@@ -297,8 +200,8 @@ class _Run:
         self.config = config
         header = arrays = None
         if resume is not None:
-            header, arrays = load_checkpoint(resume)
-            _check_structural(resume, _saved_config(header, resume), asdict(config))
+            header, arrays = read_run(resume)
+            check_structural(resume, saved_config(header), asdict(config))
             if corpus is None and header["corpus"]["source"] != _text.DEFAULT_CORPUS:
                 corpus = header["corpus"]["source"]
         read = _text.read_corpus(corpus)
@@ -383,7 +286,7 @@ class _Run:
             # so that a resumed run goes on there unless told otherwise
             "config": {
                 **asdict(c),
-                **{k: v if isinstance(v, str) else None for k, v in _placement(c).items()},
+                **{k: v if isinstance(v, str) else None for k, v in placement(c).items()},
             },
             "dtype": _compat.dtype_name(params["Wy"].dtype),
             "vocab": self.vocab.chars,
@@ -426,6 +329,15 @@ def fit(
     from a checkpoint gives the same losses, bit for bit, as one that was not
     interrupted (on the same backend and device).
 
+    Nothing is lost: ``out`` and ``best_out`` are checked writable before any
+    work; temporary files that a killed writer left beside them are removed;
+    Ctrl-C (SIGINT) and, in the main thread, SIGTERM write a checkpoint of the
+    last completed step before `KeyboardInterrupt` propagates (the previous
+    SIGTERM handler is restored when `fit` returns); a checkpoint that cannot be
+    written (full disk...) stops the run with the previous one intact; a loss,
+    gradient norm or parameter that is NaN or infinite stops the run
+    (`DivergenceError`) without writing it.
+
     Parameters
     ----------
     config : TrainConfig
@@ -434,7 +346,8 @@ def fit(
         ``pydoc_data.topics`` (or, when resuming, the checkpoint's corpus).
     out : str or path-like, optional
         Checkpoint file, written every ``config.save_every`` steps and at the
-        end (atomically); ``None`` writes none.
+        end (atomically; a symbolic link is written through: the file it points
+        to is replaced); ``None`` writes none.
     best_out : str or path-like, optional
         Also write a checkpoint here at every validation that is the lowest so far
         (over the whole run, also before a resume): early stopping, for a model
@@ -443,9 +356,10 @@ def fit(
         A checkpoint to continue from: parameters, optimizer state, carried
         state, step and history. ``config`` must keep its `STRUCTURAL` options
         (`TrainConfig.from_checkpoint` builds such a config); the corpus must be
-        the same text.
+        the same text. Every field and array is checked before any work.
     log : callable, optional
-        Called with a line of text at every validation (loss, throughput, sample).
+        Called with a line of text at every validation (loss, throughput, sample),
+        and for every stale temporary file removed.
     progress : bool, optional
         Show a tqdm progress bar (step, losses in bits per character, characters
         per second, time left); plain log lines when tqdm is not installed.
@@ -458,18 +372,29 @@ def fit(
     ------
     CorpusError, CheckpointError, ValueError
         Before any work: a corpus that is missing, empty, binary or too short; a
-        checkpoint that is broken, of another version or for another model.
+        checkpoint that is broken, inconsistent, of another version or for another
+        model; an ``out`` or ``best_out`` that cannot be written (a directory, a
+        read-only place, the corpus itself).
+    CheckpointError
+        During the run: a checkpoint could not be written (full disk, file too
+        large, no permission); the file is as it was and the run stops.
+    DivergenceError
+        During the run: the loss or gradient norm of a step, the validation loss or
+        the parameters are not finite; the step is not committed and nothing of it
+        is written.
     KeyboardInterrupt
-        After writing a checkpoint of the last completed step (when ``out`` is given).
+        Ctrl-C or SIGTERM, after writing a checkpoint of the last completed step
+        (when ``out`` is given).
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    _check_outputs(corpus, out=out, best_out=best_out)
     run = _Run(config, corpus, resume)
-    for name, path in (("out", out), ("best_out", best_out)):
-        if path is not None and not Path(path).parent.is_dir():
-            raise ValueError(f"the directory of {name} {str(path)!r} does not exist")
     params, opt, state, step, train_loss, val_loss = run.start()
     log = log or (lambda line: None)
+    for path in (out, best_out):
+        for stale in remove_stale_temporaries(path) if path is not None else ():
+            log(f"removed {str(stale)!r}, left by an interrupted checkpoint write")
     like = params["Wy"]
     train_step = compile_function(_make_train_step(config.clip, config.betas, config.eps), like)
     save_every = config.save_every or config.eval_every
@@ -481,73 +406,99 @@ def fit(
     t_run = time.perf_counter()
     last_saved = step
 
+    def diverged(at: int, what: str) -> DivergenceError:
+        if result.checkpoint is not None:
+            kept = f"{str(out)!r} keeps step {last_saved}"
+        else:
+            kept = "no checkpoint of this run was written" if out is not None else "nothing saved"
+        return DivergenceError(
+            f"the training diverged at step {at}: {what}; {kept}; try a smaller lr or clip", at
+        )
+
     def save(path):  # the run as it stands after the last committed step
-        return run.save(path, params, m, v, state, step, train_loss, val_loss)
+        if not _all_finite(params, m, v):
+            raise diverged(step, "the parameters or Adam's moments are not finite")
+        try:
+            return run.save(path, params, m, v, state, step, train_loss, val_loss)
+        except OSError as exc:
+            raise CheckpointError(
+                f"cannot write checkpoint {str(path)!r} at step {step}: {_reason(exc)}; "
+                "the file is as it was"
+            ) from exc
 
     try:
-        while step < config.steps:
-            j = step % len(run.train)
-            if j == 0:
-                state = None  # a new pass over the text starts from zeros
-            if state is None:
-                state = init_char_state(params, config.batch)
-            x, y = run.train[j]
-            t0 = time.perf_counter()
-            step_size, bc2_sqrt = adam_scalars(step + 1, config.lr, config.betas)
-            new = train_step(
-                params,
-                m,
-                v,
-                state,
-                to_device_like(x, like),
-                to_device_like(y, like),
-                step_size,
-                bc2_sqrt,
-            )
-            train_loss.append(float(new[0]))  # waits for the step: honest timing
-            # Commit the step with no call in between (CPython handles Ctrl-C only at calls
-            # and jumps): an interrupt sees the old state and step or the new ones, never a mix.
-            params, m, v, state, step = new[1], new[2], new[3], new[4], step + 1
-            busy += time.perf_counter() - t0
-            done += 1
-            if done == 1:
-                first = busy  # the first step compiles (JAX) and warms up: left out
-            rate = chars_per_step * (
-                (done - 1) / (busy - first) if done > 1 and busy > first else done / busy
-            )
-            last = step == config.steps or (
-                config.max_minutes is not None
-                and time.perf_counter() - t_run >= 60 * config.max_minutes
-            )
-            if step % config.eval_every == 0 or last:
-                val = evaluate(params, run.val)
-                is_best = all(val < earlier for _, earlier in val_loss)
-                val_loss.append((step, val))
-                if best_out is not None and is_best:
-                    result.best = save(best_out)
-                line = (
-                    f"step {step}: train {train_loss[-1] / LN2:.3f} bits/char, "
-                    f"validation {val / LN2:.3f} bits/char, {rate:,.0f} chars/s"
-                )
-                if config.sample_length:
-                    text = sample(
+        with _sigterm_interrupts():
+            while step < config.steps:
+                j = step % len(run.train)
+                if j == 0:
+                    state = None  # a new pass over the text starts from zeros
+                if state is None:
+                    state = init_char_state(params, config.batch)
+                x, y = run.train[j]
+                t0 = time.perf_counter()
+                step_size, bc2_sqrt = adam_scalars(step + 1, config.lr, config.betas)
+                with _quiet_floats():  # a non-finite step is reported by the guard below
+                    new = train_step(
                         params,
-                        run.vocab,
-                        length=config.sample_length,
-                        temperature=SAMPLE_TEMPERATURE,
-                        seed=config.seed + step,
+                        m,
+                        v,
+                        state,
+                        to_device_like(x, like),
+                        to_device_like(y, like),
+                        step_size,
+                        bc2_sqrt,
                     )
-                    line += "\n" + text.strip("\n")
-                _write_line(bar, log, line)
-            if out is not None and (step % save_every == 0 or last):
-                result.checkpoint = save(out)
-                last_saved = step
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix_str(_postfix(train_loss, val_loss, rate), refresh=False)
-            if last:
-                break
-    except KeyboardInterrupt:
+                loss, norm = float(new[0]), float(new[1])  # waits for the step: honest timing
+                if not (math.isfinite(loss) and math.isfinite(norm)):  # not committed
+                    raise diverged(step + 1, f"the loss is {loss}, the gradient norm {norm}")
+                train_loss.append(loss)
+                # Commit the step with no call in between (CPython handles Ctrl-C and SIGTERM
+                # only at calls and jumps): an interrupt sees the old state and step or the new
+                # ones, never a mix.
+                params, m, v, state, step = new[2], new[3], new[4], new[5], step + 1
+                busy += time.perf_counter() - t0
+                done += 1
+                if done == 1:
+                    first = busy  # the first step compiles (JAX) and warms up: left out
+                rate = chars_per_step * (
+                    (done - 1) / (busy - first) if done > 1 and busy > first else done / busy
+                )
+                last = step == config.steps or (
+                    config.max_minutes is not None
+                    and time.perf_counter() - t_run >= 60 * config.max_minutes
+                )
+                if step % config.eval_every == 0 or last:
+                    with _quiet_floats():
+                        val = evaluate(params, run.val)
+                    if not math.isfinite(val):
+                        raise diverged(step, f"the validation loss is {val}")
+                    is_best = all(val < earlier for _, earlier in val_loss)
+                    val_loss.append((step, val))
+                    if best_out is not None and is_best:
+                        result.best = save(best_out)
+                    line = (
+                        f"step {step}: train {train_loss[-1] / LN2:.3f} bits/char, "
+                        f"validation {val / LN2:.3f} bits/char, {rate:,.0f} chars/s"
+                    )
+                    if config.sample_length:
+                        text = sample(
+                            params,
+                            run.vocab,
+                            length=config.sample_length,
+                            temperature=SAMPLE_TEMPERATURE,
+                            seed=config.seed + step,
+                        )
+                        line += "\n" + text.strip("\n")
+                    _write_line(bar, log, line)
+                if out is not None and (step % save_every == 0 or last):
+                    result.checkpoint = save(out)
+                    last_saved = step
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix_str(_postfix(train_loss, val_loss, rate), refresh=False)
+                if last:
+                    break
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (Terminated)
         if out is not None and step > last_saved:
             del train_loss[step:]  # a loss appended before its step was committed
             result.checkpoint = save(out)
@@ -557,6 +508,79 @@ def fit(
             bar.close()
         result.params, result.step, result.chars_per_second = params, step, rate
     return result
+
+
+def _check_outputs(corpus, **outputs) -> None:
+    """Refuse, before any work, checkpoint paths that could not be written or would clobber."""
+    targets = {name: check_writable(p, name) for name, p in outputs.items() if p is not None}
+    if len(targets) == 2 and _same_file(*targets.values()):
+        raise ValueError(
+            f"out and best_out are the same file {str(outputs['out'])!r}; give two names"
+        )
+    if corpus is not None:
+        for name, target in targets.items():
+            if _same_file(target, corpus):
+                raise ValueError(
+                    f"{name} {str(outputs[name])!r} is the corpus {str(corpus)!r}: "
+                    "a checkpoint would overwrite the text"
+                )
+
+
+def _same_file(a, b) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist
+        return False
+
+
+def _reason(exc: OSError) -> str:
+    """``"No space left on device (ENOSPC)"``: what an OSError says, in one line."""
+    code = errno.errorcode.get(exc.errno) if exc.errno is not None else None
+    text = exc.strerror or str(exc) or type(exc).__name__
+    return f"{text} ({code})" if code else text
+
+
+def _all_finite(*trees) -> bool:
+    """Whether every array of the dicts ``trees`` is finite (on its own device)."""
+    for tree in trees:
+        for a in tree.values():
+            xp = _compat.array_namespace(a)
+            if not bool(xp.all(xp.isfinite(a))):
+                return False
+    return True
+
+
+def _quiet_floats():
+    """NumPy's floating-point warnings off: the guard against divergence reports them, once."""
+    return np.errstate(over="ignore", invalid="ignore", divide="ignore")
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM raises `Terminated` (a KeyboardInterrupt) in the main thread, while inside.
+
+    The previous handler is restored on the way out. Nothing changes outside the main
+    thread (Python lets only it set handlers) or where SIGTERM is ignored (``SIG_IGN``).
+    """
+    sigterm = getattr(signal, "SIGTERM", None)
+    if sigterm is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(sigterm)
+    if previous == signal.SIG_IGN:
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated(f"signal {signum} (SIGTERM)")
+
+    signal.signal(sigterm, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(sigterm, previous if previous is not None else signal.SIG_DFL)
 
 
 def _postfix(train_loss, val_loss, rate) -> str:

@@ -9,15 +9,30 @@ from .._backend.seam import compile_function
 from ._model import char_model_logits, describe_model, init_char_state, to_device_like
 from ._text import Vocabulary
 
-__all__ = ["sample"]
+__all__ = ["MAX_SAMPLE_LENGTH", "sample"]
+
+#: The most characters one call of `sample` generates (about a minute and a half for the
+#: default model on a laptop CPU, where a character takes about a millisecond).
+MAX_SAMPLE_LENGTH = 100_000
+# exp(-746) is 0 in float64: scores further below the best than this are dropped
+_EXP_FLOOR = -746.0
 
 
 def check_sampling(length, temperature, prime) -> None:
     """Refuse bad arguments of `sample` that need no vocabulary (the command checks them first)."""
-    if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 0:
-        raise ValueError(f"length must be an int >= 0, got {length!r}")
-    if not (isinstance(temperature, (int, float)) and temperature > 0 and np.isfinite(temperature)):
-        raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
+    if (
+        isinstance(length, bool)
+        or not isinstance(length, (int, np.integer))
+        or not 0 <= length <= MAX_SAMPLE_LENGTH
+    ):
+        raise ValueError(f"length must be an int in [0, {MAX_SAMPLE_LENGTH}], got {length!r}")
+    if not (
+        isinstance(temperature, (int, float))
+        and not isinstance(temperature, bool)
+        and temperature > 0
+        and np.isfinite(temperature)
+    ):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
     if prime is not None and not isinstance(prime, str):
         raise TypeError(f"prime must be a str, got {type(prime).__name__}")
 
@@ -33,10 +48,13 @@ def sample(params, vocab, *, length=200, temperature=1.0, prime=None, seed=None)
     """Generate text, one character at a time.
 
     The model runs on the backend and device of ``params``; each step's scores
-    are copied to the host, divided by ``temperature``, normalised in float64
-    and a character is drawn with ``numpy.random.default_rng(seed)`` (inverse
-    CDF of one uniform draw). So the same parameters and seed give the same text
-    on every backend wherever the probabilities agree.
+    are copied to the host, divided by ``temperature`` (after subtracting the
+    largest, so that no temperature overflows), normalised in float64 and a
+    character is drawn with ``numpy.random.default_rng(seed)`` (inverse CDF of
+    one uniform draw). So the same parameters and seed give the same text on
+    every backend wherever the probabilities agree. As the temperature goes to
+    0 the draw becomes greedy: a tiny temperature (``1e-308``) picks the most
+    likely character (one of them, drawn uniformly, if several tie).
 
     Parameters
     ----------
@@ -45,9 +63,9 @@ def sample(params, vocab, *, length=200, temperature=1.0, prime=None, seed=None)
     vocab : Vocabulary
         The model's characters (``len(vocab) == V``).
     length : int, keyword-only
-        Characters to generate.
+        Characters to generate, at most `MAX_SAMPLE_LENGTH`.
     temperature : float, keyword-only
-        ``> 0``; below 1 sharpens the distribution, above 1 flattens it.
+        Finite and ``> 0``; below 1 sharpens the distribution, above 1 flattens it.
     prime : str, optional, keyword-only
         Text to start from (its characters must be in the vocabulary); fed
         through the model first and returned in front of the sample. Default:
@@ -63,8 +81,9 @@ def sample(params, vocab, *, length=200, temperature=1.0, prime=None, seed=None)
     Raises
     ------
     ValueError
-        ``temperature <= 0``, characters of ``prime`` not in the vocabulary (they
-        are named), or a vocabulary that does not fit the model.
+        ``temperature`` not finite and > 0, ``length`` out of range, characters
+        of ``prime`` not in the vocabulary (they are named), or a vocabulary that
+        does not fit the model.
     """
     if not isinstance(vocab, Vocabulary):
         raise TypeError(f"vocab must be a Vocabulary, got {type(vocab).__name__}")
@@ -88,10 +107,21 @@ def sample(params, vocab, *, length=200, temperature=1.0, prime=None, seed=None)
     out = []
     for _ in range(length):
         logits, state = step(params, to_device_like(np.array([[current]], np.int32), like), state)
-        z = _to_numpy(logits).astype(np.float64).reshape(-1) / temperature
-        p = np.exp(z - z.max())
+        z = _to_numpy(logits).astype(np.float64).reshape(-1)
+        p = _weights(z, float(temperature))
         cdf = np.cumsum(p)
         current = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
         current = min(current, len(vocab) - 1)
         out.append(current)
     return prime + vocab.decode(out)
+
+
+def _weights(z, temperature: float):
+    """``exp((z - max z) / temperature)``, with no overflow for any temperature > 0.
+
+    Scores more than ``746 * temperature`` below the best get weight 0 (their
+    exponential underflows anyway): clamping them first keeps the quotient
+    finite when ``temperature`` is tiny.
+    """
+    shifted = z - z.max()  # <= 0
+    return np.exp(np.maximum(shifted, _EXP_FLOOR * temperature) / temperature)
