@@ -922,3 +922,20 @@ def test_lengths_are_bounded(checkpoint, corpus, capsys):
     one_error_line(capsys, "sample", "length", str(MAX_SAMPLE_LENGTH), stdout="")
     assert train("--corpus", corpus, "--sample-length", MAX_SAMPLE_LENGTH + 1) == 2
     one_error_line(capsys, "train", "sample_length", str(MAX_SAMPLE_LENGTH), stdout="")
+
+
+def test_two_trainers_on_one_out_leave_a_whole_checkpoint(tmp_path, corpus):
+    """Both write every step; neither removes the other's temporary file mid-write."""
+    out = tmp_path / "m.npz"
+    args = ["train", *TINY, "--corpus", str(corpus), "--steps", "12", "--save-every", "1",
+            "--out", str(out)]  # fmt: skip
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "portable_rnn", *args, "--seed", str(seed)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for seed in (1, 2)
+    ]  # fmt: skip
+    results = [_stop(proc) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], results
+    header, arrays = load_checkpoint(out)
+    assert header["step"] == 12 and header["config"]["seed"] in (1, 2)
+    assert temporaries(tmp_path) == []
