@@ -24,6 +24,7 @@ CRC-32 is checked. Only the groups asked for are read.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -194,7 +195,8 @@ def save_checkpoint(path, header: dict, arrays: dict) -> Path:
     closed = False
     try:
         if fcntl is not None:  # held until the rename: remove_stale_temporaries leaves it alone
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            with contextlib.suppress(OSError):  # no locks on this file system: none is removed
+                fcntl.flock(fd, fcntl.LOCK_EX)
         if hasattr(os, "fchmod"):  # mkstemp makes 0600; a checkpoint gets the usual mode
             umask = os.umask(0)
             os.umask(umask)
@@ -309,7 +311,7 @@ def _remove_unless_locked(path: str) -> bool:
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # a living writer holds it
+        except OSError:  # a living writer holds it (or the file system has no locks)
             return False
         os.unlink(path)
         return True
