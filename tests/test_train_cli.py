@@ -939,3 +939,10 @@ def test_two_trainers_on_one_out_leave_a_whole_checkpoint(tmp_path, corpus):
     header, arrays = load_checkpoint(out)
     assert header["step"] == 12 and header["config"]["seed"] in (1, 2)
     assert temporaries(tmp_path) == []
+
+
+def test_a_model_too_large_to_load_back_is_refused_before_allocating(tmp_path, corpus, capsys):
+    """--hidden 1000000000 used to be a MemoryError traceback (6.94 EiB asked for)."""
+    assert train("--corpus", corpus, "--hidden", 10**9, "--out", tmp_path / "m.npz") == 2
+    one_error_line(capsys, "train", "hidden 1000000000", "MAX_CHECKPOINT_BYTES", stdout="")
+    assert list(tmp_path.iterdir()) == [corpus]

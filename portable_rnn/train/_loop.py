@@ -17,6 +17,7 @@ import numpy as np
 from .. import __version__
 from .._backend import compat as _compat
 from .._backend.seam import compile_function
+from .._config import get_config
 from .._creation import to_backend
 from . import _text
 from ._checkpoint import (
@@ -34,7 +35,14 @@ from ._model import (
     to_device_like,
 )
 from ._optim import adam_apply, adam_init, adam_scalars, clip_grad_norm, global_norm
-from ._runfile import TrainConfig, check_structural, placement, read_run, saved_config
+from ._runfile import (
+    TrainConfig,
+    check_model_size,
+    check_structural,
+    placement,
+    read_run,
+    saved_config,
+)
 from ._sample import sample
 from ._text import TextBatches, Vocabulary
 
@@ -235,6 +243,8 @@ class _Run:
         """``(params, adam state, carried state, step, train_loss, val_loss)`` on the target."""
         c = self.config
         if self.header is None:
+            itemsize = 8 if (c.dtype or get_config().dtype) == "float64" else 4
+            check_model_size(c, len(self.vocab), itemsize)  # before allocating it
             params = init_char_model(
                 len(self.vocab),
                 cell=c.cell,

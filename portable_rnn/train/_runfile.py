@@ -17,7 +17,13 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from .._core.spec import CELLS
-from ._checkpoint import ArraySpec, CheckpointError, read_checkpoint, shown
+from ._checkpoint import (
+    MAX_CHECKPOINT_BYTES,
+    ArraySpec,
+    CheckpointError,
+    read_checkpoint,
+    shown,
+)
 from ._sample import MAX_SAMPLE_LENGTH
 from ._text import Vocabulary
 
@@ -241,16 +247,43 @@ def check_header(header: dict, path) -> tuple[TrainConfig, Vocabulary]:
     return config, Vocabulary(chars)
 
 
+def param_shapes(config: TrainConfig, vocab_size: int) -> dict[str, tuple[int, ...]]:
+    """The shape of every parameter of the model of ``config`` (as `init_char_model` makes)."""
+    spec = CELLS[config.cell]
+    V, E, H = vocab_size, config.embed, config.hidden
+    shapes: dict[str, tuple[int, ...]] = {"embed": (V, E)}
+    for k in range(config.layers):
+        for key in spec.layer_keys:
+            shapes[f"layer{k}.{key}"] = spec.shape(key, E if k == 0 else H, H, V)
+    shapes.update({"Wy": (V, H), "by": (V, 1)})
+    return shapes
+
+
+def check_model_size(config: TrainConfig, vocab_size: int, itemsize: int) -> None:
+    """Refuse a model whose checkpoint (parameters, Adam's moments) no load would read.
+
+    Raises
+    ------
+    ValueError
+        Its parameters and Adam's two moments take more than `MAX_CHECKPOINT_BYTES`.
+    """
+    count = sum(math.prod(s) for s in param_shapes(config, vocab_size).values())
+    size = 3 * count * itemsize
+    if size > MAX_CHECKPOINT_BYTES:
+        raise ValueError(
+            f"the {config.cell} model of hidden {config.hidden}, layers {config.layers}, embed "
+            f"{config.embed} and {vocab_size} characters has {count:,} parameters: its "
+            f"checkpoint (parameters and Adam's moments, {size:,} bytes) would be more than "
+            f"MAX_CHECKPOINT_BYTES ({MAX_CHECKPOINT_BYTES:,}); use a smaller model"
+        )
+
+
 def model_layout(header: dict, path) -> dict[str, ArraySpec]:
     """Every array a run's checkpoint may hold, with the shape and dtype its header implies."""
     config, vocab = check_header(header, path)
     spec = CELLS[config.cell]
-    V, E, H, L = len(vocab), config.embed, config.hidden, config.layers
-    shapes: dict[str, tuple[int, ...]] = {"embed": (V, E)}
-    for k in range(L):
-        for key in spec.layer_keys:
-            shapes[f"layer{k}.{key}"] = spec.shape(key, E if k == 0 else H, H, V)
-    shapes.update({"Wy": (V, H), "by": (V, 1)})
+    H, L = config.hidden, config.layers
+    shapes = param_shapes(config, len(vocab))
     dtype = (header["dtype"],)
     layout = {
         f"{group}/{key}": ArraySpec(shape, dtype)
