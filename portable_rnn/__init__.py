@@ -8,6 +8,7 @@ The column dialect (deeplearning.ai): a batch is columns; ``x`` is
 ``(n_x, m, T_x)``, hidden states ``(n_a, m)``.
 """
 
+from . import _config
 from ._column.activations import sigmoid, softmax
 from ._column.gru import gru_backward, gru_cell_backward, gru_cell_forward, gru_forward
 from ._column.lstm import lstm_backward, lstm_cell_backward, lstm_cell_forward, lstm_forward
@@ -26,6 +27,8 @@ from ._creation import (
 from ._validate import MissingParameterError
 
 __version__ = "0.1.0"
+
+_config.warn_unknown_environment()  # a misspelt PORTABLE_RNN_* variable: warn once
 
 __all__ = [
     "Config",

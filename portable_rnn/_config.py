@@ -8,6 +8,11 @@ Precedence: `config_context` (current thread or task) over `set_config`
 (process-wide) over the environment variables ``PORTABLE_RNN_BACKEND``,
 ``PORTABLE_RNN_DEVICE`` and ``PORTABLE_RNN_DTYPE`` (read once, on first use)
 over the defaults (``numpy``, its default device, ``float64``).
+
+Every ``PORTABLE_RNN_*`` variable portable_rnn, its tests and its CI scripts read is
+listed in `ENVIRONMENT`; any other variable of that prefix in the environment is
+probably misspelt, and importing portable_rnn warns once about each, naming the
+closest known one (`warn_unknown_environment`).
 """
 
 from __future__ import annotations
@@ -15,17 +20,83 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import difflib
 import os
+import warnings
 
 from ._backend.devices import check_backend, check_device, check_dtype, resolve_device
 
-__all__ = ["Config", "config_context", "get_config", "set_config"]
+__all__ = [
+    "ENVIRONMENT",
+    "Config",
+    "config_context",
+    "get_config",
+    "set_config",
+    "unknown_environment",
+    "warn_unknown_environment",
+]
 
 _ENV = {
     "backend": "PORTABLE_RNN_BACKEND",
     "device": "PORTABLE_RNN_DEVICE",
     "dtype": "PORTABLE_RNN_DTYPE",
 }
+
+#: every ``PORTABLE_RNN_*`` variable read anywhere (library, test suite, CI scripts),
+#: with what reads it; a test keeps this list complete
+ENVIRONMENT = {
+    "PORTABLE_RNN_BACKEND": "the configuration (docs/config.md)",
+    "PORTABLE_RNN_DEVICE": "the configuration (docs/config.md)",
+    "PORTABLE_RNN_DTYPE": "the configuration (docs/config.md)",
+    "PORTABLE_RNN_CUPY_FUSE": "CuPy kernel fusion on or off (docs/backends.md)",
+    "PORTABLE_RNN_TEST_BACKENDS": "the pytest plugin's backends (docs/testing.md)",
+    "PORTABLE_RNN_REQUIRE_CUPY": "the test suite: CuPy's kernel traces must run (CI)",
+    "PORTABLE_RNN_FUZZ_EXAMPLES": "the test suite: examples per fuzzed function",
+    "PORTABLE_RNN_GPU_BACKENDS": "ci/gpu: the backends to run",
+    "PORTABLE_RNN_BENCH_SIZES": "ci/gpu-bench: the sizes",
+    "PORTABLE_RNN_BENCH_BACKENDS": "ci/gpu-bench: the backends",
+    "PORTABLE_RNN_TRAIN_STEPS": "ci/gpu-bench: the training steps",
+}
+_PREFIX = "PORTABLE_RNN_"
+_warned: set[str] = set()
+
+
+def unknown_environment(environ=None) -> list[tuple[str, str | None]]:
+    """The ``PORTABLE_RNN_*`` variables set that portable_rnn does not read.
+
+    Parameters
+    ----------
+    environ : mapping, optional
+        The environment to look at (default ``os.environ``).
+
+    Returns
+    -------
+    unknown : list of (str, str or None)
+        Each unknown name with the closest known one (``None`` if none is close).
+    """
+    env = os.environ if environ is None else environ
+    found = []
+    for name in sorted(env):
+        if name.startswith(_PREFIX) and name not in ENVIRONMENT:
+            # compare what follows the prefix, which every name shares
+            known = {k[len(_PREFIX) :]: k for k in ENVIRONMENT}
+            close = difflib.get_close_matches(name[len(_PREFIX) :], list(known), n=1, cutoff=0.6)
+            found.append((name, known[close[0]] if close else None))
+    return found
+
+
+def warn_unknown_environment(environ=None) -> None:
+    """Warn once per process about each `unknown_environment` variable (a ``UserWarning``)."""
+    for name, close in unknown_environment(environ):
+        if name in _warned:
+            continue
+        _warned.add(name)
+        hint = f"did you mean {close}?" if close else f"known: {', '.join(ENVIRONMENT)}"
+        warnings.warn(
+            f"{name} is set, but portable_rnn reads no such variable and ignores it ({hint})",
+            UserWarning,
+            stacklevel=2,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,20 +156,21 @@ def get_config() -> Config:
     return _global
 
 
-def _updated(backend=None, device=None, dtype=None) -> Config:
+def _updated(caller: str, backend=None, device=None, dtype=None) -> Config:
     config = get_config()
     changes = {}
     if backend is not None:
-        changes["backend"] = check_backend(backend, "set_config(backend=...)")
+        changes["backend"] = check_backend(backend, f"{caller}(backend=...)")
         if device is None and backend != config.backend:
             changes["device"] = None  # another backend's device object would not fit
     if device is not None:
-        changes["device"] = check_device(device, "set_config(device=...)")
+        changes["device"] = check_device(device, f"{caller}(device=...)")
     if dtype is not None:
-        changes["dtype"] = check_dtype(dtype, "set_config(dtype=...)")
+        changes["dtype"] = check_dtype(dtype, f"{caller}(dtype=...)")
     new = dataclasses.replace(config, **changes)
-    if new.device is not None:
-        resolve_device(new.backend, new.device)  # fail now, not at first use
+    # fail now, not at first use: a device object of another backend, or none at all
+    # (device=5), a GPU that is not there, CuPy with no GPU
+    resolve_device(new.backend, new.device, f"{caller}(device=...)")
     return new
 
 
@@ -126,14 +198,18 @@ def set_config(backend=None, device=None, dtype=None) -> Config:
 
     Raises
     ------
+    TypeError
+        A device that is neither a name nor a device object of the backend.
     ValueError
         Unknown backend, device or dtype name (the message lists the valid
         ones), or a device the backend does not have.
     ImportError
         The backend is not installed (the message names the extra).
+    RuntimeError
+        A GPU that is not there (also CuPy on a machine where it sees no GPU).
     """
     global _global
-    new = _updated(backend, device, dtype)
+    new = _updated("set_config", backend, device, dtype)
     if _local.get() is not None:
         _local.set(new)
     else:
@@ -166,7 +242,7 @@ def config_context(backend=None, device=None, dtype=None):
     >>> params["Wax"].dtype
     dtype('float32')
     """
-    new = _updated(backend, device, dtype)
+    new = _updated("config_context", backend, device, dtype)
     token = _local.set(new)
     try:
         yield new

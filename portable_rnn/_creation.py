@@ -11,11 +11,19 @@ from typing import Any
 import numpy as np
 
 from ._backend import compat, devices
-from ._backend.devices import check_backend, check_dtype, dtype_of, from_numpy, from_numpy_as
+from ._backend.devices import (
+    DTYPES,
+    check_backend,
+    check_dtype,
+    dtype_of,
+    from_numpy,
+    from_numpy_as,
+)
 from ._config import get_config
 from ._core.spec import GRU, LSTM, RNN, CellSpec, cell_spec
 
 __all__ = [
+    "check_seed",
     "check_sizes",
     "init_gru_params",
     "init_lstm_params",
@@ -57,6 +65,16 @@ def _init(spec: CellSpec, n_x, n_a, n_y, seed, backend, device, dtype) -> dict:
     return {k: from_numpy_as(xp, backend, v, dev, name) for k, v in draws.items()}
 
 
+def check_seed(seed) -> None:
+    """Refuse a seed that is not ``None`` or a non-negative integer, naming ``seed``."""
+    if seed is None:
+        return
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be a non-negative integer or None, got {type(seed).__name__}")
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative integer or None, got {seed}")
+
+
 def check_sizes(**sizes) -> None:
     """Refuse any size that is not a positive integer, naming it."""
     for name, value in sizes.items():
@@ -87,6 +105,7 @@ def init_rnn_params(n_x, n_a, n_y, *, seed=None, backend=None, device=None, dtyp
         ``Wax`` (n_a, n_x), ``Waa`` (n_a, n_a), ``Wya`` (n_y, n_a),
         ``ba`` (n_a, 1), ``by`` (n_y, 1).
     """
+    check_seed(seed)
     return _init(RNN, n_x, n_a, n_y, seed, backend, device, dtype)
 
 
@@ -108,6 +127,7 @@ def init_lstm_params(n_x, n_a, n_y, *, seed=None, backend=None, device=None, dty
         ``Wf``, ``Wi``, ``Wc``, ``Wo`` (n_a, n_a + n_x); ``bf``, ``bi``,
         ``bc``, ``bo`` (n_a, 1); ``Wy`` (n_y, n_a); ``by`` (n_y, 1).
     """
+    check_seed(seed)
     return _init(LSTM, n_x, n_a, n_y, seed, backend, device, dtype)
 
 
@@ -129,6 +149,7 @@ def init_gru_params(n_x, n_a, n_y, *, seed=None, backend=None, device=None, dtyp
         ``Wr``, ``Wz``, ``Wn`` (n_a, n_a + n_x); ``br``, ``bz``, ``bn``, ``bhn``
         (n_a, 1); ``Wy`` (n_y, n_a); ``by`` (n_y, 1).
     """
+    check_seed(seed)
     return _init(GRU, n_x, n_a, n_y, seed, backend, device, dtype)
 
 
@@ -169,6 +190,7 @@ def init_multilayer_params(
     """
     spec = cell_spec(cell)
     check_sizes(num_layers=num_layers)
+    check_seed(seed)
     D = 2 if bidirectional else 1
     layers = []
     for k in range(num_layers * D):
@@ -216,13 +238,24 @@ def _transfer(arr, src: str, backend: str, xp, dev):
     return from_numpy(xp, backend, devices.to_numpy(arr), dev)
 
 
-def _move(arr, backend: str, xp, dev, dtype):
+def _move(arr, backend: str, xp, dev, dtype, where: str):
+    """``arr`` (called ``where`` in errors) on ``backend``, ``dev``, in ``dtype`` if floating."""
+    if any(c.__name__ == "MaskedArray" for c in type(arr).__mro__):
+        raise TypeError(
+            f"{where} is a NumPy masked array, whose mask to_backend would drop; "
+            f"pass {where}.filled(value) or numpy.asarray({where}) (the data without the mask)"
+        )
     src_xp = compat.array_namespace(arr)
     src = compat.backend_name(src_xp)
     target = None
     if src_xp.isdtype(arr.dtype, "real floating"):
         # Floating arrays keep their dtype unless one is asked for; checked
         # before moving, so that JAX without x64 never downcasts silently.
+        if dtype is None and compat.dtype_name(arr.dtype) not in DTYPES:
+            raise ValueError(
+                f"{where} has dtype {compat.dtype_name(arr.dtype)}, which portable_rnn does "
+                "not compute in; pass dtype='float32' or dtype='float64' to convert it"
+            )
         name = check_dtype(arr.dtype if dtype is None else dtype, "dtype")
         target = dtype_of(xp, backend, name)
     if src == backend and (dev is None or compat.same_device(compat.device(arr), dev)):
@@ -258,20 +291,30 @@ def to_backend(obj, backend=None, device=None, *, dtype=None) -> Any:
     moved : same structure as ``obj``
         With every array on the target backend and device.
 
+    Floating arrays of other dtypes (float16, bfloat16) are refused unless ``dtype``
+    is given, naming the array (``obj['Wf']``) and its dtype; integer and boolean
+    arrays are moved as they are. NumPy masked arrays are refused (their mask would
+    be dropped).
+
     Raises
     ------
+    TypeError
+        A NumPy masked array.
     ValueError
-        float64 asked of JAX without ``jax_enable_x64`` (never a silent downcast).
+        float64 asked of JAX without ``jax_enable_x64`` (never a silent downcast); a
+        float16 or bfloat16 array with no ``dtype`` given.
+    RuntimeError
+        A GPU that is not there (also CuPy on a machine where it sees no GPU).
     """
     backend, xp, dev, _ = resolve_target(backend, device, dtype)
 
-    def move(o):
+    def move(o, where):
         if isinstance(o, dict):
-            return {k: move(v) for k, v in o.items()}
+            return {k: move(v, f"{where}[{k!r}]") for k, v in o.items()}
         if isinstance(o, (tuple, list)) and not compat.is_array(o):
-            return type(o)(move(v) for v in o)
+            return type(o)(move(v, f"{where}[{k}]") for k, v in enumerate(o))
         if compat.is_array(o):
-            return _move(o, backend, xp, dev, dtype)
+            return _move(o, backend, xp, dev, dtype, where)
         return o
 
-    return move(obj)
+    return move(obj, "obj")

@@ -21,10 +21,11 @@ the values are not known, it is skipped.
 from __future__ import annotations
 
 import math
+from typing import Any, NamedTuple
 
-from ._backend.compat import array_namespace, backend_name, device, is_array, same_device
-from ._backend.seam import arange_like
-from ._validate import Dims, check_arrays, unpack_cache
+from ._backend.compat import array_namespace, backend_name, device, same_device
+from ._backend.seam import arange_like, snapshot
+from ._validate import Dims, check_arrays, check_is_array, unpack_cache
 
 __all__ = [
     "temporal_affine_backward",
@@ -44,11 +45,7 @@ def _check_companion(xp, ref_name: str, ref, name: str, arr, kinds, wanted: str)
     It must be an array of ``ref``'s backend, with a dtype of one of ``kinds``
     (`isdtype` kinds), on ``ref``'s device.
     """
-    if not is_array(arr):
-        raise TypeError(
-            f"{name} must be an array (NumPy, CuPy, JAX, PyTorch or any array "
-            f"API array), got {type(arr).__name__}"
-        )
+    check_is_array(name, arr)
     other = array_namespace(arr)
     if other is not xp:
         raise TypeError(
@@ -94,6 +91,32 @@ def _check_range(xp, name: str, idx, n: int, what: str, source: str) -> None:
         )
 
 
+class _AffineCache(NamedTuple):
+    """What `temporal_affine_forward` keeps for its backward: copies of ``x`` and ``w``."""
+
+    x: Any  #: (N, T, D)
+    w: Any  #: (D, M)
+
+
+class _EmbeddingCache(NamedTuple):
+    """What `word_embedding_forward` keeps: a copy of the indices, and ``W`` (only its
+    shape, dtype and device are read)."""
+
+    x: Any  #: (N, T), integer
+    W: Any  #: (V, D)
+
+
+def _shifted(xp, x):
+    """``x`` minus its maximum over the last axis, never overflowing (at least ``-big``).
+
+    The same computation as `portable_rnn._core.activations.shifted` (which this layer
+    may not import): bit for bit ``x - max`` wherever that does not overflow.
+    """
+    m = xp.max(x, axis=-1, keepdims=True)
+    big = float(xp.finfo(x.dtype).max)
+    return xp.maximum(x, xp.maximum(m, 0.0) - big) - m
+
+
 # -- helpers ------------------------------------------------------------------------
 
 
@@ -131,15 +154,17 @@ def temporal_affine_forward(x, w, b):
     out : array, shape (N, T, M)
         Outputs of every step.
     cache : tuple
-        For `temporal_affine_backward`.
+        For `temporal_affine_backward`: copies of ``x`` and ``w`` (on backends whose
+        arrays can change in place), so that the backward gives the gradients of
+        this forward as it ran.
     """
-    check_arrays({"x": x, "w": w, "b": b})
+    xp = check_arrays({"x": x, "w": w, "b": b})
     dims = Dims()
     dims.check("x", x, "N T D")
     dims.check("w", w, "D M")
     dims.check("b", b, "M")
     out = x @ w + b
-    return out, (x, w, b, out)
+    return out, _AffineCache(snapshot(xp, x), snapshot(xp, w))
 
 
 def temporal_affine_backward(dout, cache):
@@ -158,11 +183,13 @@ def temporal_affine_backward(dout, cache):
     dw : array, shape (D, M)
     db : array, shape (M,)
     """
-    x, w, _, _ = unpack_cache(cache, 4, "temporal_affine_forward")
-    xp = check_arrays({"dout": dout, "x": x, "w": w})
+    x, w = unpack_cache(cache, _AffineCache, "temporal_affine_forward")
+    xp = check_arrays({"dout": dout, "cache (the forward's x)": x})
     dims = Dims()
-    dims.check("x", x, "N T D")
-    dims.check("w", w, "D M")
+    dims.define("N", x.shape[0], "cache")
+    dims.define("T", x.shape[1], "cache")
+    dims.define("D", x.shape[2], "cache")
+    dims.define("M", w.shape[1], "cache")
     dims.check("dout", dout, "N T M")
     NT = dims["N"] * dims["T"]
     dx = dout @ w.T
@@ -180,7 +207,11 @@ def temporal_softmax_loss(x, y, mask):
     ``loss = -sum over n, t of mask[n, t] * log(softmax(x[n, t])[y[n, t]]) / N``:
     divided by the batch size ``N``, not by the number of unmasked steps, as in
     CS231n. Computed with the log-sum-exp of the scores shifted by their
-    per-step maximum, so it is finite for any finite ``x``.
+    per-step maximum, so it is finite, with no warning, for any finite ``x`` (and
+    ``mask`` in ``[0, 1]``): where a label's score lies so far below the maximum that
+    ``x - max`` would overflow, or its log-probability is below ``-big / (N T)``
+    (``big`` the dtype's largest number), the log-probability is taken as that bound,
+    so the sum cannot overflow; it is exact wherever neither happens.
 
     Parameters
     ----------
@@ -229,11 +260,13 @@ def temporal_softmax_loss(x, y, mask):
     _check_range(xp, "y", y, V, "labels", "V from x")
 
     weights = mask if mask.dtype == x.dtype else xp.astype(mask, x.dtype)
-    shifted = x - xp.max(x, axis=-1, keepdims=True)
+    shifted = _shifted(xp, x)  # >= -big: log_probs are finite, no 0 * inf below
     lse = xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
     log_probs = shifted - lse
     onehot = _one_hot(xp, y, V, x.dtype)
-    picked = xp.sum(log_probs * onehot, axis=-1)  # (N, T)
+    picked = xp.sum(log_probs * onehot, axis=-1)  # (N, T): each step's label
+    bound = -float(xp.finfo(x.dtype).max) / (N * dims["T"]) if dims["T"] else 0.0
+    picked = xp.maximum(picked, bound)  # so that the sum of N * T terms cannot overflow
     loss = xp.asarray(-xp.sum(weights * picked) / N)  # NumPy would give a scalar
     dx = (xp.exp(log_probs) - onehot) * xp.expand_dims(weights / N, axis=-1)
     return loss, dx
@@ -257,7 +290,8 @@ def word_embedding_forward(x, W):
     out : array, shape (N, T, D)
         Embeddings of the words, of ``W``'s dtype.
     cache : tuple
-        For `word_embedding_backward`.
+        For `word_embedding_backward`: a copy of ``x`` (on backends whose arrays can
+        change in place) and ``W`` itself, of which the backward reads only the shape.
 
     Raises
     ------
@@ -273,7 +307,7 @@ def word_embedding_forward(x, W):
     _check_range(xp, "x", x, dims["V"], "word indices", "V from W")
     N, T, D = dims["N"], dims["T"], dims["D"]
     rows = xp.take(W, xp.reshape(_as_index(xp, x), (N * T,)), axis=0)
-    return xp.reshape(rows, (N, T, D)), (x, W)
+    return xp.reshape(rows, (N, T, D)), _EmbeddingCache(snapshot(xp, x), W)
 
 
 def word_embedding_backward(dout, cache):
@@ -296,11 +330,13 @@ def word_embedding_backward(dout, cache):
     dW : array, shape (V, D)
         Gradient of the embedding matrix (there is none for the integer ``x``).
     """
-    x, W = unpack_cache(cache, 2, "word_embedding_forward")
-    xp = check_arrays({"dout": dout, "W": W})
+    x, W = unpack_cache(cache, _EmbeddingCache, "word_embedding_forward")
+    xp = check_arrays({"dout": dout, "cache (the forward's W)": W})
     dims = Dims()
-    dims.check("x", x, "N T")
-    dims.check("W", W, "V D")
+    dims.define("N", x.shape[0], "cache")
+    dims.define("T", x.shape[1], "cache")
+    dims.define("V", W.shape[0], "cache")
+    dims.define("D", W.shape[1], "cache")
     dims.check("dout", dout, "N T D")
     NT = dims["N"] * dims["T"]
     onehot = _one_hot(xp, xp.reshape(x, (NT,)), dims["V"], dout.dtype)  # (N * T, V)

@@ -4,7 +4,9 @@ All checks run before any arithmetic, and none of them modifies its inputs.
 The rules (documented in ``docs/conventions.md``):
 
 * every array argument is an array of one backend (NumPy, CuPy, JAX, PyTorch,
-  array_api_strict...), all from the same backend -> else ``TypeError``;
+  array_api_strict...), all from the same backend -> else ``TypeError``; ``None`` only
+  where the signature says the argument is optional, and never a NumPy masked array
+  (its mask would be ignored);
 * every array has a real floating dtype -> else ``TypeError``;
 * **mixed floating dtypes are refused**: every array must have the dtype of
   the first array argument (``x`` or ``xt`` for the forwards, the upstream
@@ -17,12 +19,19 @@ The rules (documented in ``docs/conventions.md``):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from ._backend.compat import array_namespace, backend_name, device, is_array, same_device
 
-__all__ = ["Dims", "MissingParameterError", "check_arrays", "get_params", "unpack_cache"]
+__all__ = [
+    "Dims",
+    "MissingParameterError",
+    "check_arrays",
+    "check_is_array",
+    "get_params",
+    "unpack_cache",
+]
 
 
 class MissingParameterError(KeyError, ValueError):
@@ -32,27 +41,28 @@ class MissingParameterError(KeyError, ValueError):
         return str(self.args[0]) if self.args else ""
 
 
-def check_arrays(named: Mapping[str, Any]):
+def check_arrays(named: Mapping[str, Any], optional: Collection[str] = ()):
     """Check that the named arrays share one backend, floating dtype and device.
 
     Parameters
     ----------
     named : mapping of str to array or None
-        Argument name -> array, in the order the arguments are reported;
-        ``None`` values are skipped.
+        Argument name -> array, in the order the arguments are reported.
+    optional : collection of str
+        The names that may be ``None`` (skipped then): the arguments the signature
+        makes optional. ``None`` anywhere else is a ``TypeError`` naming it.
 
     Returns
     -------
     xp : namespace
         The array API namespace of the arrays.
     """
-    items = [(k, v) for k, v in named.items() if v is not None]
-    for name, arr in items:
-        if not is_array(arr):
-            raise TypeError(
-                f"{name} must be an array (NumPy, CuPy, JAX, PyTorch or any array "
-                f"API array), got {type(arr).__name__}"
-            )
+    items = []
+    for name, arr in named.items():
+        if arr is None and name in optional:
+            continue
+        check_is_array(name, arr)
+        items.append((name, arr))
     first_name, first = items[0]
     xp = array_namespace(first)
     for name, arr in items[1:]:
@@ -87,18 +97,51 @@ def check_arrays(named: Mapping[str, Any]):
     return xp
 
 
+def check_is_array(name: str, arr) -> None:
+    """Refuse anything but an array (``None``, lists, numbers), and NumPy masked arrays."""
+    if arr is None or not is_array(arr):
+        got = "None" if arr is None else type(arr).__name__
+        raise TypeError(
+            f"{name} must be an array (NumPy, CuPy, JAX, PyTorch or any array "
+            f"API array), got {got}"
+        )
+    if _is_masked(arr):
+        raise TypeError(
+            f"{name} is a NumPy masked array, whose mask portable_rnn would ignore; "
+            f"pass {name}.filled(value) or numpy.asarray({name}) (the data without the mask)"
+        )
+
+
+def _is_masked(arr) -> bool:
+    """Whether ``arr`` is a NumPy masked array (without importing NumPy for other backends)."""
+    return any(
+        cls.__name__ == "MaskedArray" and cls.__module__.startswith("numpy")
+        for cls in type(arr).__mro__
+    )
+
+
 def get_params(parameters, keys: tuple[str, ...], name: str = "parameters", optional=()) -> dict:
     """Return ``{key: parameters[key]}`` for ``keys``, refusing missing keys.
 
     ``optional`` names a group of keys (the output layer ``Wy``, ``by``) that
-    may be left out together; giving only some of them is an error.
+    may be left out together (or given as ``None`` together, which is the same);
+    giving only some of them is an error. ``None`` for any other key is left to
+    `check_arrays`, which refuses it naming the key.
     """
     if not isinstance(parameters, Mapping):
-        raise TypeError(f"{name} must be a dict of arrays, got {type(parameters).__name__}")
+        got = "None" if parameters is None else type(parameters).__name__
+        raise TypeError(f"{name} must be a dict of arrays, got {got}")
     required = [k for k in keys if k not in optional]
     missing = [k for k in required if k not in parameters]
-    given = [k for k in optional if k in parameters]
+    given = [k for k in optional if parameters.get(k) is not None]
     if given and len(given) < len(optional):
+        nones = [k for k in optional if k in parameters and parameters[k] is None]
+        if nones and not missing:
+            raise TypeError(
+                f"{name}[{nones[0]!r}] is None but {', '.join(given)} "
+                f"{'is' if len(given) == 1 else 'are'} given; the output layer "
+                f"({' and '.join(optional)}) may be left out (or None) only all together"
+            )
         missing += [k for k in optional if k not in parameters]
     if missing:
         raise MissingParameterError(
@@ -106,13 +149,14 @@ def get_params(parameters, keys: tuple[str, ...], name: str = "parameters", opti
             f"expected keys: {', '.join(keys)}"
             + (f" ({' and '.join(optional)} together or neither)" if optional else "")
         )
-    return {k: parameters[k] for k in keys if k in parameters}
+    return {k: parameters[k] for k in keys if k in parameters and (k in given or k in required)}
 
 
-def unpack_cache(cache, n: int, what: str):
-    """``cache`` if it is the ``n``-tuple a forward returns, else a ``TypeError`` naming it."""
-    if not (isinstance(cache, tuple) and len(cache) == n):
-        raise TypeError(f"cache must be the cache returned by {what}")
+def unpack_cache(cache, kind: type, what: str):
+    """``cache`` if it is a ``kind`` (the cache ``what`` returns), else a ``TypeError``."""
+    if not isinstance(cache, kind):
+        got = "None" if cache is None else f"a {type(cache).__name__}"
+        raise TypeError(f"cache must be the cache returned by {what}, got {got}")
     return cache
 
 

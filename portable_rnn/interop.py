@@ -30,6 +30,8 @@ from __future__ import annotations
 from . import _creation
 from ._backend import compat as _compat
 from ._core import spec as _spec
+from ._validate import check_is_array as _check_is_array
+from ._validate import get_params as _get_params
 
 __all__ = ["from_torch", "to_torch"]
 
@@ -181,24 +183,57 @@ def _marker(spec: _spec.CellSpec) -> str:
     return spec.separate[1] if spec.separate else spec.layer_keys[0]
 
 
+def _layer_dicts(parameters) -> list:
+    """The dicts of ``parameters`` (one dict, or a non-empty list of them), with their names."""
+    if isinstance(parameters, dict):
+        return [("parameters", parameters)]
+    if isinstance(parameters, (list, tuple)) and parameters:
+        for k, p in enumerate(parameters):
+            if not isinstance(p, dict):
+                raise TypeError(
+                    f"parameters[{k}] must be a dict of arrays, got {type(p).__name__}"
+                )
+        return [(f"parameters[{k}]", p) for k, p in enumerate(parameters)]
+    got = "an empty list" if isinstance(parameters, (list, tuple)) else type(parameters).__name__
+    raise TypeError(f"parameters must be a dict or a non-empty list of dicts, got {got}")
+
+
 def _infer(parameters):
-    """``(spec, dialect)`` of a parameter dict or list, read from its keys."""
-    first = parameters[0] if isinstance(parameters, (list, tuple)) else parameters
-    if not isinstance(first, dict):
-        raise TypeError("parameters must be a dict or a list of dicts")
+    """``(spec, dialect, layers)`` of a parameter dict or list: the cell and dialect read
+    from the first dict's keys, and every dict's arrays, checked (keys and arrays named)."""
+    named = _layer_dicts(parameters)
+    first = named[0][1]
+    found = None
     for spec in _spec.CELLS.values():
         if _marker(spec) in first:
-            return spec, "column"
-    if "Wx" in first and "Wh" in first:
-        H = first["Wh"].shape[0]
-        ratio = first["Wh"].shape[1] // H
-        for spec in _spec.CELLS.values():
-            if spec.n_blocks == ratio:
-                return spec, "rows"
-    keys = ", ".join(f"{_marker(spec)} ({spec.torch_module})" for spec in _spec.CELLS.values())
-    raise ValueError(
-        f"cannot tell the cell from the keys {sorted(first)}; expected {keys}, or Wx/Wh/b (rows)"
-    )
+            found = spec, "column"
+            break
+    else:
+        if "Wx" in first and "Wh" in first:
+            _check_is_array(f"{named[0][0]}['Wh']", first["Wh"])
+            H = first["Wh"].shape[0]
+            ratio = first["Wh"].shape[1] // H if H else 0
+            found = next(
+                ((spec, "rows") for spec in _spec.CELLS.values() if spec.n_blocks == ratio), None
+            )
+    if found is None:
+        keys = ", ".join(f"{_marker(spec)} ({spec.torch_module})" for spec in _spec.CELLS.values())
+        raise ValueError(
+            f"cannot tell the cell from the keys {sorted(first)} of {named[0][0]}; "
+            f"expected {keys}, or Wx/Wh/b (rows)"
+        )
+    spec, dialect = found
+    if dialect == "column":
+        keys = spec.layer_keys
+    else:
+        keys = ("Wx", "Wh", "b", *spec.hidden_biases.values())
+    layers = []
+    for name, p in named:
+        p = _get_params(p, keys, name)
+        for key, value in p.items():
+            _check_is_array(f"{name}[{key!r}]", value)
+        layers.append(p)
+    return spec, dialect, layers
 
 
 def _to_torch_tensors(spec: _spec.CellSpec, dialect, xp, p):
@@ -253,8 +288,7 @@ def to_torch(parameters, *, bidirectional=False, batch_first=None):
         their dtype. ``module.state_dict()`` gives the state dict.
     """
     torch = _torch()
-    spec, dialect = _infer(parameters)
-    layers = list(parameters) if isinstance(parameters, (list, tuple)) else [parameters]
+    spec, dialect, layers = _infer(parameters)
     layers = [_creation.to_backend(p, "torch", _torch_device(p)) for p in layers]
     D = 2 if bidirectional else 1
     if len(layers) % D:

@@ -14,7 +14,10 @@ the same cell and sequence code as `portable_rnn.rnn_forward` and
 `portable_rnn.lstm_forward` (one implementation of the math; transposes are
 views or fused by the backends). Forwards return ``(out, cache)``; backwards
 take ``(dout, cache)`` and return the gradients in the order of the forward's
-inputs. Caches are opaque.
+inputs. Caches are opaque, and each backward gives the gradients of its forward
+as it ran: no output shares memory with a cache, and the inputs the backward
+reads are copied into the cache on backends whose arrays can change in place
+(see "Aliasing" in ``docs/conventions.md``).
 
 * Temporal affine (``x (N, T, D) @ w (D, M) + b``), ``temporal_softmax_loss(x, y, mask)``
   (scores ``(N, T, V)``, labels ``(N, T)`` in ``[0, V)``, loss summed over unmasked steps
@@ -107,16 +110,44 @@ class _SequenceCache(NamedTuple):
     x: Any  #: the inputs, column layout (D, N, T)
     init: Any  #: the initial carry, column layout
     states: Any
-    a: Any  #: the hidden states, column layout (H, N, T)
     w: _sequence.Weights
     H: int
+
+
+def _made_by(cache) -> str:
+    """The forward that made ``cache``, in words, for error messages."""
+    if isinstance(cache, _RNNStepCache):
+        return "the cache of rnn_step_forward"
+    if isinstance(cache, _GatedStepCache):
+        return f"the cache of {cache.cell.name}_step_forward"
+    if isinstance(cache, _SequenceCache):
+        return f"the cache of {cache.cell.name}_forward"
+    return "None" if cache is None else f"a {type(cache).__name__}"
 
 
 def _cache(cache, kind: type, cell: _spec.CellSpec, what: str):
     """``cache`` if ``what`` returned it, else a ``TypeError`` saying what it must be."""
     if not (isinstance(cache, kind) and getattr(cache, "cell", cell) is cell):
-        raise TypeError(f"cache must be the cache returned by {what}")
+        raise TypeError(f"cache must be the cache returned by {what}, got {_made_by(cache)}")
     return cache
+
+
+def _step_dims(shape):
+    """The sizes ``N``, ``H`` of a step forward, from the shape of a state in its cache."""
+    dims = _Dims()
+    dims.define("N", shape[0], "cache")
+    dims.define("H", shape[1], "cache")
+    return dims
+
+
+def _sequence_dims(run: _SequenceCache):
+    """The sizes ``N``, ``T``, ``H`` of a sequence forward, read from its cache."""
+    dims = _Dims()
+    _, N, T = run.x.shape
+    dims.define("N", N, "cache")
+    dims.define("T", T, "cache")
+    dims.define("H", run.H, "cache")
+    return dims
 
 
 # -- vanilla RNN ------------------------------------------------------------
@@ -158,7 +189,8 @@ def rnn_step_forward(x, prev_h, Wx, Wh, b):
     xp = _check_arrays({"x": x, "prev_h": prev_h, "Wx": Wx, "Wh": Wh, "b": b})
     _rnn_dims("x", x, "N D", "prev_h", prev_h, Wx, Wh, b)
     next_h = _rnn.activate(xp, (x @ Wx + b).T, Wh.T @ prev_h.T).T
-    return next_h, _RNNStepCache(x, prev_h, Wx, Wh, next_h)
+    kept = (_seam.snapshot(xp, v) for v in (x, prev_h, Wx, Wh, next_h))
+    return next_h, _RNNStepCache(*kept)
 
 
 def rnn_step_backward(dnext_h, cache):
@@ -180,10 +212,8 @@ def rnn_step_backward(dnext_h, cache):
     db : array, shape (H,)
     """
     x, prev_h, Wx, Wh, next_h = _cache(cache, _RNNStepCache, _spec.RNN, "rnn_step_forward")
-    xp = _check_arrays({"dnext_h": dnext_h, "x": x, "prev_h": prev_h, "Wx": Wx, "Wh": Wh})
-    dims = _Dims()
-    dims.check("next_h", next_h, "N H")
-    dims.check("dnext_h", dnext_h, "N H")
+    xp = _check_arrays({"dnext_h": dnext_h, "cache (the forward's next_h)": next_h})
+    _step_dims(next_h.shape).check("dnext_h", dnext_h, "N H")
     dz = _rnn.tanh_grad(xp, dnext_h.T, next_h.T)  # (H, N)
     dprev = Wh.T.T @ dz
     return (Wx @ dz).T, dprev.T, (dz @ x).T, (dz @ prev_h).T, xp.sum(dz, axis=1)
@@ -212,11 +242,12 @@ def rnn_forward(x, h0, Wx, Wh, b):
     xp = _check_arrays({"x": x, "h0": h0, "Wx": Wx, "Wh": Wh, "b": b})
     dims = _rnn_dims("x", x, "N T D", "h0", h0, Wx, Wh, b)
     dims.require_steps("T", "x", x)
+    x, h0, Wx, Wh, b = (_seam.snapshot(xp, v) for v in (x, h0, Wx, Wh, b))  # for the cache
     x_col, init = _to_col_seq(xp, x), _rnn.Carry(h0.T)
     w = _sequence.separate_weights(Wx.T, Wh.T, _col(xp, b))
     states = _sequence.forward(xp, _rnn.CELL, w, x_col, init)
     a = states.last_axis(xp, "a")
-    return _to_row_seq(xp, a), _SequenceCache(_spec.RNN, x_col, init, states, a, w, dims["H"])
+    return _to_row_seq(xp, a), _SequenceCache(_spec.RNN, x_col, init, states, w, dims["H"])
 
 
 def rnn_backward(dh, cache):
@@ -238,13 +269,9 @@ def rnn_backward(dh, cache):
     db : array, shape (H,)
     """
     run = _cache(cache, _SequenceCache, _spec.RNN, "rnn_forward")
-    xp = _check_arrays({"dh": dh, "x": run.x, "Wx": run.w.Wx})
-    dims = _Dims()
-    dims.check("h", _to_row_seq(xp, run.a), "N T H")
-    dims.check("dh", dh, "N T H")
-    g = _sequence.backward(
-        xp, _rnn.CELL, run.w, run.x, run.init, run.states, run.a, _to_col_seq(xp, dh)
-    )
+    xp = _check_arrays({"dh": dh, "cache (the forward's x)": run.x})
+    _sequence_dims(run).check("dh", dh, "N T H")
+    g = _sequence.backward(xp, _rnn.CELL, run.w, run.x, run.init, run.states, _to_col_seq(xp, dh))
     return (
         _to_row_seq(xp, g.dx),
         g.dinit.a.T,
@@ -300,10 +327,14 @@ def _gated_dims(spec: _spec.CellSpec, x_name, x, x_letters, h_name, h, Wx, Wh, b
 def _gated_forward(cell: _sequence.Cell, x, h0, Wx, Wh, b, bhn=None):
     """The LSTM's or GRU's sequence forward: checks, then the column core."""
     spec = cell.spec
-    xp = _check_arrays({"x": x, "h0": h0, "Wx": Wx, "Wh": Wh, "b": b, "bhn": bhn})
+    named = {"x": x, "h0": h0, "Wx": Wx, "Wh": Wh, "b": b}
+    xp = _check_arrays(named if not spec.hidden_biases else {**named, "bhn": bhn})
     dims = _gated_dims(spec, "x", x, "N T D", "h0", h0, Wx, Wh, b, bhn)
     dims.require_steps("T", "x", x)
     H = dims["H"]
+    # the cache's own copies of what the backward reads (W is a new array: fused below)
+    x, h0, b = (_seam.snapshot(xp, v) for v in (x, h0, b))
+    bhn = None if bhn is None else _seam.snapshot(xp, bhn)
     W, bc = _fused_col(xp, spec, Wx, Wh, b, H)
     x_col, h0_col = _to_col_seq(xp, x), h0.T
     zeros = [_seam.zeros_like_state(xp, h0_col.shape, h0_col) for _ in spec.carry[1:]]
@@ -311,17 +342,15 @@ def _gated_forward(cell: _sequence.Cell, x, h0, Wx, Wh, b, bhn=None):
     w = _sequence.stacked_weights(W, bc, H, None if bhn is None else _col(xp, bhn))
     states = _sequence.forward(xp, cell, w, x_col, init)
     a = states.last_axis(xp, "a")
-    return _to_row_seq(xp, a), _SequenceCache(spec, x_col, init, states, a, w, H)
+    return _to_row_seq(xp, a), _SequenceCache(spec, x_col, init, states, w, H)
 
 
 def _gated_backward(cell: _sequence.Cell, dh, cache, what: str):
     """The LSTM's or GRU's BPTT: ``dx, dh0, dWx, dWh, db`` (and the GRU's ``dbhn``)."""
     run = _cache(cache, _SequenceCache, cell.spec, what)
-    xp = _check_arrays({"dh": dh, "x": run.x, "W": run.w.W})
-    dims = _Dims()
-    dims.check("h", _to_row_seq(xp, run.a), "N T H")
-    dims.check("dh", dh, "N T H")
-    g = _sequence.backward(xp, cell, run.w, run.x, run.init, run.states, run.a, _to_col_seq(xp, dh))
+    xp = _check_arrays({"dh": dh, "cache (the forward's x)": run.x})
+    _sequence_dims(run).check("dh", dh, "N T H")
+    g = _sequence.backward(xp, cell, run.w, run.x, run.init, run.states, _to_col_seq(xp, dh))
     dW = xp.concat([g.dw.Wa, g.dw.Wx], axis=1)
     dWx, dWh, db = _weight_grads(xp, cell.spec, dW, g.dw.b, run.H)
     grads = (_to_row_seq(xp, g.dx), g.dinit.a.T, dWx, dWh, db)
@@ -362,7 +391,8 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     concat = xp.concat([prev_h.T, x.T], axis=0)
     s = _lstm.activate(xp, W @ concat + bc, prev_c.T, H)
     values = (s.f, s.i, s.cc, s.o, s.tc)
-    return s.a.T, s.c.T, _GatedStepCache(_spec.LSTM, concat, prev_c.T, W, values, H)
+    c_prev = _seam.snapshot(xp, prev_c).T  # concat and W are new arrays already
+    return s.a.T, s.c.T, _GatedStepCache(_spec.LSTM, concat, c_prev, W, values, H)
 
 
 def lstm_step_backward(dnext_h, dnext_c, cache):
@@ -388,9 +418,8 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
     """
     run = _cache(cache, _GatedStepCache, _spec.LSTM, "lstm_step_forward")
     concat, c_prev, W, (f, i, cc, o, tc), H = run.x, run.prev, run.W, run.values, run.H
-    xp = _check_arrays({"dnext_h": dnext_h, "dnext_c": dnext_c, "W": W})
-    dims = _Dims()
-    dims.check("prev_c", c_prev.T, "N H")
+    xp = _check_arrays({"dnext_h": dnext_h, "dnext_c": dnext_c, "cache (the forward's W)": W})
+    dims = _step_dims(c_prev.T.shape)
     dims.check("dnext_h", dnext_h, "N H")
     dims.check("dnext_c", dnext_c, "N H")
     dz, dc_prev = _lstm.pre_activation_grads(xp, dnext_h.T, dnext_c.T, f, i, cc, o, c_prev, tc)
@@ -485,6 +514,7 @@ def gru_step_forward(x, prev_h, Wx, Wh, b, bhn):
     W, bc = _fused_col(xp, _spec.GRU, Wx, Wh, b, H)
     a_prev = prev_h.T
     s = _gru.activate(xp, W[:, H:] @ x.T + bc, W[:, :H] @ a_prev, _col(xp, bhn), a_prev, H)
+    x, a_prev = _seam.snapshot(xp, x), _seam.snapshot(xp, prev_h).T  # W is new already
     return s.a.T, _GatedStepCache(_spec.GRU, x, a_prev, W, (s.r, s.z, s.n, s.hn), H)
 
 
@@ -509,10 +539,8 @@ def gru_step_backward(dnext_h, cache):
     """
     run = _cache(cache, _GatedStepCache, _spec.GRU, "gru_step_forward")
     x, a_prev, W, (r, z, n, hn), H = run.x, run.prev, run.W, run.values, run.H
-    xp = _check_arrays({"dnext_h": dnext_h, "x": x, "W": W})
-    dims = _Dims()
-    dims.check("prev_h", a_prev.T, "N H")
-    dims.check("dnext_h", dnext_h, "N H")
+    xp = _check_arrays({"dnext_h": dnext_h, "cache (the forward's W)": W})
+    _step_dims(a_prev.T.shape).check("dnext_h", dnext_h, "N H")
     dxw, dha, direct = _gru.pre_activation_grads(xp, dnext_h.T, r, z, n, hn, a_prev)
     dprev = W[:, :H].T @ dha + direct
     dW = xp.concat([dha @ a_prev.T, dxw @ x], axis=1)

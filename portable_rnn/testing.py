@@ -382,6 +382,13 @@ def _unavailable(backend: str, device: str) -> str | None:
     """Why a backend/device cannot run here, or ``None`` if it can."""
     if not _devices.is_installed(backend):
         return f"{backend} is not installed (pip install {_devices.BACKENDS[backend].extra})"
+    if device != "cpu":
+        try:
+            found, why = _devices.gpu_count(backend)
+        except Exception as exc:  # a broken install: say why
+            return f"{backend} cannot tell its GPUs: {type(exc).__name__}: {exc}"
+        if not found:
+            return f"no GPU visible to {backend}{why}"
     try:
         _devices.resolve_device(backend, device)
     except Exception as exc:  # no GPU, no driver, broken install: say why

@@ -34,7 +34,7 @@ ALLOWED = {
     "_column": {"_backend", "_core", "_validate"},
     "rnn_layers": {"_backend", "_core", "_validate", "_temporal"},
     "__init__": {"_column", "_config", "_creation", "_validate"},
-    "interop": {"_backend", "_core", "_creation"},
+    "interop": {"_backend", "_core", "_creation", "_validate"},
     "testing": {"_backend"},
     "pytest_plugin": {"testing"},
     "_tools": {"__init__", "rnn_layers", "testing", "_backend", "_core"},

@@ -26,6 +26,7 @@ __all__ = [
     "dtype_of",
     "from_numpy",
     "from_numpy_as",
+    "gpu_count",
     "is_installed",
     "resolve_device",
     "to_numpy",
@@ -97,14 +98,77 @@ def check_device(device, source: str):
 # -- devices --------------------------------------------------------------------------------
 
 
-def _gpu_missing(backend: str, spec: str, found: int) -> RuntimeError:
+def _gpu_missing(backend: str, spec: str, found: int, why: str = "") -> RuntimeError:
     return RuntimeError(
         f"device {spec!r} was asked for on backend {backend!r}, which sees "
-        f"{found} GPU(s); portable_rnn never falls back to the CPU silently"
+        f"{found} GPU(s){why}; portable_rnn never falls back to the CPU silently"
     )
 
 
-def resolve_device(backend: str, device):
+def gpu_count(backend: str) -> tuple[int, str]:
+    """``(number of GPUs the backend sees, why none)``; ``why`` is ``""`` or `` (CUDA: ...)``.
+
+    CuPy imports without a GPU or driver, then fails at the first allocation with a
+    ``CUDARuntimeError``; asking first turns that into one clear line. NumPy and
+    array_api_strict see none.
+    """
+    if backend == "cupy":
+        import cupy
+
+        try:
+            return int(cupy.cuda.runtime.getDeviceCount()), ""
+        except cupy.cuda.runtime.CUDARuntimeError as exc:
+            return 0, f" (CUDA: {exc})"
+    if backend == "torch":
+        import torch
+
+        return (torch.cuda.device_count() if torch.cuda.is_available() else 0), ""
+    if backend == "jax":
+        import jax
+
+        try:
+            return len(jax.devices("gpu")), ""
+        except RuntimeError:
+            return 0, ""
+    return 0, ""
+
+
+def _no_gpu_for_cupy(why: str) -> RuntimeError:
+    return RuntimeError(
+        f"backend 'cupy' runs on NVIDIA GPUs, and CuPy sees no GPU here{why}; "
+        "choose another backend (numpy, jax, torch) or a machine with a GPU"
+    )
+
+
+def _device_object(backend: str, device, source: str):
+    """``device`` if it is a device object of ``backend``, else a ``TypeError`` naming it."""
+    if backend == "array_api_strict":
+        import array_api_strict
+
+        kinds: tuple = (array_api_strict.Device,)
+    elif backend == "jax":
+        import jax
+
+        kinds = (jax.Device,)
+    elif backend == "torch":
+        import torch
+
+        kinds = (torch.device,)
+    elif backend == "cupy":
+        import cupy
+
+        kinds = (cupy.cuda.Device,)
+    else:  # NumPy's only device is the string "cpu"
+        kinds = ()
+    if not isinstance(device, kinds):
+        raise TypeError(
+            f"{source} must be a device name ('cpu', 'gpu', 'gpu:N', 'cuda:N') or a device "
+            f"object of backend {backend!r}, got {type(device).__name__} {device!r}"
+        )
+    return device
+
+
+def resolve_device(backend: str, device, source: str = "device"):
     """The backend's own device object for a device name (or object).
 
     Parameters
@@ -115,16 +179,32 @@ def resolve_device(backend: str, device):
         ``"cpu"``, ``"gpu"``, ``"gpu:N"``, ``"cuda"``, ``"cuda:N"``, a device
         object of that backend, or ``None`` (the backend's default).
 
+    source : str, optional
+        What to call ``device`` in error messages.
+
     Returns
     -------
     device : object or None
         What the backend's ``asarray(..., device=)`` accepts.
+
+    Raises
+    ------
+    TypeError
+        ``device`` is neither a name nor a device object of ``backend``.
+    ValueError
+        An unknown name, or a GPU asked of a CPU-only backend.
+    RuntimeError
+        The GPU asked for is not there (for CuPy, also ``None`` when CuPy sees no GPU).
     """
     if device is None:
+        if backend == "cupy":
+            found, why = gpu_count("cupy")
+            if not found:
+                raise _no_gpu_for_cupy(why)
         return None
     if not isinstance(device, str):
-        return device
-    spec = check_device(device, "device")
+        return _device_object(backend, device, source)
+    spec = check_device(device, source)
     kind, _, index = spec.partition(":")
     n = int(index) if index else 0
     if backend in ("numpy", "array_api_strict"):
@@ -143,19 +223,16 @@ def resolve_device(backend: str, device):
 
         if kind == "cpu":
             return jax.devices("cpu")[0]
-        try:
-            gpus = jax.devices("gpu")
-        except RuntimeError:
-            gpus = []
-        if n >= len(gpus):
-            raise _gpu_missing(backend, spec, len(gpus))
-        return gpus[n]
+        found, _ = gpu_count("jax")
+        if n >= found:
+            raise _gpu_missing(backend, spec, found)
+        return jax.devices("gpu")[n]
     if backend == "torch":
         import torch
 
         if kind == "cpu":
             return torch.device("cpu")
-        found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        found, _ = gpu_count("torch")
         if n >= found:
             raise _gpu_missing(backend, spec, found)
         return torch.device("cuda", n)
@@ -164,12 +241,9 @@ def resolve_device(backend: str, device):
             raise ValueError("backend 'cupy' runs on GPUs only, got device 'cpu'")
         import cupy
 
-        try:
-            found = cupy.cuda.runtime.getDeviceCount()
-        except cupy.cuda.runtime.CUDARuntimeError:
-            found = 0
+        found, why = gpu_count("cupy")
         if n >= found:
-            raise _gpu_missing(backend, spec, found)
+            raise _gpu_missing(backend, spec, found, why)
         return cupy.cuda.Device(n)
     raise ValueError(f"unknown backend {backend!r}")  # pragma: no cover
 

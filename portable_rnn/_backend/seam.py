@@ -22,6 +22,7 @@ __all__ = [
     "elementwise",
     "fuse_setting",
     "fused_kernel",
+    "snapshot",
     "time_loop",
     "zeros_like_state",
 ]
@@ -163,3 +164,20 @@ def compile_function(fn, like):
 
         return jax.jit(fn)
     return fn
+
+def snapshot(xp, arr):
+    """``arr`` as the forward saw it, for a cache: a copy, except where arrays are immutable.
+
+    The sequence forwards keep in their caches the inputs their backward reads, so that
+    the backward gives the gradients of the forward as it ran even if the caller changes
+    an input in place afterwards. JAX arrays cannot change, so they are kept as they are
+    (no copy); every other backend's array is copied (``xp.asarray(arr, copy=True)``, on
+    its device, in its dtype).
+    """
+    name = backend_name(xp)
+    if name == "jax":
+        return arr
+    if name == "cupy":  # pragma: no cover - needs a GPU
+        with arr.device:  # CuPy copies onto the current device, as in zeros_like_state
+            return xp.asarray(arr, copy=True)
+    return xp.asarray(arr, copy=True)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
-__all__ = ["StepCaches", "steps_and_x"]
+from .._core.sequence import Weights
+from .._validate import Dims, check_arrays
+
+__all__ = ["StepCaches", "check_da", "sequence_caches", "steps_and_x"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
@@ -17,13 +20,21 @@ class StepCaches(Sequence):
     that ``rnn_cell_forward`` / ``lstm_cell_forward`` / ``gru_cell_forward`` would have
     cached at step ``t``, as in the seed notebooks; the backward reads the stored arrays
     directly instead. Treat it as opaque. Each cell's subclass builds its cell caches.
+
+    What the backward reads is a snapshot of the forward (see "Aliasing" in
+    ``docs/conventions.md``): ``x`` and ``init`` are copies of the inputs on backends
+    whose arrays can change in place (`portable_rnn._backend.seam.snapshot`), ``w`` the
+    fused weights the forward ran with, ``states`` the forward's own per-step values.
     """
 
-    x: Any  #: the inputs, (n_x, m, T_x)
-    init: Any  #: the initial carry (a0, and c0 for the LSTM)
+    #: the forward that makes these caches, for error messages ("lstm_forward")
+    forward: ClassVar[str] = ""
+
+    x: Any  #: the inputs, (n_x, m, T_x), as the forward read them
+    init: Any  #: the initial carry (a0, and c0 for the LSTM), as the forward read it
     states: Any  #: every step's values (a cell's ``Step`` tuples)
-    a: Any  #: the hidden states, (n_a, m, T_x)
-    parameters: Mapping  #: the parameter dict, as given
+    w: Weights  #: the fused weights the forward ran with
+    parameters: Mapping  #: the parameter dict, as given (only the seed-style view reads it)
     has_c0: bool = False  #: whether the forward was given c0
 
     def __len__(self) -> int:
@@ -40,14 +51,48 @@ class StepCaches(Sequence):
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        return f"<StepCaches of {len(self)} steps>"
+        return f"<{self.forward} caches of {len(self)} steps>"
 
 
-def steps_and_x(caches, name: str = "caches"):
-    """Split the ``(steps, x)`` pair that a sequence forward returns."""
+def steps_and_x(caches, what: str):
+    """Split the ``(steps, x)`` pair that the sequence forward ``what`` returns."""
     if not (isinstance(caches, (tuple, list)) and len(caches) == 2):
-        raise TypeError(f"{name} must be the (caches, x) pair returned by the forward")
+        got = "None" if caches is None else type(caches).__name__
+        raise TypeError(
+            f"caches must be the (caches, x) pair returned by {what}, got {got}"
+            + (f" of length {len(caches)}" if isinstance(caches, (tuple, list)) else "")
+        )
     steps, x = caches
-    if not isinstance(steps, Sequence) or len(steps) == 0:
-        raise TypeError(f"{name}[0] must be the non-empty sequence of per-step caches")
+    if isinstance(steps, StepCaches) and steps.forward != what:
+        raise TypeError(f"caches must be the caches returned by {what}, not by {steps.forward}")
+    if isinstance(steps, (str, bytes)) or not isinstance(steps, Sequence) or len(steps) == 0:
+        raise TypeError(
+            f"caches[0] must be the per-step caches returned by {what} (or a non-empty "
+            f"list of cell caches), got {type(steps).__name__}"
+        )
     return steps, x
+
+
+def sequence_caches(caches, kind: type[StepCaches]):
+    """``caches[0]`` if it is ``kind`` (the caches of ``kind.forward``), else ``None``.
+
+    ``None`` means a seed-style ``(list of cell caches, x)`` pair, which the caller
+    checks and converts; anything else is refused, naming ``caches``.
+    """
+    steps, _ = steps_and_x(caches, kind.forward)
+    return steps if isinstance(steps, kind) else None
+
+
+def check_da(da, run: StepCaches):
+    """Check ``da`` against the caches: one backend, dtype and device, shape ``(n_a, m, T_x)``.
+
+    Returns the namespace. The caches' own arrays were checked when they were made.
+    """
+    xp = check_arrays({"da": da, "caches (the forward's x)": run.x})
+    dims = Dims()
+    _, m, T = run.x.shape
+    dims.define("n_a", run.init.a.shape[0], "caches")
+    dims.define("m", m, "caches")
+    dims.define("T_x", T, "caches")
+    dims.check("da", da, "n_a m T_x")
+    return xp

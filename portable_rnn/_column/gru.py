@@ -37,13 +37,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .._backend.seam import zeros_like_state
+from .._backend.seam import snapshot, zeros_like_state
 from .._core import gru as core
 from .._core import sequence
 from .._core.activations import softmax
 from .._core.spec import GRU
 from .._validate import Dims, check_arrays
-from .caches import StepCaches, steps_and_x
+from .caches import StepCaches, check_da, sequence_caches
 from .checks import check_inputs, column_params
 
 __all__ = ["gru_backward", "gru_cell_backward", "gru_cell_forward", "gru_forward"]
@@ -134,11 +134,11 @@ def gru_cell_backward(da_next, cache):
         )
     *arrays, parameters = cache
     p = column_params(GRU, parameters, "cache[7] (parameters)")
-    names = GRUCellCache._fields[:-1]
+    names = [f"cache[{k}] ({field})" for k, field in enumerate(GRUCellCache._fields[:-1])]
     named = dict(zip(names, arrays, strict=True))
     xp = check_arrays({"da_next": da_next, **named, **p})
     dims = Dims()
-    check_inputs(dims, GRU, "xt", named["xt"], "n_x m", p)
+    check_inputs(dims, GRU, names[-1], named[names[-1]], "n_x m", p)
     for name in names[:-1]:
         dims.check(name, named[name], "n_a m")
     dims.check("da_next", da_next, "n_a m")
@@ -162,6 +162,8 @@ def gru_cell_backward(da_next, cache):
 
 
 class _StepCaches(StepCaches):
+    forward = "gru_forward"
+
     def cell_cache(self, t: int) -> GRUCellCache:
         a_prev = self.init.a if t == 0 else self.states[t - 1].a
         s = self.states[t]
@@ -191,9 +193,12 @@ def gru_forward(x, a0, parameters):
     caches : tuple
         ``(step_caches, x)`` for `gru_backward`; ``step_caches[t]`` is the cache
         `gru_cell_forward` would return at step ``t``. Otherwise opaque.
+        The backward gives the gradients of this forward as it ran: the outputs
+        share no memory with the caches, and changing ``x``, ``a0`` or the parameters
+        afterwards does not change them (see "Aliasing" in the conventions).
     """
     p = column_params(GRU, parameters)
-    xp = check_arrays({"x": x, "a0": a0, **p})
+    xp = check_arrays({"x": x, "a0": a0, **p}, optional=("a0",))
     dims = Dims()
     check_inputs(dims, GRU, "x", x, "n_x m T_x", p)
     dims.require_steps("T_x", "x", x)
@@ -201,11 +206,13 @@ def gru_forward(x, a0, parameters):
         a0 = zeros_like_state(xp, (dims["n_a"], dims["m"]), x)
     else:
         dims.check("a0", a0, "n_a m")
+        a0 = snapshot(xp, a0)
     init = core.Carry(a0)
-    states = sequence.forward(xp, core.CELL, sequence.fuse(xp, GRU, p), x, init)
+    x_run, w = snapshot(xp, x), sequence.fuse(xp, GRU, p, keep=True)
+    states = sequence.forward(xp, core.CELL, w, x_run, init)
     a = states.last_axis(xp, "a")
     y = sequence.outputs(xp, p["Wy"], p["by"], a) if "Wy" in p else None
-    return a, y, (_StepCaches(x, init, states, a, parameters), x)
+    return a, y, (_StepCaches(x_run, init, states, w, parameters), x)
 
 
 def gru_backward(da, caches):
@@ -225,16 +232,12 @@ def gru_backward(da, caches):
         (n_a, n_a + n_x); ``dbr``, ``dbz``, ``dbn``, ``dbhn`` (n_a, 1); summed
         over all steps.
     """
-    steps, x = steps_and_x(caches)
-    if not isinstance(steps, _StepCaches):
-        raise TypeError("caches must be the caches returned by gru_forward")
-    a0 = steps.init.a
-    p = column_params(GRU, steps.parameters)
-    xp = check_arrays({"da": da, "x": x, "a0": a0, **p})
-    dims = Dims()
-    check_inputs(dims, GRU, "x", x, "n_x m T_x", p)
-    dims.check("a0", a0, "n_a m")
-    dims.check("da", da, "n_a m T_x")
-    w = sequence.fuse(xp, GRU, p)
-    g = sequence.backward(xp, core.CELL, w, x, steps.init, steps.states, steps.a, da)
+    run = sequence_caches(caches, _StepCaches)
+    if run is None:
+        raise TypeError(
+            "caches must be the caches returned by gru_forward (the GRU has no seed-style "
+            "list of cell caches)"
+        )
+    xp = check_da(da, run)
+    g = sequence.backward(xp, core.CELL, run.w, run.x, run.init, run.states, da)
     return {"dx": g.dx, "da0": g.dinit.a, **sequence.unfuse(xp, GRU, g.dw, prefix="d")}

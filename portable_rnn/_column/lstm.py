@@ -27,14 +27,14 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .._backend.seam import zeros_like_state
+from .._backend.seam import snapshot, zeros_like_state
 from .._backend.steps import ListSteps
 from .._core import lstm as core
 from .._core import sequence
 from .._core.activations import softmax
 from .._core.spec import LSTM
 from .._validate import Dims, check_arrays
-from .caches import StepCaches, steps_and_x
+from .caches import StepCaches, check_da, sequence_caches
 from .checks import check_inputs, column_params
 
 __all__ = ["lstm_backward", "lstm_cell_backward", "lstm_cell_forward", "lstm_forward"]
@@ -112,11 +112,14 @@ def lstm_cell_forward(xt, a_prev, c_prev, parameters):
 
 
 def _cell_cache(cache, name="cache"):
+    """The arrays of a `lstm_cell_forward` cache, named ``cache[k] (field)``, and its parameters."""
     if not (isinstance(cache, (tuple, list)) and len(cache) == len(LSTMCellCache._fields)):
         fields = ", ".join(LSTMCellCache._fields)
         raise TypeError(f"{name} must be the ({fields}) tuple of lstm_cell_forward")
     *arrays, parameters = cache
-    return arrays, column_params(LSTM, parameters, f"{name}[9] (parameters)")
+    names = [f"{name}[{k}] ({field})" for k, field in enumerate(LSTMCellCache._fields[:-1])]
+    p = column_params(LSTM, parameters, f"{name}[9] (parameters)")
+    return dict(zip(names, arrays, strict=True)), p
 
 
 def lstm_cell_backward(da_next, dc_next, cache):
@@ -139,18 +142,17 @@ def lstm_cell_backward(da_next, dc_next, cache):
         ``dWf``, ``dWi``, ``dWc``, ``dWo`` (n_a, n_a + n_x);
         ``dbf``, ``dbi``, ``dbc``, ``dbo`` (n_a, 1).
     """
-    arrays, p = _cell_cache(cache)
-    names = LSTMCellCache._fields[:-1]
-    named = dict(zip(names, arrays, strict=True))
+    named, p = _cell_cache(cache)
+    names = list(named)
     xp = check_arrays({"da_next": da_next, "dc_next": dc_next, **named, **p})
     dims = Dims()
-    check_inputs(dims, LSTM, "xt", named["xt"], "n_x m", p)
+    check_inputs(dims, LSTM, names[-1], named[names[-1]], "n_x m", p)
     dims.check("da_next", da_next, "n_a m")
     dims.check("dc_next", dc_next, "n_a m")
     for name in names[:-1]:
         dims.check(name, named[name], "n_a m")
     n_a = dims["n_a"]
-    _, c_next, a_prev, c_prev, f, i, cc, o, xt = arrays
+    _, c_next, a_prev, c_prev, f, i, cc, o, xt = named.values()
     dz, dc_prev = core.pre_activation_grads(
         xp, da_next, dc_next, f, i, cc, o, c_prev, xp.tanh(c_next)
     )
@@ -167,6 +169,8 @@ def lstm_cell_backward(da_next, dc_next, cache):
 
 
 class _StepCaches(StepCaches):
+    forward = "lstm_forward"
+
     def cell_cache(self, t: int) -> LSTMCellCache:
         prev = self.init if t == 0 else self.states[t - 1]
         s = self.states[t]
@@ -204,9 +208,12 @@ def lstm_forward(x, a0, parameters, *, c0=None):
     caches : tuple
         ``(step_caches, x)`` for `lstm_backward`; ``step_caches[t]`` is the
         cache `lstm_cell_forward` would return at step ``t``. Otherwise opaque.
+        The backward gives the gradients of this forward as it ran: the outputs
+        share no memory with the caches, and changing ``x``, ``a0``, ``c0`` or the
+        parameters afterwards does not change them (see "Aliasing" in the conventions).
     """
     p = column_params(LSTM, parameters)
-    xp = check_arrays({"x": x, "a0": a0, "c0": c0, **p})
+    xp = check_arrays({"x": x, "a0": a0, "c0": c0, **p}, optional=("a0", "c0"))
     dims = Dims()
     check_inputs(dims, LSTM, "x", x, "n_x m T_x", p)
     dims.require_steps("T_x", "x", x)
@@ -215,30 +222,47 @@ def lstm_forward(x, a0, parameters, *, c0=None):
         if state is not None:
             dims.check(name, state, "n_a m")
     has_c0 = c0 is not None
-    a0 = zeros_like_state(xp, shape, x) if a0 is None else a0
-    c0 = zeros_like_state(xp, shape, x) if c0 is None else c0
+    a0 = zeros_like_state(xp, shape, x) if a0 is None else snapshot(xp, a0)
+    c0 = zeros_like_state(xp, shape, x) if c0 is None else snapshot(xp, c0)
 
     init = core.Carry(a0, c0)
-    states = sequence.forward(xp, core.CELL, sequence.fuse(xp, LSTM, p), x, init)
+    x_run, w = snapshot(xp, x), sequence.fuse(xp, LSTM, p, keep=True)
+    states = sequence.forward(xp, core.CELL, w, x_run, init)
     a, c = states.last_axis(xp, "a"), states.last_axis(xp, "c")
     y = sequence.outputs(xp, p["Wy"], p["by"], a) if "Wy" in p else None
-    steps = _StepCaches(x, init, states, a, parameters, has_c0=has_c0)
+    steps = _StepCaches(x_run, init, states, w, parameters, has_c0=has_c0)
     return a, y, c, (steps, x)
 
 
 def _sequence_cache(caches) -> StepCaches:
-    """Our caches, or the same record built from a seed-style list of cell caches."""
-    steps, x = steps_and_x(caches)
-    if isinstance(steps, _StepCaches):
-        return steps
-    cells = [_cell_cache(cell, f"caches[0][{t}]")[0] for t, cell in enumerate(steps)]
-    first = cells[0]
-    xp = check_arrays({"caches[0][0][0]": first[0]})
+    """Our caches, or the same record built from a seed-style list of cell caches.
+
+    A seed-style ``(list of lstm_cell_forward caches, x)`` pair is checked whole (every
+    array of every step, the parameters of the first, ``x``); its arrays are used as
+    they are, as the seeds do.
+    """
+    ours = sequence_caches(caches, _StepCaches)
+    if ours is not None:
+        return ours
+    steps, x = caches
+    cells = [_cell_cache(cell, f"caches[0][{t}]") for t, cell in enumerate(steps)]
+    p = cells[0][1]
+    named = {k: v for arrays, _ in cells for k, v in arrays.items()}
+    xp = check_arrays({"caches[1] (x)": x, **named, **p})
+    dims = Dims()
+    check_inputs(dims, LSTM, "caches[1] (x)", x, "n_x m T_x", p)
+    if len(steps) != dims["T_x"]:
+        raise ValueError(
+            f"caches[0] holds {len(steps)} steps but caches[1] (x) has T_x = {dims['T_x']}"
+        )
+    for name, arr in named.items():
+        dims.check(name, arr, "n_x m" if name.endswith("(xt)") else "n_a m")
+    arrays = [list(a.values()) for a, _ in cells]
     states = ListSteps(
-        [core.Step(f, i, cc, o, c, xp.tanh(c), a) for a, c, _, _, f, i, cc, o, _ in cells]
+        [core.Step(f, i, cc, o, c, xp.tanh(c), a) for a, c, _, _, f, i, cc, o, _ in arrays]
     )
-    a = states.last_axis(xp, "a")
-    return _StepCaches(x, core.Carry(first[2], first[3]), states, a, steps[0][9])
+    init = core.Carry(arrays[0][2], arrays[0][3])
+    return _StepCaches(x, init, states, sequence.fuse(xp, LSTM, p), steps[0][9])
 
 
 def lstm_backward(da, caches):
@@ -254,7 +278,8 @@ def lstm_backward(da, caches):
         Gradient of the loss with respect to every hidden state ``a<t>``
         (from the layers above).
     caches : tuple
-        The caches returned by `lstm_forward`.
+        The caches returned by `lstm_forward` (or a seed-style pair
+        ``(list of lstm_cell_forward caches, x)``).
 
     Returns
     -------
@@ -264,18 +289,8 @@ def lstm_backward(da, caches):
         and ``dc0`` (n_a, m) when the forward was given ``c0``.
     """
     run = _sequence_cache(caches)
-    x, (a0, c0) = run.x, run.init
-    p = column_params(LSTM, run.parameters)
-    xp = check_arrays({"da": da, "x": x, "a0": a0, "c0": c0, **p})
-    dims = Dims()  # the caches are the reference; da is checked against them
-    check_inputs(dims, LSTM, "x", x, "n_x m T_x", p)
-    dims.check("a0", a0, "n_a m")
-    dims.check("da", da, "n_a m T_x")
-    if len(run.states) != dims["T_x"]:
-        raise ValueError(f"caches hold {len(run.states)} steps but da has T_x = {dims['T_x']}")
-
-    w = sequence.fuse(xp, LSTM, p)
-    g = sequence.backward(xp, core.CELL, w, x, run.init, run.states, run.a, da)
+    xp = check_da(da, run)
+    g = sequence.backward(xp, core.CELL, run.w, run.x, run.init, run.states, da)
     grads = {"dx": g.dx, "da0": g.dinit.a}
     grads.update(sequence.unfuse(xp, LSTM, g.dw, prefix="d"))
     if run.has_c0:

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .._backend.seam import zeros_like_state
+from .._backend.seam import snapshot, zeros_like_state
 from .._backend.steps import ListSteps
 from .._core import rnn as core
 from .._core import sequence
 from .._core.activations import softmax
 from .._core.spec import RNN
 from .._validate import Dims, check_arrays
-from .caches import StepCaches, steps_and_x
+from .caches import StepCaches, check_da, sequence_caches
 from .checks import check_inputs, check_layer, column_params
 
 __all__ = ["rnn_backward", "rnn_cell_backward", "rnn_cell_forward", "rnn_forward"]
@@ -88,11 +88,14 @@ def rnn_cell_forward(xt, a_prev, parameters):
 
 
 def _cell_cache(cache, name="cache"):
+    """The arrays of a `rnn_cell_forward` cache, named ``cache[k] (field)``, and its parameters."""
     if not (isinstance(cache, (tuple, list)) and len(cache) == len(RNNCellCache._fields)):
         fields = ", ".join(RNNCellCache._fields)
         raise TypeError(f"{name} must be the ({fields}) tuple of rnn_cell_forward")
-    a_next, a_prev, xt, parameters = cache
-    return a_next, a_prev, xt, column_params(RNN, parameters, f"{name}[3] (parameters)")
+    *arrays, parameters = cache
+    names = [f"{name}[{k}] ({field})" for k, field in enumerate(RNNCellCache._fields[:-1])]
+    p = column_params(RNN, parameters, f"{name}[3] (parameters)")
+    return dict(zip(names, arrays, strict=True)), p
 
 
 def rnn_cell_backward(da_next, cache):
@@ -111,13 +114,15 @@ def rnn_cell_backward(da_next, cache):
         ``dxt`` (n_x, m), ``da_prev`` (n_a, m), ``dWax`` (n_a, n_x),
         ``dWaa`` (n_a, n_a), ``dba`` (n_a, 1).
     """
-    a_next, a_prev, xt, p = _cell_cache(cache)
-    xp = check_arrays({"da_next": da_next, "a_next": a_next, "a_prev": a_prev, "xt": xt, **p})
+    named, p = _cell_cache(cache)
+    n_next, n_prev, n_xt = named
+    xp = check_arrays({"da_next": da_next, **named, **p})
     dims = Dims()
-    check_inputs(dims, RNN, "xt", xt, "n_x m", p)
-    dims.check("a_next", a_next, "n_a m")
-    dims.check("a_prev", a_prev, "n_a m")
+    check_inputs(dims, RNN, n_xt, named[n_xt], "n_x m", p)
+    dims.check(n_next, named[n_next], "n_a m")
+    dims.check(n_prev, named[n_prev], "n_a m")
     dims.check("da_next", da_next, "n_a m")
+    a_next, a_prev, xt = named.values()
     dz = core.tanh_grad(xp, da_next, a_next)
     return {
         "dxt": p["Wax"].T @ dz,
@@ -132,6 +137,8 @@ def rnn_cell_backward(da_next, cache):
 
 
 class _StepCaches(StepCaches):
+    forward = "rnn_forward"
+
     def cell_cache(self, t: int) -> RNNCellCache:
         a_prev = self.init.a if t == 0 else self.states[t - 1].a
         return RNNCellCache(self.states[t].a, a_prev, self.x[:, :, t], self.parameters)
@@ -161,6 +168,9 @@ def rnn_forward(x, a0, parameters):
     caches : tuple
         ``(step_caches, x)`` for `rnn_backward`; ``step_caches[t]`` is the
         cache `rnn_cell_forward` would return at step ``t``. Otherwise opaque.
+        The backward gives the gradients of this forward as it ran: the outputs
+        share no memory with the caches, and changing ``x``, ``a0`` or the parameters
+        afterwards does not change them (see "Aliasing" in the conventions).
 
     Notes
     -----
@@ -168,7 +178,7 @@ def rnn_forward(x, a0, parameters):
     one matrix product over all steps; only ``Waa @ a<t-1>`` runs per step.
     """
     p = column_params(RNN, parameters)
-    xp = check_arrays({"x": x, "a0": a0, **p})
+    xp = check_arrays({"x": x, "a0": a0, **p}, optional=("a0",))
     dims = Dims()
     dims.check("x", x, "n_x m T_x")
     dims.require_steps("T_x", "x", x)
@@ -177,25 +187,43 @@ def rnn_forward(x, a0, parameters):
         a0 = zeros_like_state(xp, (dims["n_a"], dims["m"]), x)
     else:
         dims.check("a0", a0, "n_a m")
+        a0 = snapshot(xp, a0)
 
     init = core.Carry(a0)
-    states = sequence.forward(xp, core.CELL, sequence.fuse(xp, RNN, p), x, init)
+    x_run, w = snapshot(xp, x), sequence.fuse(xp, RNN, p, keep=True)
+    states = sequence.forward(xp, core.CELL, w, x_run, init)
     a = states.last_axis(xp, "a")
     y_pred = sequence.outputs(xp, p["Wya"], p["by"], a) if "Wya" in p else None
-    return a, y_pred, (_StepCaches(x, init, states, a, parameters), x)
+    return a, y_pred, (_StepCaches(x_run, init, states, w, parameters), x)
 
 
 def _sequence_cache(caches) -> StepCaches:
-    """Our caches, or the same record built from a seed-style list of cell caches."""
-    steps, x = steps_and_x(caches)
-    if isinstance(steps, _StepCaches):
-        return steps
-    # A seed-style list of rnn_cell_forward caches: (a_next, a_prev, xt, parameters).
+    """Our caches, or the same record built from a seed-style list of cell caches.
+
+    A seed-style ``(list of rnn_cell_forward caches, x)`` pair is checked whole (every
+    array of every step, the parameters of the first, ``x``); its arrays are used as
+    they are, as the seeds do.
+    """
+    ours = sequence_caches(caches, _StepCaches)
+    if ours is not None:
+        return ours
+    steps, x = caches
     cells = [_cell_cache(c, f"caches[0][{t}]") for t, c in enumerate(steps)]
-    states = ListSteps([core.Step(c[0]) for c in cells])
-    xp = check_arrays({"caches[0][0][0]": cells[0][0]})
-    a = states.last_axis(xp, "a")
-    return _StepCaches(x, core.Carry(cells[0][1]), states, a, steps[0][3])
+    p = cells[0][1]
+    named = {k: v for arrays, _ in cells for k, v in arrays.items()}
+    xp = check_arrays({"caches[1] (x)": x, **named, **p})
+    dims = Dims()
+    check_inputs(dims, RNN, "caches[1] (x)", x, "n_x m T_x", p)
+    if len(steps) != dims["T_x"]:
+        raise ValueError(
+            f"caches[0] holds {len(steps)} steps but caches[1] (x) has T_x = {dims['T_x']}"
+        )
+    for name, arr in named.items():
+        dims.check(name, arr, "n_x m" if name.endswith("(xt)") else "n_a m")
+    arrays = [list(a.values()) for a, _ in cells]
+    states = ListSteps([core.Step(a_next) for a_next, _, _ in arrays])
+    init = core.Carry(arrays[0][1])
+    return _StepCaches(x, init, states, sequence.fuse(xp, RNN, p), steps[0][3])
 
 
 def rnn_backward(da, caches):
@@ -208,7 +236,8 @@ def rnn_backward(da, caches):
         (from the layers above; the gradient flowing back through time from
         later steps is added here).
     caches : tuple
-        The caches returned by `rnn_forward`.
+        The caches returned by `rnn_forward` (or a seed-style pair
+        ``(list of rnn_cell_forward caches, x)``).
 
     Returns
     -------
@@ -218,16 +247,6 @@ def rnn_backward(da, caches):
         over all steps.
     """
     run = _sequence_cache(caches)
-    x, a0 = run.x, run.init.a
-    p = column_params(RNN, run.parameters)
-    xp = check_arrays({"da": da, "x": x, "a0": a0, **p})
-    dims = Dims()  # the caches are the reference; da is checked against them
-    check_inputs(dims, RNN, "x", x, "n_x m T_x", p)
-    dims.check("a0", a0, "n_a m")
-    dims.check("da", da, "n_a m T_x")
-    if len(run.states) != dims["T_x"]:
-        raise ValueError(f"caches hold {len(run.states)} steps but da has T_x = {dims['T_x']}")
-
-    w = sequence.fuse(xp, RNN, p)
-    g = sequence.backward(xp, core.CELL, w, x, run.init, run.states, run.a, da)
+    xp = check_da(da, run)
+    g = sequence.backward(xp, core.CELL, run.w, run.x, run.init, run.states, da)
     return {"dx": g.dx, "da0": g.dinit.a, **sequence.unfuse(xp, RNN, g.dw, prefix="d")}

@@ -147,7 +147,7 @@ def LSTMfwdProp(X, h0, c0, params):
         ``softmax(Wy.T @ h + by)`` per column.
     """
     p = get_params(params, _LSTM_KEYS, "params")
-    xp = check_arrays({"X": X, "h0": h0, "c0": c0, **p})
+    xp = check_arrays({"X": X, "h0": h0, "c0": c0, **p}, optional=("c0",))
     dims = Dims()
     dims.check("X", X, "n_x m T")
     dims.require_steps("T", "X", X)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import cast
 
+from .._backend.seam import snapshot
 from .._core import sequence
 from .._core import stacked as core
 from .._core.spec import CellSpec, cell_spec
@@ -95,7 +96,10 @@ def multilayer_forward(x, layers, *, cell, bidirectional=False, a0=None, c0=None
     c_n : array, shape (num_layers * num_directions, n_a, m), or None
         Final cell states (LSTM only).
     cache : object
-        For `multilayer_backward`; opaque.
+        For `multilayer_backward`; opaque. The backward gives the gradients of this
+        forward as it ran: the outputs share no memory with the cache, and changing
+        ``x``, ``a0``, ``c0`` or ``layers`` afterwards does not change them (see
+        "Aliasing" in the conventions).
     """
     spec = cell_spec(cell)
     D = 2 if bidirectional else 1
@@ -108,7 +112,7 @@ def multilayer_forward(x, layers, *, cell, bidirectional=False, a0=None, c0=None
                 for key, v in get_params(layer, spec.layer_keys, f"layers[{k}]").items()
             }
         )
-    xp = check_arrays(named)
+    xp = check_arrays(named, optional=("a0", "c0"))
     dims = Dims()
     dims.check("x", x, "n_x m T_x")
     dims.require_steps("T_x", "x", x)
@@ -122,9 +126,12 @@ def multilayer_forward(x, layers, *, cell, bidirectional=False, a0=None, c0=None
             raise ValueError(f"c0 is for the LSTM's cell state; cell {cell!r} has none")
         dims.check("c0", c0, "L*D n_a m")
 
-    weights = [sequence.fuse(xp, spec, p) for p in params]
-    inits = (a0, c0)[: len(spec.carry)]
-    out, finals, cache = core.forward(xp, core.CELLS[spec.name], weights, x, D, inits)
+    # the cache keeps what the backward reads as the forward read it (see `snapshot`)
+    weights = [sequence.fuse(xp, spec, p, keep=True) for p in params]
+    inits = tuple(None if s is None else snapshot(xp, s) for s in (a0, c0)[: len(spec.carry)])
+    out, finals, cache = core.forward(
+        xp, core.CELLS[spec.name], weights, snapshot(xp, x), D, inits
+    )
     return out, finals[0], finals[1] if len(finals) > 1 else None, cache
 
 
@@ -154,9 +161,12 @@ def multilayer_backward(dout, cache, *, da_n=None, dc_n=None):
     spec, D, L, n_a, x = cache.cell.spec, cache.D, cache.L, cache.n_a, cache.x
     if dc_n is not None and "c" not in spec.carry:
         raise ValueError(f"dc_n is for the LSTM's cell state; cell {spec.name!r} has none")
-    xp = check_arrays({"dout": dout, "x": x, "da_n": da_n, "dc_n": dc_n})
+    xp = check_arrays(
+        {"dout": dout, "cache (the forward's x)": x, "da_n": da_n, "dc_n": dc_n},
+        optional=("da_n", "dc_n"),
+    )
     dims = Dims()
-    dims.check("x", x, "n_x m T_x")
+    dims.check("cache (the forward's x)", x, "n_x m T_x")
     dims.define("D*n_a", D * n_a, "the forward")
     dims.define("n_a", n_a, "the forward")
     dims.define("L*D", L * D, "the forward")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .._backend.seam import elementwise
 
-__all__ = ["sigmoid", "softmax"]
+__all__ = ["shifted", "sigmoid", "softmax"]
 
 
 @elementwise
@@ -16,9 +16,26 @@ def sigmoid(xp, z):
     return (xp.tanh(z * 0.5) + 1.0) * 0.5
 
 
+def shifted(xp, z, axis: int):
+    """``z`` minus its maximum along ``axis``, computed so that it cannot overflow.
+
+    ``z - max`` overflows to ``-inf`` (with a warning on NumPy) where an element lies
+    more than the dtype's largest number below its slice's maximum (``[1e308, -1e308]``).
+    Such elements are first raised to that distance, ``max(z, max(m, 0) - big)`` (which
+    cannot overflow either), so the result is at least ``-big``: ``exp`` of it is 0, as
+    ``exp(-inf)`` would have been. Every other element is left as it is, so the result is
+    bit for bit ``z - max`` wherever that does not overflow.
+    """
+    m = xp.max(z, axis=axis, keepdims=True)
+    big = float(xp.finfo(z.dtype).max)
+    return xp.maximum(z, xp.maximum(m, 0.0) - big) - m
+
+
 def softmax(xp, z, axis: int = 0):
     """Softmax along ``axis``, shifted by the maximum of each slice along it."""
     # Shift by the per-column maximum (not the global one, seed 000's bug) so
-    # that every column has an exp() of exactly 1 and none underflows to 0/0.
-    e = xp.exp(z - xp.max(z, axis=axis, keepdims=True))
+    # that every column has an exp() of exactly 1 and none underflows to 0/0;
+    # `shifted` keeps the subtraction from overflowing for scores that span more
+    # than the dtype's range, so the result is finite for any finite input.
+    e = xp.exp(shifted(xp, z, axis))
     return e / xp.sum(e, axis=axis, keepdims=True)

@@ -15,7 +15,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from .._backend.seam import time_loop, zeros_like_state
+from .._backend.seam import snapshot, time_loop, zeros_like_state
 from .._backend.steps import StackedSteps, Steps, previous, select, time_major, zip_steps
 from .activations import softmax
 from .spec import CellSpec
@@ -28,7 +28,6 @@ __all__ = [
     "forward",
     "fuse",
     "outputs",
-    "previous_states",
     "project",
     "separate_weights",
     "stack_gates",
@@ -70,13 +69,19 @@ def stack_gates(xp, spec: CellSpec, p):
     return W, b
 
 
-def fuse(xp, spec: CellSpec, p) -> Weights:
-    """A column-dialect parameter dict (``Wf``, ``bf``... or ``Wax``, ``Waa``, ``ba``) fused."""
+def fuse(xp, spec: CellSpec, p, *, keep: bool = False) -> Weights:
+    """A column-dialect parameter dict (``Wf``, ``bf``... or ``Wax``, ``Waa``, ``ba``) fused.
+
+    With ``keep`` (weights a cache keeps for the backward), every array is the cache's own:
+    the stacked ``W`` and ``b`` are new arrays anyway, and the arrays used as given (the
+    RNN's three, the GRU's ``bhn``) are `snapshot` copies.
+    """
+    own = (lambda arr: snapshot(xp, arr)) if keep else (lambda arr: arr)
     if spec.separate:
         kx, ka, kb = spec.separate
-        return separate_weights(p[kx], p[ka], p[kb])
+        return separate_weights(own(p[kx]), own(p[ka]), own(p[kb]))
     W, b = stack_gates(xp, spec, p)
-    hidden = [p[key] for key in spec.hidden_biases.values()]
+    hidden = [own(p[key]) for key in spec.hidden_biases.values()]
     return stacked_weights(W, b, W.shape[0] // spec.n_blocks, *hidden)
 
 
@@ -165,11 +170,6 @@ def outputs(xp, Wy, by, a):
     return xp.reshape(softmax(xp, z, axis=0), (Wy.shape[0], m, T))
 
 
-def previous_states(xp, a0, a):
-    """``a_prev`` of every step: ``a0`` then ``a[..., :-1]``, shape ``(n, m, T)``."""
-    return xp.concat([xp.expand_dims(a0, axis=-1), a[:, :, :-1]], axis=-1)
-
-
 def forward(xp, cell: Cell, w: Weights, x, init) -> Steps:
     """Run ``cell`` over ``x (n_x, m, T)`` from the carry ``init``: every step's values.
 
@@ -185,14 +185,15 @@ def forward(xp, cell: Cell, w: Weights, x, init) -> Steps:
     return states
 
 
-def backward(xp, cell: Cell, w: Weights, x, init, states: Steps, a, da, final=None) -> Grads:
+def backward(xp, cell: Cell, w: Weights, x, init, states: Steps, da, final=None) -> Grads:
     """Backpropagation through time of `forward`.
+
+    Reads only its arguments: ``x``, ``init``, ``w`` and the per-step values ``states``
+    (never the hidden states a forward returned, which the caller may have changed).
 
     Parameters
     ----------
     x, init, states : the forward's input, initial carry and result
-    a : array, shape (n_a, m, T)
-        The hidden states, ``states.last_axis(xp, "a")``.
     da : array, shape (n_a, m, T)
         Gradient at every hidden state from above.
     final : tuple, optional
@@ -216,14 +217,17 @@ def backward(xp, cell: Cell, w: Weights, x, init, states: Steps, a, da, final=No
         return cell.step_backward(xp, w, dcarry._replace(a=x_t[0] + dcarry.a), saved, prev)
 
     # step t: (da<t>, the saved fields of step t, the previous carry's fields)
-    prev = [previous(xp, states, name, getattr(init, name)) for name in cell.previous]
-    xs = zip_steps(time_major(xp, da), select(states, cell.saved), *prev)
+    prev = {name: previous(xp, states, name, getattr(init, name)) for name in cell.previous}
+    xs = zip_steps(time_major(xp, da), select(states, cell.saved), *prev.values())
     dinit, dpre = time_loop(xp, body, first, xs, reverse=True)
     # Weight and input gradients: one product each over all steps, after the loop.
     G = w.Wa.shape[0]
     dX = xp.reshape(dpre.last_axis(xp, 0), (G, m * T))
     dA = dX if dpre.width == 1 else xp.reshape(dpre.last_axis(xp, 1), (G, m * T))
-    dWa = dA @ xp.reshape(previous_states(xp, init.a, a), (n_a, m * T)).T
+    # a<t-1> of every step, (n_a, m, T): built from the per-step values and init, as the
+    # previous carry fields above (the same data movement as stacking the hidden states)
+    a_prev = (prev["a"] if "a" in prev else previous(xp, states, "a", init.a)).last_axis(xp, 0)
+    dWa = dA @ xp.reshape(a_prev, (n_a, m * T)).T
     dWx = dX @ xp.reshape(x, (n_x, m * T)).T
     dbhn = None
     if w.bhn is not None:  # the GRU's candidate block of the recurrent gradient

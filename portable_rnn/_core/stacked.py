@@ -26,12 +26,15 @@ class Run(NamedTuple):
     x: Any  #: its input, (n_in, m, T) (flipped in time for a reverse direction)
     init: Any  #: its initial carry
     states: Any  #: its per-step values
-    a: Any  #: its hidden states, (n_a, m, T)
     w: Weights  #: its fused weights
 
 
 class StackCache(NamedTuple):
-    """What `forward` keeps for `backward`."""
+    """What `forward` keeps for `backward`.
+
+    `backward` reads only this: the runs' inputs, initial carries, per-step values and
+    weights (never the outputs `forward` returned, which the caller may change).
+    """
 
     cell: Cell
     runs: list
@@ -60,7 +63,7 @@ def forward(xp, cell: Cell, weights: list[Weights], x, D: int, inits):
             x_k = inp if d == 0 else xp.flip(inp, axis=-1)
             states = sequence.forward(xp, cell, weights[k], x_k, init)
             a = states.last_axis(xp, "a")
-            runs.append(Run(x_k, init, states, a, weights[k]))
+            runs.append(Run(x_k, init, states, weights[k]))
             for j, name in enumerate(cell.spec.carry):
                 finals[j].append(states.final(name))  # no need to stack every step
             outs.append(a if d == 0 else xp.flip(a, axis=-1))
@@ -87,7 +90,7 @@ def backward(xp, cache: StackCache, dout, dfinals):
             da = da if d == 0 else xp.flip(da, axis=-1)
             run = runs[k]
             final = tuple(None if g is None else g[k, :, :] for g in dfinals)
-            g = sequence.backward(xp, cell, run.w, run.x, run.init, run.states, run.a, da, final)
+            g = sequence.backward(xp, cell, run.w, run.x, run.init, run.states, da, final)
             dx_k = g.dx if d == 0 else xp.flip(g.dx, axis=-1)
             dx = dx_k if dx is None else dx + dx_k
             for j in range(len(cell.spec.carry)):
