@@ -102,8 +102,7 @@ def check_is_array(name: str, arr) -> None:
     if arr is None or not is_array(arr):
         got = "None" if arr is None else type(arr).__name__
         raise TypeError(
-            f"{name} must be an array (NumPy, CuPy, JAX, PyTorch or any array "
-            f"API array), got {got}"
+            f"{name} must be an array (NumPy, CuPy, JAX, PyTorch or any array API array), got {got}"
         )
     if _is_masked(arr):
         raise TypeError(

@@ -190,9 +190,7 @@ def _layer_dicts(parameters) -> list:
     if isinstance(parameters, (list, tuple)) and parameters:
         for k, p in enumerate(parameters):
             if not isinstance(p, dict):
-                raise TypeError(
-                    f"parameters[{k}] must be a dict of arrays, got {type(p).__name__}"
-                )
+                raise TypeError(f"parameters[{k}] must be a dict of arrays, got {type(p).__name__}")
         return [(f"parameters[{k}]", p) for k, p in enumerate(parameters)]
     got = "an empty list" if isinstance(parameters, (list, tuple)) else type(parameters).__name__
     raise TypeError(f"parameters must be a dict or a non-empty list of dicts, got {got}")

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import portable_rnn as prnn
-from portable_rnn.testing import to_numpy
+from portable_rnn import rnn_layers
+from portable_rnn.testing import assert_close, to_numpy
 
 from . import reference as ref
 
@@ -237,3 +238,201 @@ def test_output_layer_is_optional_both_or_neither(xp, lstm, rnn):
         xr[:, :, 0], a0r, {k: v for k, v in pr.items() if k not in ("Wya", "by")}
     )
     assert yt is None and tuple(a_next.shape) == (5, 4)
+
+
+# -- None only where the signature says optional (issue 17) --------------------------------
+
+
+def _word(name) -> str:
+    """A regex finding ``name`` as a whole word of a message."""
+    return rf"(?<![\w]){re.escape(str(name))}(?![\w])"
+
+
+def test_the_table_covers_every_public_array_function(xp):
+    from .public_calls import NO_ARRAYS, PUBLIC, calls
+
+    covered = {c.name.split(" ")[0] for c in calls(xp)}
+    assert covered | NO_ARRAYS == set(PUBLIC)
+
+
+def test_none_is_refused_naming_it_unless_optional(xp):
+    """Every argument and every parameter entry: ``None`` is a TypeError naming it, except
+    where the signature makes it optional (then the call runs)."""
+    from .public_calls import calls
+
+    tried = 0
+    for call in calls(xp):
+        for path in call.paths():
+            args = call.replaced(path, None)
+            if len(path) == 1 and path[0] in call.optional:
+                call(args)  # allowed: runs
+                continue
+            option = isinstance(call.args[path[0]], str)  # cell="lstm": an unknown name
+            with pytest.raises(ValueError if option else TypeError, match=_word(path[-1])) as info:
+                call(args)
+            assert "\n" not in str(info.value), (call.name, path)
+            tried += 1
+    assert tried > 200  # the table holds every argument of every function
+
+
+def test_optional_none_means_zeros(xp):
+    x, a0, c0, p, da = _lstm_inputs(xp)
+    zeros = xp.zeros((5, 4), dtype=xp.float64)
+    a, y, c, caches = prnn.lstm_forward(x, None, p, c0=None)
+    a_z, y_z, c_z, caches_z = prnn.lstm_forward(x, zeros, p, c0=zeros)
+    for got, want in ((a, a_z), (y, y_z), (c, c_z)):
+        np.testing.assert_array_equal(to_numpy(got), to_numpy(want))
+    g, g_z = prnn.lstm_backward(da, caches), prnn.lstm_backward(da, caches_z)
+    assert "dc0" not in g and "dc0" in g_z
+    np.testing.assert_array_equal(to_numpy(g["dWf"]), to_numpy(g_z["dWf"]))
+    layers = [_to(xp, d) for d in prnn.init_multilayer_params("lstm", 3, 5, seed=0)]
+    out, a_n, c_n, cache = prnn.multilayer_forward(x, layers, cell="lstm", a0=None, c0=None)
+    zeros3 = xp.zeros((1, 5, 4), dtype=xp.float64)
+    out_z, *_ = prnn.multilayer_forward(x, layers, cell="lstm", a0=zeros3, c0=zeros3)
+    np.testing.assert_array_equal(to_numpy(out), to_numpy(out_z))
+    prnn.multilayer_backward(da, cache, da_n=None, dc_n=None)
+
+
+def _lstm_inputs(xp):
+    x, a0, c0, p, da = ref.lstm_problem(np.random.default_rng(0))
+    return _to(xp, x), _to(xp, a0), _to(xp, c0), _to(xp, p), _to(xp, da)
+
+
+def test_output_layer_given_as_none_is_left_out_both_or_neither(xp, lstm, rnn):
+    x, a0, c0, p, da = lstm
+    a, y, c, _ = prnn.lstm_forward(x, a0, dict(p, Wy=None, by=None))
+    assert y is None
+    np.testing.assert_array_equal(to_numpy(a), to_numpy(prnn.lstm_forward(x, a0, p)[0]))
+    with pytest.raises(TypeError, match=r"^parameters\['Wy'\] is None but by is given"):
+        prnn.lstm_forward(x, a0, dict(p, Wy=None))
+    with pytest.raises(TypeError, match=r"^parameters\['by'\] is None but Wya is given"):
+        prnn.rnn_forward(rnn[0], rnn[1], dict(rnn[2], by=None))
+    xt = x[:, :, 0]
+    assert prnn.lstm_cell_forward(xt, a0, c0, dict(p, Wy=None, by=None))[2] is None
+
+
+def test_none_sizes_and_parameters_name_them():
+    for fn in (prnn.init_rnn_params, prnn.init_lstm_params, prnn.init_gru_params):
+        with pytest.raises(ValueError, match="^n_a must be a positive integer, got None"):
+            fn(3, None, 2)
+    with pytest.raises(ValueError, match="^m must be a positive integer, got None"):
+        prnn.init_state(3, None)
+    with pytest.raises(TypeError, match="^parameters must be a dict of arrays, got None"):
+        prnn.gru_forward(np.zeros((3, 4, 5)), None, None)
+    with pytest.raises(TypeError, match=r"^layers must be a non-empty list"):
+        prnn.multilayer_forward(np.zeros((3, 4, 5)), None, cell="gru")
+
+
+def test_masked_arrays_are_refused_naming_them(lstm):
+    x, a0, c0, p, da = (to_numpy(v) if not isinstance(v, dict) else v for v in lstm)
+    p = {k: to_numpy(v) for k, v in p.items()}
+    masked = np.ma.masked_array(x, mask=x > 0)
+    with pytest.raises(TypeError, match=r"^x is a NumPy masked array, whose mask .* ignore"):
+        prnn.lstm_forward(masked, a0, p)
+    with pytest.raises(TypeError, match=r"^Wf is a NumPy masked array"):
+        prnn.lstm_forward(x, a0, dict(p, Wf=np.ma.masked_array(p["Wf"])))
+    labels = np.ma.masked_array(np.zeros((2, 3), dtype=np.int64), mask=np.eye(2, 3, dtype=bool))
+    with pytest.raises(TypeError, match=r"^y is a NumPy masked array"):
+        rnn_layers.temporal_softmax_loss(np.zeros((2, 3, 4)), labels, np.ones((2, 3)))
+    with pytest.raises(TypeError, match=r"^obj\['W'\] is a NumPy masked array, whose mask to_back"):
+        prnn.to_backend({"W": np.ma.masked_array(p["Wf"])}, "numpy")
+
+
+# -- every cache checked for its kind (issue 17) ---------------------------------------------
+
+
+def _caches_of_every_forward(xp):
+    """``name -> cache`` of every forward (the last thing each returns)."""
+    from .public_calls import calls
+
+    found = {}
+    for call in calls(xp):
+        if "_forward" in call.name or call.name in ("fwdProp", "fwdPropSeq"):
+            found[call.name] = call()[-1]
+    return found
+
+
+def test_every_backward_refuses_every_other_cache_naming_it(xp):
+    """Each backward given another forward's cache, None, or a tuple of the right length
+    with other contents: a TypeError (or KeyError/ValueError) naming the cache argument."""
+    from .public_calls import calls
+
+    caches = _caches_of_every_forward(xp)
+    checked = 0
+    for call in calls(xp):
+        if "_backward" not in call.name:
+            continue
+        arg = "cache" if "cache" in call.args else "caches"
+        own = call.name.replace("_backward", "_forward").split(" ")[0]  # any stack's cache
+        mine = call.args[arg]
+        others = {k: v for k, v in caches.items() if k.split(" ")[0] != own}
+        if isinstance(mine, tuple):
+            others["a tuple of its length holding None"] = (None,) * len(mine)
+            others["a tuple of its length holding strings"] = tuple("abcdefghij"[: len(mine)])
+        others["None"] = None
+        for what, other in others.items():
+            with pytest.raises((TypeError, ValueError, KeyError), match=_word(arg)) as info:
+                call(call.replaced((arg,), other))
+            assert "\n" not in str(info.value), (call.name, what)
+            checked += 1
+    assert checked > 300  # every backward, every other cache
+
+
+def test_column_backwards_name_the_forward_of_the_caches_they_got(xp, lstm, rnn):
+    x, a0, c0, p, da = lstm
+    *_, lstm_caches = prnn.lstm_forward(x, a0, p)
+    _, _, rnn_caches = prnn.rnn_forward(*rnn[:3])
+    wrong = "^caches must be the caches returned by {}, not by {}"
+    with pytest.raises(TypeError, match=wrong.format("rnn_forward", "lstm_forward")):
+        prnn.rnn_backward(da, lstm_caches)
+    with pytest.raises(TypeError, match=wrong.format("lstm_forward", "rnn_forward")):
+        prnn.lstm_backward(da, rnn_caches)
+    with pytest.raises(TypeError, match=wrong.format("gru_forward", "lstm_forward")):
+        prnn.gru_backward(da, lstm_caches)
+    pair = r"^caches must be the \(caches, x\) pair returned by lstm_forward, got LSTMCellCache"
+    with pytest.raises(TypeError, match=pair):
+        prnn.lstm_backward(da, prnn.lstm_cell_forward(x[:, :, 0], a0, c0, p)[-1])
+    with pytest.raises(TypeError, match=r"^cache must be the \(a_next, c_next"):
+        prnn.lstm_cell_backward(a0, a0, lstm_caches)
+    with pytest.raises(TypeError, match="^cache must be the cache returned by multilayer_forward"):
+        prnn.multilayer_backward(da, lstm_caches)
+
+
+def test_seed_style_cache_lists_are_checked_whole(xp, lstm):
+    """A (list of cell caches, x) pair built step by step, as the notebooks do: every
+    array of every step is checked, and named by its place."""
+    x, a0, c0, p, da = lstm
+    cells, a, c = [], a0, c0
+    for t in range(x.shape[2]):
+        a, c, _, cache = prnn.lstm_cell_forward(x[:, :, t], a, c, p)
+        cells.append(cache)
+    g = prnn.lstm_backward(da, (cells, x))
+    want = prnn.lstm_backward(da, prnn.lstm_forward(x, a0, p, c0=c0)[-1])
+    for k, v in g.items():
+        assert_close(v, to_numpy(want[k]), xp=xp, err_msg=k)
+    broken = list(cells)
+    broken[3] = tuple(None if k == 4 else v for k, v in enumerate(broken[3]))
+    with pytest.raises(TypeError, match=r"^caches\[0\]\[3\]\[4\] \(ft\) must be an array"):
+        prnn.lstm_backward(da, (broken, x))
+    with pytest.raises(TypeError, match=r"^caches\[1\] \(x\) must be an array .*, got None"):
+        prnn.lstm_backward(da, (cells, None))
+    with pytest.raises(ValueError, match=r"^caches\[0\] holds 5 steps but caches\[1\] \(x\) has"):
+        prnn.lstm_backward(da, (cells[:5], x))
+    with pytest.raises(ValueError, match=r"^da must have shape \(n_a, m, T_x\) = \(5, 4, 6\)"):
+        prnn.lstm_backward(da[:, :, :5], (cells, x))
+
+
+def test_backward_checks_its_gradient_against_the_caches(xp, lstm):
+    x, a0, c0, p, da = lstm
+    *_, caches = prnn.lstm_forward(x, a0, p)
+    with pytest.raises(
+        ValueError,
+        match=r"^da must have shape \(n_a, m, T_x\) = \(5, 4, 6\), got \(5, 4, 5\) "
+        r"\(n_a = 5 from caches; m = 4 from caches; T_x = 6 from caches\)",
+    ):
+        prnn.lstm_backward(da[:, :, :5], caches)
+    da32 = xp.asarray(to_numpy(da), dtype="float32")
+    with pytest.raises(
+        TypeError, match=r"^caches \(the forward's x\) has dtype .*float64.* but da"
+    ):
+        prnn.lstm_backward(da32, caches)

@@ -129,9 +129,7 @@ def multilayer_forward(x, layers, *, cell, bidirectional=False, a0=None, c0=None
     # the cache keeps what the backward reads as the forward read it (see `snapshot`)
     weights = [sequence.fuse(xp, spec, p, keep=True) for p in params]
     inits = tuple(None if s is None else snapshot(xp, s) for s in (a0, c0)[: len(spec.carry)])
-    out, finals, cache = core.forward(
-        xp, core.CELLS[spec.name], weights, snapshot(xp, x), D, inits
-    )
+    out, finals, cache = core.forward(xp, core.CELLS[spec.name], weights, snapshot(xp, x), D, inits)
     return out, finals[0], finals[1] if len(finals) > 1 else None, cache
 
 
