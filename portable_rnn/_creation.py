@@ -44,8 +44,8 @@ def resolve_target(backend, device, dtype):
             device = config.device
     else:
         backend = check_backend(backend, "backend")
+    dev = devices.resolve_device(backend, device)  # first: no GPU for CuPy is one clear line
     xp = compat.namespace_for(backend)
-    dev = devices.resolve_device(backend, device)
     name = config.dtype if dtype is None else check_dtype(dtype, "dtype")
     return backend, xp, dev, name
 
@@ -258,6 +258,8 @@ def _move(arr, backend: str, xp, dev, dtype, where: str):
             )
         name = check_dtype(arr.dtype if dtype is None else dtype, "dtype")
         target = dtype_of(xp, backend, name)
+        if compat.dtype_name(arr.dtype) not in DTYPES:  # float16: convert where it is known
+            arr = src_xp.astype(arr, getattr(src_xp, name))
     if src == backend and (dev is None or compat.same_device(compat.device(arr), dev)):
         out = arr  # already there: no copy
     else:

@@ -55,8 +55,8 @@ def _kind(module):
         if isinstance(module, getattr(nn, spec.torch_module + "Cell")):
             return spec, True
     raise TypeError(
-        "from_torch takes torch.nn.RNN, LSTM, GRU, RNNCell, LSTMCell or GRUCell, "
-        f"got {type(module).__name__}"
+        "module must be a torch.nn.RNN, LSTM, GRU, RNNCell, LSTMCell or GRUCell, "
+        f"got {'None' if module is None else type(module).__name__}"
     )
 
 

@@ -287,3 +287,163 @@ def test_gru_and_multilayer_init_same_numbers_on_every_backend(xp):
     assert not np.array_equal(to_numpy(layers[0]["Wf"]), to_numpy(layers[1]["Wf"]))
     with pytest.raises(ValueError, match="unknown cell 'tcn'"):
         prnn.init_multilayer_params("tcn", 3, 4)
+
+
+# -- issue 17: every message names its argument; CuPy with no GPU; misspelt variables ---
+
+
+def test_device_of_no_backend_is_refused_at_once_naming_device(xp):
+    for bad in (5, 2.0, object(), ["cpu"]):
+        with pytest.raises(TypeError, match=r"^config_context\(device=\.\.\.\) must be a dev"):
+            with prnn.config_context(device=bad):
+                pass
+        with pytest.raises(TypeError, match=r"^set_config\(device=\.\.\.\) must be a device"):
+            prnn.set_config(device=bad)
+        with pytest.raises(TypeError, match=r"^device must be a device name .* got int 5"):
+            prnn.init_state(2, 3, device=5)
+        with pytest.raises(TypeError, match=r"^device must be a device name"):
+            prnn.to_backend(np.ones(2), xp.backend, 5)
+    if xp.backend != "numpy":  # NumPy's device is the name "cpu", which every backend has
+        with pytest.raises(TypeError, match=r"device object of backend 'numpy', got "):
+            prnn.set_config(backend="numpy", device=xp.array_device)
+    assert prnn.get_config() == prnn.Config()
+
+
+@pytest.mark.parametrize(
+    "seed, error, message",
+    [
+        (-1, ValueError, "got -1"),
+        ("a", TypeError, "got str"),
+        (1.5, TypeError, "got float"),
+        (True, TypeError, "got bool"),
+    ],
+)
+def test_bad_seeds_name_seed(seed, error, message):
+    for init in (prnn.init_rnn_params, prnn.init_lstm_params, prnn.init_gru_params):
+        with pytest.raises(
+            error, match=rf"^seed must be a non-negative integer or None, {message}"
+        ):
+            init(3, 4, 2, seed=seed)
+    with pytest.raises(error, match=rf"^seed must be a non-negative integer or None, {message}"):
+        prnn.init_multilayer_params("gru", 3, 4, seed=seed)
+    assert prnn.init_rnn_params(3, 4, 2, seed=np.int64(7))["Wax"].shape == (4, 3)
+
+
+def test_to_backend_of_float16_names_the_array_its_dtype_and_what_to_pass(xp):
+    tree = {"W": np.ones((2, 2), dtype=np.float16), "idx": np.arange(3, dtype=np.int16)}
+    with pytest.raises(
+        ValueError,
+        match=r"^obj\['W'\] has dtype float16, which portable_rnn does not compute in; "
+        r"pass dtype='float32' or dtype='float64'",
+    ):
+        prnn.to_backend(tree, xp.backend, xp.device)
+    with pytest.raises(ValueError, match=r"^obj\[1\] has dtype float16"):
+        prnn.to_backend([np.ones(1), np.ones(1, dtype=np.float16)], xp.backend, xp.device)
+    moved = prnn.to_backend(tree, xp.backend, xp.device, dtype="float32")
+    assert_close(moved["W"], np.ones((2, 2)), xp=xp, dtype="float32", device=xp.array_device)
+    np.testing.assert_array_equal(to_numpy(moved["idx"]), np.arange(3))  # integers as they are
+    assert to_numpy(moved["idx"]).dtype == np.int16
+
+
+def _no_gpu_cupy(monkeypatch):
+    """CuPy installed, and CUDA answering that there is no GPU (as on a CPU machine)."""
+    from portable_rnn._backend import devices
+
+    real_installed, real_count = devices.is_installed, devices.gpu_count
+    monkeypatch.setattr(devices, "is_installed", lambda b: b == "cupy" or real_installed(b))
+    why = " (CUDA: cudaErrorNoDevice: no CUDA-capable device is detected)"
+    monkeypatch.setattr(devices, "gpu_count", lambda b: (0, why) if b == "cupy" else real_count(b))
+
+
+def test_cupy_with_no_gpu_is_one_clear_line(monkeypatch):
+    _no_gpu_cupy(monkeypatch)
+    no_gpu = r"^backend 'cupy' runs on NVIDIA GPUs, and CuPy sees no GPU here \(CUDA: cudaErr"
+    with pytest.raises(RuntimeError, match=no_gpu):
+        prnn.to_backend(np.ones(2), "cupy")
+    with pytest.raises(RuntimeError, match=no_gpu):
+        prnn.set_config(backend="cupy")
+    with pytest.raises(RuntimeError, match=no_gpu):
+        with prnn.config_context(backend="cupy"):
+            pass
+    with pytest.raises(RuntimeError, match=no_gpu):
+        prnn.init_lstm_params(3, 4, 2, backend="cupy")
+    with pytest.raises(RuntimeError, match=r"^device 'gpu:1' was asked for on backend 'cupy', wh"):
+        prnn.init_state(3, 4, backend="cupy", device="gpu:1")
+    assert prnn.get_config() == prnn.Config()
+
+
+def test_cupy_with_no_gpu_is_a_clean_skip_line_in_the_plugin_and_the_check(monkeypatch):
+    from portable_rnn import testing
+    from portable_rnn._tools.check import run_check
+
+    _no_gpu_cupy(monkeypatch)
+    reasons = dict((b.name, why) for b, why in testing.available_backends(include_unavailable=True))
+    assert (
+        reasons["cupy"]
+        == "no GPU visible to cupy (CUDA: cudaErrorNoDevice: no CUDA-capable device is detected)"
+    )
+    with pytest.raises(ValueError, match="^requested backend.* cannot run: cupy: no GPU visible"):
+        testing.select_backends(["cupy"])
+    errors = []
+    assert run_check(["cupy"], out=errors.append, err=errors.append) == 2
+    assert errors == [
+        "portable-rnn check: requested backend(s) cannot run: cupy: no GPU visible to cupy "
+        "(CUDA: cudaErrorNoDevice: no CUDA-capable device is detected)"
+    ]
+
+
+def test_misspelt_environment_variables_are_named_with_the_closest_known_one(monkeypatch):
+    env = {
+        "PORTABLE_RNN_BACKNED": "jax",
+        "PORTABLE_RNN_TEST_BACKEND": "numpy",
+        "PORTABLE_RNN_XYZZY": "1",
+        "PORTABLE_RNN_DTYPE": "float32",
+        "OTHER_BACKNED": "x",
+    }
+    assert config_mod.unknown_environment(env) == [
+        ("PORTABLE_RNN_BACKNED", "PORTABLE_RNN_BACKEND"),
+        ("PORTABLE_RNN_TEST_BACKEND", "PORTABLE_RNN_TEST_BACKENDS"),
+        ("PORTABLE_RNN_XYZZY", None),
+    ]
+    monkeypatch.setattr(config_mod, "_warned", set())
+    with pytest.warns(UserWarning) as record:
+        config_mod.warn_unknown_environment(env)
+    messages = [str(w.message) for w in record]
+    assert messages[0] == (
+        "PORTABLE_RNN_BACKNED is set, but portable_rnn reads no such variable and ignores it "
+        "(did you mean PORTABLE_RNN_BACKEND?)"
+    )
+    assert len(messages) == 3 and messages[2].startswith("PORTABLE_RNN_XYZZY is set")
+    config_mod.warn_unknown_environment(env)  # once per process: no second warning
+
+
+def test_importing_with_a_misspelt_variable_warns_once(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PORTABLE_RNN_DTYPES": "float32"}
+    code = "import portable_rnn, importlib; importlib.reload(portable_rnn)"
+    run = subprocess.run(
+        [sys.executable, "-W", "default", "-c", code], env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    lines = [ln for ln in run.stderr.splitlines() if "UserWarning" in ln]
+    assert len(lines) == 1 and "PORTABLE_RNN_DTYPES is set" in lines[0]
+    assert "did you mean PORTABLE_RNN_DTYPE?" in lines[0]
+
+
+def test_every_variable_the_repository_reads_is_known():
+    """`ENVIRONMENT` lists every PORTABLE_RNN_* name in the code, tests, CI and docs."""
+    import re
+    from pathlib import Path
+
+    root = Path(prnn.__file__).parent.parent
+    names = set()
+    for folder in ("portable_rnn", "tests", "ci", ".ci", "docs"):
+        for path in (root / folder).rglob("*"):
+            if path.is_file() and path.suffix in ("", ".py", ".sh", ".md", ".toml", ".yml"):
+                names |= set(re.findall(r"PORTABLE_RNN_[A-Z0-9_]*[A-Z0-9]", path.read_text()))
+    names -= {n for n in names if "BACKNED" in n or "XYZZY" in n or n.endswith("DTYPES")}
+    names -= {"PORTABLE_RNN_TEST_BACKEND", "PORTABLE_RNN_CUPYFUSE"}  # misspelt on purpose
+    assert names <= set(config_mod.ENVIRONMENT), names - set(config_mod.ENVIRONMENT)

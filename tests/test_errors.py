@@ -436,3 +436,85 @@ def test_backward_checks_its_gradient_against_the_caches(xp, lstm):
         TypeError, match=r"^caches \(the forward's x\) has dtype .*float64.* but da"
     ):
         prnn.lstm_backward(da32, caches)
+
+
+# -- extreme and non-finite values (issue 17; docs/conventions.md) ---------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_softmax_is_finite_without_warnings_for_any_finite_scores(xp, dtype):
+    big = {"float64": 1e308, "float32": 3e38}[dtype]
+    columns = [[big, -big, 0.0], [-big, big, 0.0], [0.0, 0.0, -big]]
+    z = xp.asarray(np.array(columns).T, dtype=dtype)
+    want = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 0.0]])
+    for got in (prnn.softmax(z), prnn.sftmax(z), prnn.softmax(z.T, axis=1).T):
+        np.testing.assert_array_equal(to_numpy(got), want.astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_softmax_is_bit_for_bit_the_plain_formula_in_the_normal_range(xp, dtype):
+    z = xp.asarray(np.random.default_rng(4).standard_normal((5, 6)) * 40, dtype=dtype)
+    ns = xp.xp
+    for axis in (0, 1):
+        e = ns.exp(z - ns.max(z, axis=axis, keepdims=True))
+        want = e / ns.sum(e, axis=axis, keepdims=True)
+        np.testing.assert_array_equal(to_numpy(prnn.softmax(z, axis=axis)), to_numpy(want))
+
+
+def _nan_at(xp, arr, index):
+    host = np.array(to_numpy(arr), copy=True)
+    host[index] = np.nan
+    return xp.asarray(host)
+
+
+def test_a_nan_in_one_example_stays_in_its_columns_forward_and_reaches_every_weight_gradient(
+    xp, lstm
+):
+    """The documented propagation: a NaN in x[:, j, t] makes column j of a, c, y NaN from
+    step t on and leaves every other number of the forward as it was; in the backward,
+    example j's dx and da0 are NaN, the other examples' are unchanged, every entry of
+    every weight gradient is NaN. No error and no warning."""
+    x, a0, c0, p, da = lstm
+    j, t = 1, 3
+    clean = prnn.lstm_forward(x, a0, p, c0=c0)
+    dirty = prnn.lstm_forward(_nan_at(xp, x, (0, j, t)), a0, p, c0=c0)
+    others = [k for k in range(x.shape[1]) if k != j]
+    for name, got, want in zip("ayc", dirty[:3], clean[:3], strict=True):
+        got, want = to_numpy(got), to_numpy(want)
+        assert np.isnan(got[:, j, t:]).all(), name
+        np.testing.assert_array_equal(got[:, j, :t], want[:, j, :t], err_msg=name)
+        np.testing.assert_array_equal(got[:, others, :], want[:, others, :], err_msg=name)
+    g_clean, g = prnn.lstm_backward(da, clean[-1]), prnn.lstm_backward(da, dirty[-1])
+    for name in ("dx", "da0", "dc0"):
+        got, want = to_numpy(g[name]), to_numpy(g_clean[name])
+        assert np.isnan(got[:, j, ...]).all(), name
+        np.testing.assert_array_equal(got[:, others, ...], want[:, others, ...], err_msg=name)
+    for name in ("dWf", "dWi", "dWc", "dWo", "dbf", "dbi", "dbc", "dbo"):
+        assert np.isnan(to_numpy(g[name])).all(), name
+
+
+def test_an_inf_in_x_may_leave_the_forward_finite_but_gives_nan_weight_gradients(xp, lstm):
+    """The documented case: the gates saturate, the forward stays finite, and the weight
+    gradients' products meet 0 * Inf; other examples' dx stay finite. On NumPy (and
+    array_api_strict, which computes with NumPy) NumPy warns; numpy.errstate silences it."""
+    x, a0, c0, p, da = lstm
+    host = np.array(to_numpy(x), copy=True)
+    host[0, 1, 2] = np.inf
+    with np.errstate(invalid="ignore"):
+        a, y, c, caches = prnn.lstm_forward(xp.asarray(host), a0, p)
+        g = prnn.lstm_backward(da, caches)
+    assert np.isfinite(to_numpy(a)).all() and np.isfinite(to_numpy(y)).all()
+    assert np.isnan(to_numpy(g["dWf"])).any()
+    assert np.isfinite(to_numpy(g["dx"])[:, [0, 2, 3], :]).all()
+    if xp.backend == "numpy":
+        with pytest.warns(RuntimeWarning, match="invalid value"):
+            prnn.lstm_backward(da, caches)
+
+
+def test_softmax_of_an_infinite_score_is_nan_in_its_column_only(xp):
+    z = xp.asarray(np.array([[np.inf, 1.0, -np.inf], [0.0, 2.0, 0.0]]))
+    with np.errstate(invalid="ignore"):
+        got = to_numpy(prnn.softmax(z))
+    assert np.isnan(got[:, 0]).all()
+    assert_close(got[:, 1], np.exp([1.0, 2.0]) / np.exp([1.0, 2.0]).sum())
+    np.testing.assert_array_equal(got[:, 2], [0.0, 1.0])

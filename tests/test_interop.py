@@ -12,7 +12,7 @@ import portable_rnn as prnn
 from portable_rnn import rnn_layers
 from portable_rnn._core.spec import cell_spec
 from portable_rnn.interop import _column, from_torch, to_torch
-from portable_rnn.testing import assert_close
+from portable_rnn.testing import assert_close, to_numpy
 
 torch = pytest.importorskip("torch", reason="PyTorch is the oracle of these tests")
 TOL = {"rtol": 1e-10, "atol": 1e-10}
@@ -215,6 +215,41 @@ def test_unsupported_modules_are_refused_naming_the_attribute():
         from_torch(torch.nn.GRU(3, 4), dialect="cs231n")
     with pytest.raises(ValueError, match="cannot tell the cell"):
         to_torch({"W": np.zeros((2, 2))})
+
+
+def test_bad_parameters_and_modules_are_named(xp):
+    """Issue 17: to_torch([]), a missing key, a None or a list where an array goes, and
+    from_torch(None) were IndexError, KeyError 'Wi', "'NoneType' object is not
+    subscriptable" and "from_torch takes ..."; each now names what is wrong."""
+    p = {k: xp.asarray(to_numpy(v)) for k, v in prnn.init_lstm_params(3, 4, 2, seed=0).items()}
+    with pytest.raises(
+        TypeError,
+        match="^parameters must be a dict or a non-empty list of dicts, got an empty list",
+    ):
+        to_torch([])
+    with pytest.raises(
+        TypeError, match="^parameters must be a dict or a non-empty list of dicts, got NoneType"
+    ):
+        to_torch(None)
+    with pytest.raises(TypeError, match=r"^parameters\[1\] must be a dict of arrays, got str"):
+        to_torch([p, "layer"])
+    missing = {k: v for k, v in p.items() if k != "Wi"}
+    with pytest.raises(prnn.MissingParameterError, match="^parameters is missing the key.* 'Wi'"):
+        to_torch(missing)
+    with pytest.raises(prnn.MissingParameterError, match=r"^parameters\[1\] is missing .* 'Wi'"):
+        to_torch([p, missing])
+    with pytest.raises(TypeError, match=r"^parameters\['Wi'\] must be an array .*got None"):
+        to_torch(dict(p, Wi=None))
+    with pytest.raises(TypeError, match=r"^parameters\['bo'\] must be an array .*got list"):
+        to_torch(dict(p, bo=[[0.0]] * 4))
+    rows = {"Wx": np.zeros((3, 12)), "Wh": np.zeros((4, 12))}
+    with pytest.raises(prnn.MissingParameterError, match="^parameters is missing the key.* 'b'"):
+        to_torch(rows)
+    with pytest.raises(TypeError, match=r"^parameters\['Wh'\] must be an array"):
+        to_torch({"Wx": np.zeros((3, 12)), "Wh": None, "b": np.zeros(12)})
+    with pytest.raises(TypeError, match="^module must be a torch.nn.RNN, .*, got None$"):
+        from_torch(None)
+    assert isinstance(to_torch(p), torch.nn.LSTM)  # the output layer (Wy, by) is left out
 
 
 def test_module_without_bias_gives_zero_biases():

@@ -132,6 +132,50 @@ def test_temporal_softmax_loss_is_stable_for_large_scores(xp, dtype):
     assert_close(dx, want_dx, **_kw(xp, dtype))
 
 
+#: the largest finite scores of each dtype, within a factor 1.1
+BIG = {"float64": 1e308, "float32": 3e38}
+
+
+def _old_loss(xp, x, y, mask):
+    """The formula before issue 17 (x - max, then a one-hot product), for the normal range."""
+    N, _, V = x.shape
+    shifted = x - xp.max(x, axis=-1, keepdims=True)
+    log_probs = shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
+    onehot = tl._one_hot(xp, y, V, x.dtype)
+    weights = xp.astype(mask, x.dtype)
+    loss = -xp.sum(weights * xp.sum(log_probs * onehot, axis=-1)) / N
+    return loss, (xp.exp(log_probs) - onehot) * xp.expand_dims(weights / N, axis=-1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_loss_is_finite_without_warnings_for_scores_spanning_the_dtype(xp, dtype):
+    """[big, -big]: ``x - max`` would overflow (a warning, then 0 * inf = NaN in the
+    one-hot product); the loss is exact where the label is the maximum, and finite (the
+    per-step bound ``-big / (N T)``) where its log-probability is below the dtype."""
+    big = BIG[dtype]
+    x = xp.asarray(np.array([[[big, -big], [-big, big]], [[big, -big], [0.0, -big]]]), dtype=dtype)
+    mask = xp.asarray(np.ones((2, 2), dtype=bool))
+    loss, dx = tl.temporal_softmax_loss(x, xp.asarray(np.array([[0, 1], [0, 0]])), mask)
+    assert float(to_numpy(loss)) == 0.0  # every label is its step's maximum
+    np.testing.assert_array_equal(to_numpy(dx), np.zeros((2, 2, 2)))
+    loss, dx = tl.temporal_softmax_loss(x, xp.asarray(np.array([[1, 0], [1, 1]])), mask)
+    finfo = np.finfo(dtype)
+    assert np.isfinite(to_numpy(loss)) and float(to_numpy(loss)) >= float(finfo.max) / 4 * 0.99
+    want_dx = np.array([[[1.0, -1.0], [-1.0, 1.0]], [[1.0, -1.0], [1.0, -1.0]]]) / 2
+    np.testing.assert_array_equal(to_numpy(dx), want_dx)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_loss_is_bit_for_bit_the_plain_formula_in_the_normal_range(xp, dtype):
+    rng = np.random.default_rng(11)
+    x = xp.asarray(rng.standard_normal((3, 4, 7)) * 30, dtype=dtype)
+    y = xp.asarray(rng.integers(0, 7, size=(3, 4)))
+    mask = xp.asarray(rng.random((3, 4)) < 0.7)
+    got, want = tl.temporal_softmax_loss(x, y, mask), _old_loss(xp.xp, x, y, mask)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(to_numpy(g), to_numpy(w))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_word_embedding_matches_reference(xp, dtype):
     rng = np.random.default_rng(3)
