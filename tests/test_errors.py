@@ -491,6 +491,16 @@ def test_a_nan_in_one_example_stays_in_its_columns_forward_and_reaches_every_wei
         np.testing.assert_array_equal(got[:, others, ...], want[:, others, ...], err_msg=name)
     for name in ("dWf", "dWi", "dWc", "dWo", "dbf", "dbi", "dbc", "dbo"):
         assert np.isnan(to_numpy(g[name])).all(), name
+    for start in (
+        {"a0": _nan_at(xp, a0, (2, j)), "c0": c0},
+        {"a0": a0, "c0": _nan_at(xp, c0, (0, j))},
+    ):
+        dirty = prnn.lstm_forward(x, start["a0"], p, c0=start["c0"])
+        for name, got, want in zip("ayc", dirty[:3], clean[:3], strict=True):
+            got, want = to_numpy(got), to_numpy(want)
+            assert np.isnan(got[:, j, 0]).any(), name  # from the first step,
+            assert np.isnan(got[:, j, 1:]).all(), name  # in every unit from the second
+            np.testing.assert_array_equal(got[:, others, :], want[:, others, :], err_msg=name)
 
 
 def test_an_inf_in_x_may_leave_the_forward_finite_but_gives_nan_weight_gradients(xp, lstm):
