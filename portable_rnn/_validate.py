@@ -186,11 +186,21 @@ class Dims:
             raise ValueError(
                 f"{name} must be {len(spec)}-D with shape ({wanted}), got shape {shape}"
             )
+        # a letter not yet known takes its size from its first axis here, so that a
+        # letter that repeats ("n_h n_h": a square matrix) must repeat its size
+        here: dict[str, int] = {}
+        for letter, actual in zip(spec, shape, strict=True):
+            if self._expected(letter) is None and spec.count(letter) > 1:
+                here.setdefault(letter, actual)
+
+        def expected_size(letter: str) -> int | None:
+            known = self._expected(letter)
+            return here.get(letter) if known is None else known
+
         if any(
-            self._expected(letter) not in (None, actual)
-            for letter, actual in zip(spec, shape, strict=True)
+            expected_size(lt) not in (None, actual) for lt, actual in zip(spec, shape, strict=True)
         ):
-            expected = "(" + ", ".join(str(self._expected(lt) or "?") for lt in spec) + ")"
+            expected = "(" + ", ".join(str(expected_size(lt) or "?") for lt in spec) + ")"
             known = "; ".join(
                 f"{letter} = {self.size[letter]} from {self._source[letter]}"
                 for letter in dict.fromkeys(spec)

@@ -528,3 +528,24 @@ def test_softmax_of_an_infinite_score_is_nan_in_its_column_only(xp):
     assert np.isnan(got[:, 0]).all()
     assert_close(got[:, 1], np.exp([1.0, 2.0]) / np.exp([1.0, 2.0]).sum())
     np.testing.assert_array_equal(got[:, 2], [0.0, 1.0])
+
+
+def test_a_square_weight_that_is_not_square_is_named(xp):
+    """A letter that repeats in one shape ("H H") must repeat its size: the wrong weight is
+    named, not a later one that disagrees with the size it defined."""
+    from .public_calls import rows_problem
+
+    x, h0, _, w, _ = rows_problem(xp, "rnn")
+    wide = xp.asarray(np.zeros((6, 7)))
+    with pytest.raises(ValueError, match=r"^Wh must have shape \(H, H\) = \(6, 6\), got \(6, 7\)"):
+        rnn_layers.rnn_forward(x, h0, w["Wx"], wide, w["b"])
+    with pytest.raises(ValueError, match=r"^Wh must have shape \(H, H\) = \(6, 6\), got \(6, 7\)"):
+        rnn_layers.rnn_step_forward(x[:, 0, :], h0, w["Wx"], wide, w["b"])
+    lp = {f"W{s}{g}": np.zeros((3 if s == "x" else 5, 5)) for s in "xh" for g in "fico"}
+    lp |= {f"b{g}": np.zeros((5, 1)) for g in "fico"} | {"Wy": np.zeros((5, 2))}
+    lp = _to(xp, {**lp, "by": np.zeros((2, 1)), "Whf": np.zeros((5, 6))})
+    X, h0 = _to(xp, np.zeros((3, 4, 2))), _to(xp, np.zeros((5, 4)))
+    with pytest.raises(
+        ValueError, match=r"^Whf must have shape \(n_h, n_h\) = \(5, 5\), got \(5, 6"
+    ):
+        prnn.LSTMfwdProp(X, h0, None, lp)
