@@ -145,17 +145,21 @@ def assert_close(
         Expected device of ``actual``; default: ``desired``'s when both are of
         one backend, else not checked.
     rtol, atol : float, optional
-        Override the dtype's tolerances.
+        Override the dtype's tolerances. Integer and boolean arrays have none: give both
+        (``rtol=0, atol=0`` asks for equal values).
     err_msg : str, optional
         Prefix of the failure message.
     """
     want_dtype = _check_meta(actual, desired, xp=xp, dtype=dtype, device=device, err_msg=err_msg)
-    default_rtol, default_atol = tolerances(want_dtype)
+    if rtol is None or atol is None:  # integer and boolean arrays need both given (0 for equal)
+        default_rtol, default_atol = tolerances(want_dtype)
+        rtol = default_rtol if rtol is None else rtol
+        atol = default_atol if atol is None else atol
     np.testing.assert_allclose(
         to_numpy(actual).astype(np.float64),
         to_numpy(desired).astype(np.float64) if _compat.is_array(desired) else desired,
-        rtol=default_rtol if rtol is None else rtol,
-        atol=default_atol if atol is None else atol,
+        rtol=rtol,
+        atol=atol,
         err_msg=err_msg,
     )
 

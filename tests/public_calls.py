@@ -23,12 +23,26 @@ from . import reference as ref
 
 @dataclasses.dataclass
 class Call:
-    """A valid call: ``fn(*positional, **keywords)`` from ``args`` (in signature order)."""
+    """A valid call: ``fn(*positional, **keywords)`` from ``args`` (in signature order),
+    and what each argument may be (for the tests that change one)."""
 
     name: str
     fn: Callable
     args: dict
     optional: tuple = ()  #: argument names the signature lets be ``None``
+    any_shape: tuple = ()  #: arguments of any shape and floating dtype (elementwise functions)
+    index: dict = dataclasses.field(default_factory=dict)  #: index argument -> bound of values
+    mask: tuple = ()  #: masks (any real dtype)
+
+    @property
+    def caches(self) -> tuple:
+        """The names of the cache arguments (``cache``, ``caches``)."""
+        return tuple(k for k in self.args if k in ("cache", "caches"))
+
+    @property
+    def returns_cache(self) -> bool:
+        """Whether the last thing the function returns is a cache (an opaque object)."""
+        return "_forward" in self.name or self.name in ("fwdProp", "fwdPropSeq")
 
     def __call__(self, args: dict | None = None):
         args = self.args if args is None else args
@@ -37,9 +51,10 @@ class Call:
         keywords = {k: v for k, v in args.items() if params[k].kind is params[k].KEYWORD_ONLY}
         return self.fn(*positional, **keywords)
 
-    def replaced(self, path: tuple, value) -> dict:
+    def replaced(self, path: tuple, value=None, *, remove: bool = False) -> dict:
         """A copy of ``args`` with the entry at ``path`` (``("x",)``, ``("parameters", "Wf")``,
-        ``("layers", 0, "Wf")``) replaced by ``value`` (dicts and lists copied on the way)."""
+        ``("layers", 0, "Wf")``) replaced by ``value``, or removed (dicts and lists copied on
+        the way)."""
         new = dict(self.args)
         parent = new
         for k in path[:-1]:
@@ -47,8 +62,18 @@ class Call:
             child = dict(child) if isinstance(child, dict) else list(child)
             parent[k] = child
             parent = child
-        parent[path[-1]] = value
+        if remove:
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = value
         return new
+
+    def get(self, path: tuple):
+        """The entry of ``args`` at ``path``."""
+        value = self.args[path[0]]
+        for k in path[1:]:
+            value = value[k]
+        return value
 
     def paths(self):
         """Every argument, and every entry of a parameter dict (or list of dicts)."""
@@ -62,11 +87,17 @@ class Call:
 
 
 def _to(xp, tree, dtype="float64"):
+    """A NumPy tree of floating arrays on ``xp`` in ``dtype``, each value rounded to float32
+    first: the same tree in float32 and float64 holds the same numbers."""
     if isinstance(tree, dict):
         return {k: _to(xp, v, dtype) for k, v in tree.items()}
     if isinstance(tree, list):
         return [_to(xp, v, dtype) for v in tree]
-    return xp.asarray(tree, dtype=dtype)
+    return xp.asarray(np.asarray(tree, dtype=np.float32), dtype=dtype)
+
+
+#: the sizes of `calls` unless told otherwise (``layers`` and ``directions`` of the stacks)
+SIZES = {"n_x": 3, "n_a": 5, "n_y": 2, "m": 4, "T": 6, "layers": 2, "directions": 1}
 
 
 def _rows_weights(rng, D, H, cell):
@@ -81,42 +112,58 @@ def _rows_weights(rng, D, H, cell):
     return w
 
 
-def column_problem(xp, cell: str, seed: int = 0):
-    """``x (3, 4, 6)``, ``a0``, ``c0 (5, 4)``, the parameters (with output layer), ``da``."""
+def column_problem(xp, cell: str, seed: int = 0, *, dtype="float64", **sizes):
+    """``x (n_x, m, T)``, ``a0``, ``c0 (n_a, m)``, the parameters (with output layer), ``da``;
+    sizes as in `reference` (``x (3, 4, 6)``, ``a0 (5, 4)``) unless given."""
     rng = np.random.default_rng(seed)
     if cell == "lstm":
-        x, a0, c0, p, da = ref.lstm_problem(rng)
+        x, a0, c0, p, da = ref.lstm_problem(rng, **sizes)
     elif cell == "gru":
-        x, a0, p, da = ref.gru_problem(rng)
+        x, a0, p, da = ref.gru_problem(rng, **sizes)
         c0 = rng.standard_normal(a0.shape)
     else:
-        x, a0, p, da = ref.rnn_problem(rng)
+        x, a0, p, da = ref.rnn_problem(rng, **sizes)
         c0 = rng.standard_normal(a0.shape)
-    return _to(xp, x), _to(xp, a0), _to(xp, c0), _to(xp, p), _to(xp, da)
+    return tuple(_to(xp, v, dtype) for v in (x, a0, c0, p, da))
 
 
-def rows_problem(xp, cell: str, seed: int = 0):
+def rows_problem(xp, cell: str, seed: int = 0, *, dtype="float64", N=3, T=5, D=4, H=6):
     """``x (N, T, D) = (3, 5, 4)``, ``h0``, ``c0 (3, 6)``, the weights, ``dh``."""
     rng = np.random.default_rng(seed)
-    N, T, D, H = 3, 5, 4, 6
     w = _rows_weights(rng, D, H, cell)
     x, h0 = rng.standard_normal((N, T, D)), rng.standard_normal((N, H)) * 0.5
     c0, dh = rng.standard_normal((N, H)) * 0.5, rng.standard_normal((N, T, H))
-    return _to(xp, x), _to(xp, h0), _to(xp, c0), _to(xp, w), _to(xp, dh)
+    return tuple(_to(xp, v, dtype) for v in (x, h0, c0, w, dh))
 
 
-def calls(xp) -> list[Call]:
-    """One valid call of every public array function, on ``xp``."""
+def calls(xp, *, sizes=None, dtype="float64", seed=5) -> list[Call]:
+    """One valid call of every public array function, on ``xp``, in ``dtype``.
+
+    ``sizes`` (default `SIZES`, any keys left out taking theirs) sets ``n_x``, ``n_a``,
+    ``n_y``, ``m``, ``T`` and the stacks' ``layers`` and ``directions``; the rows dialect
+    uses ``N = m``, ``D = n_x``, ``H = n_a``, and the vocabulary of the temporal layers is
+    ``V = n_y + 1``. The same ``sizes`` and ``seed`` give the same numbers in every dtype
+    (see `_to`).
+    """
+    s = {**SIZES, **(sizes or {})}
+    n_x, n_a, n_y, m, T, L, D = (
+        s[k] for k in ("n_x", "n_a", "n_y", "m", "T", "layers", "directions")
+    )
+    shape = {"n_x": n_x, "n_a": n_a, "n_y": n_y, "m": m, "T": T}
+
+    def conv(tree):
+        return _to(xp, tree, dtype)
+
     out = []
-    rng = np.random.default_rng(5)
-    z = _to(xp, rng.standard_normal((3, 4)))
+    rng = np.random.default_rng(seed)
+    z = conv(rng.standard_normal((n_y, m)) * 3)
     out += [
-        Call("sigmoid", prnn.sigmoid, {"z": z}),
-        Call("softmax", prnn.softmax, {"z": z}),
-        Call("sftmax", prnn.sftmax, {"x": z}),
+        Call("sigmoid", prnn.sigmoid, {"z": z}, any_shape=("z",)),
+        Call("softmax", prnn.softmax, {"z": z}, any_shape=("z",)),
+        Call("sftmax", prnn.sftmax, {"x": z}, any_shape=("x",)),
     ]
     for cell in ("rnn", "lstm", "gru"):
-        x, a0, c0, p, da = column_problem(xp, cell)
+        x, a0, c0, p, da = column_problem(xp, cell, seed, dtype=dtype, **shape)
         lstm = cell == "lstm"
         fwd = getattr(prnn, f"{cell}_cell_forward")
         cell_args = {"xt": x[:, :, 0], "a_prev": a0, **({"c_prev": c0} if lstm else {})}
@@ -131,9 +178,13 @@ def calls(xp) -> list[Call]:
         bwd = getattr(prnn, f"{cell}_backward")
         out.append(Call(bwd.__name__, bwd, {"da": da, "caches": fwd(x, a0, p)[-1]}))
 
-        layers = _to(xp, prnn.init_multilayer_params(cell, 3, 5, num_layers=2, seed=1))
-        states = _to(xp, rng.standard_normal((2, 5, 4)))
-        kw = {"cell": cell, "a0": states, **({"c0": states} if lstm else {})}
+        layers = prnn.init_multilayer_params(
+            cell, n_x, n_a, num_layers=L, bidirectional=D == 2, seed=seed
+        )
+        layers = conv(layers)
+        states = conv(rng.standard_normal((L * D, n_a, m)))
+        kw = {"cell": cell, "bidirectional": D == 2, "a0": states}
+        kw |= {"c0": states} if lstm else {}
         out.append(
             Call(
                 f"multilayer_forward ({cell})",
@@ -144,16 +195,17 @@ def calls(xp) -> list[Call]:
         )
         stack = prnn.multilayer_forward(x, layers, **kw)[-1]
         finals = {"da_n": states, **({"dc_n": states} if lstm else {})}
+        dout = conv(rng.standard_normal((D * n_a, m, T)))
         out.append(
             Call(
                 f"multilayer_backward ({cell})",
                 prnn.multilayer_backward,
-                {"dout": da, "cache": stack, **finals},
+                {"dout": dout, "cache": stack, **finals},
                 optional=("da_n", "dc_n"),
             )
         )
 
-        x, h0, c0, w, dh = rows_problem(xp, cell)
+        x, h0, c0, w, dh = rows_problem(xp, cell, seed, dtype=dtype, N=m, T=T, D=n_x, H=n_a)
         fwd = getattr(rnn_layers, f"{cell}_step_forward")
         step_args = {"x": x[:, 0, :], "prev_h": h0, **({"prev_c": c0} if lstm else {}), **w}
         out.append(Call(f"rnn_layers.{fwd.__name__}", fwd, step_args))
@@ -167,68 +219,75 @@ def calls(xp) -> list[Call]:
         cache = fwd(x, h0, *w.values())[-1]
         out.append(Call(f"rnn_layers.{bwd.__name__}", bwd, {"dh": dh, "cache": cache}))
 
-    x, w, b = (_to(xp, rng.standard_normal(s)) for s in ((2, 3, 4), (4, 5), (5,)))
-    L = rnn_layers
+    V = n_y + 1
+    x, w, b = (conv(rng.standard_normal(shape)) for shape in ((m, T, n_x), (n_x, V), (V,)))
     out.append(
         Call(
             "rnn_layers.temporal_affine_forward",
-            L.temporal_affine_forward,
+            rnn_layers.temporal_affine_forward,
             {"x": x, "w": w, "b": b},
         )
     )
-    cache = L.temporal_affine_forward(x, w, b)[-1]
-    dout = _to(xp, rng.standard_normal((2, 3, 5)))
+    cache = rnn_layers.temporal_affine_forward(x, w, b)[-1]
+    dout = conv(rng.standard_normal((m, T, V)) * 3)
     out.append(
         Call(
             "rnn_layers.temporal_affine_backward",
-            L.temporal_affine_backward,
+            rnn_layers.temporal_affine_backward,
             {"dout": dout, "cache": cache},
         )
     )
-    labels = xp.asarray(rng.integers(0, 5, size=(2, 3)))
-    mask = xp.asarray(rng.random((2, 3)) < 0.7)
+    labels = xp.asarray(rng.integers(0, V, size=(m, T)))
+    mask = xp.asarray(rng.random((m, T)) < 0.7)
     out.append(
         Call(
             "rnn_layers.temporal_softmax_loss",
-            L.temporal_softmax_loss,
+            rnn_layers.temporal_softmax_loss,
             {"x": dout, "y": labels, "mask": mask},
+            index={"y": V},
+            mask=("mask",),
         )
     )
-    W = _to(xp, rng.standard_normal((5, 4)))
+    W = conv(rng.standard_normal((V, n_x)))
     out.append(
-        Call("rnn_layers.word_embedding_forward", L.word_embedding_forward, {"x": labels, "W": W})
+        Call(
+            "rnn_layers.word_embedding_forward",
+            rnn_layers.word_embedding_forward,
+            {"x": labels, "W": W},
+            index={"x": V},
+        )
     )
-    cache = L.word_embedding_forward(labels, W)[-1]
+    cache = rnn_layers.word_embedding_forward(labels, W)[-1]
     out.append(
         Call(
             "rnn_layers.word_embedding_backward",
-            L.word_embedding_backward,
+            rnn_layers.word_embedding_backward,
             {"dout": x, "cache": cache},
         )
     )
 
     rp = {
-        "U": rng.standard_normal((3, 5)),
-        "W": rng.standard_normal((5, 5)) * 0.5,
-        "V": rng.standard_normal((2, 5)),
-        "bx": rng.standard_normal((5, 1)),
-        "by": rng.standard_normal((2, 1)),
+        "U": rng.standard_normal((n_x, n_a)),
+        "W": rng.standard_normal((n_a, n_a)) * 0.5,
+        "V": rng.standard_normal((n_y, n_a)),
+        "bx": rng.standard_normal((n_a, 1)),
+        "by": rng.standard_normal((n_y, 1)),
     }
     lp = {
-        f"W{s}{g}": rng.standard_normal((3 if s == "x" else 5, 5)) * 0.5
+        f"W{s}{g}": rng.standard_normal((n_x if s == "x" else n_a, n_a)) * 0.5
         for s in "xh"
         for g in "fico"
     }
-    lp |= {f"b{g}": rng.standard_normal((5, 1)) for g in "fico"}
-    lp |= {"Wy": rng.standard_normal((5, 2)), "by": rng.standard_normal((2, 1))}
-    x, h0, _, _, _ = column_problem(xp, "rnn", seed=3)
+    lp |= {f"b{g}": rng.standard_normal((n_a, 1)) for g in "fico"}
+    lp |= {"Wy": rng.standard_normal((n_a, n_y)), "by": rng.standard_normal((n_y, 1))}
+    x, h0, _, _, _ = column_problem(xp, "rnn", seed + 3, dtype=dtype, **shape)
     out += [
-        Call("fwdProp", prnn.fwdProp, {"hprev": h0, "xt": x[:, :, 0], "params": _to(xp, rp)}),
-        Call("fwdPropSeq", prnn.fwdPropSeq, {"x": x, "h0": h0, "params": _to(xp, rp)}),
+        Call("fwdProp", prnn.fwdProp, {"hprev": h0, "xt": x[:, :, 0], "params": conv(rp)}),
+        Call("fwdPropSeq", prnn.fwdPropSeq, {"x": x, "h0": h0, "params": conv(rp)}),
         Call(
             "LSTMfwdProp",
             prnn.LSTMfwdProp,
-            {"X": x, "h0": h0, "c0": h0, "params": _to(xp, lp)},
+            {"X": x, "h0": h0, "c0": h0, "params": conv(lp)},
             optional=("c0",),
         ),
     ]
