@@ -11,14 +11,17 @@ from __future__ import annotations
 import functools
 import os
 
-from .compat import array_namespace, backend_name, device, is_cupy_namespace
-from .steps import ListSteps, StackedSteps
+from .compat import array_namespace, backend_name, device, is_array, is_cupy_namespace
+from .steps import ListSteps, StackedSteps, join_time
 
 __all__ = [
+    "CHUNK",
+    "COMPILE_EAGER_JAX",
     "FUSE_CUPY",
     "FUSE_ENV",
     "arange_like",
     "compile_function",
+    "eager_jax_loop",
     "elementwise",
     "fuse_setting",
     "fused_kernel",
@@ -74,26 +77,243 @@ def time_loop(xp, step, carry, xs, *, reverse=False):
     Returns ``(carry, ys)`` with ``ys[t]`` the outputs of step ``t`` (in time order, also when
     ``reverse`` runs the steps from last to first).
 
-    The plain path is a Python loop. Under a JAX transformation (inputs are tracers, as
-    inside ``jax.jit``) the loop is ``jax.lax.scan``: one traced step, so compile time does
-    not grow with the number of steps. Eager JAX keeps the Python loop, which needs no
-    compilation.
-    """
-    if backend_name(xp) == "jax" and _is_traced((carry, xs[0])):
-        import jax
+    Three paths, each linear in the number of steps ``T``, none with an operation whose
+    number of operands grows with ``T``:
 
-        fields = (
-            xs.fields
-            if isinstance(xs, StackedSteps)
-            else tuple(xp.stack([s[j] for s in xs], axis=0) for j in range(len(xs[0])))
-        )
-        carry, ys = jax.lax.scan(step, carry, fields, reverse=reverse)
-        return carry, StackedSteps(ys)
+    * A Python loop, one step after the other (``ys`` a `ListSteps`): NumPy, PyTorch, CuPy,
+      array_api_strict, and eager JAX for fewer than `CHUNK` steps.
+    * JAX under a transformation (inputs are tracers, as inside ``jax.jit``):
+      ``jax.lax.scan``, one traced step, so compile time does not grow with ``T``.
+    * Eager JAX, ``T >= CHUNK``: `eager_jax_loop`, chunks of `CHUNK` steps, each chunk one
+      call of a compiled program (a step run eagerly is about 15 dispatched operations).
+
+    ``step`` must be a pure function of its arguments and of the arrays it closes over.
+    On eager JAX it is compiled once per code, closed-over non-array values (constants,
+    compared by value, or by identity when unhashable) and shapes; its closed-over JAX
+    arrays are passed in as arguments (`_lift`). A step that cannot be taken apart so (not
+    a Python function, or closing over arrays of another library) runs the plain loop.
+    """
+    if backend_name(xp) == "jax":
+        if _is_traced((carry, _first_arrays(xs))):
+            return _scan(xp, step, carry, xs, reverse)
+        lifted = _lift(step)
+        if lifted is not None and _is_traced(lifted[1]):  # a step closing over tracers
+            return _scan(xp, step, carry, xs, reverse)
+        if lifted is not None and COMPILE_EAGER_JAX and len(xs) >= CHUNK:
+            return eager_jax_loop(xp, lifted, carry, xs, reverse=reverse)
     T = len(xs)
     outs = [None] * T
     for t in reversed(range(T)) if reverse else range(T):
         carry, outs[t] = step(carry, xs[t])
     return carry, ListSteps(outs)
+
+
+def _first_arrays(xs):
+    """The arrays of ``xs`` to test for tracers, without indexing (an eager op on JAX)."""
+    return xs.fields if isinstance(xs, StackedSteps) else xs[0]
+
+
+def _scan(xp, step, carry, xs, reverse):
+    import jax
+
+    fields = xs.fields if isinstance(xs, StackedSteps) else xs.stacked(xp).fields
+    carry, ys = jax.lax.scan(step, carry, fields, reverse=reverse)
+    return carry, StackedSteps(ys)
+
+
+#: Eager JAX runs `time_loop` through `eager_jax_loop` (``False``: the plain Python loop,
+#: one dispatched operation at a time; the tests compare the two).
+COMPILE_EAGER_JAX = True
+
+#: The steps of one compiled chunk of `eager_jax_loop` (fewer in the last chunk).
+CHUNK = 32
+
+
+class _Static:
+    """A closed-over value that is not an array, as part of a cache key.
+
+    Compared by value when it is hashable (ints, strings, modules...), by identity
+    otherwise (a frozen dataclass holding a dict, such as a ``Cell``); holding it keeps
+    its identity from being reused while the key lives.
+    """
+
+    __slots__ = ("by_value", "value")
+
+    def __init__(self, value) -> None:
+        self.value = value
+        try:
+            hash(value)
+            self.by_value = True
+        except TypeError:
+            self.by_value = False
+
+    def __hash__(self) -> int:
+        return hash((type(self.value), self.value if self.by_value else id(self.value)))
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, _Static) or type(self.value) is not type(other.value):
+            return False
+        if self.value is other.value:
+            return True
+        if not (self.by_value and other.by_value):
+            return False
+        try:
+            return bool(self.value == other.value)
+        except Exception:  # an __eq__ that gives no truth value: not the same constant
+            return False
+
+
+def _lift(step):
+    """``(key, arrays)`` of a plain function: what identifies its code, and what it closes over.
+
+    ``key`` holds the code, the defaults, and the closed-over values with every JAX array
+    replaced by a placeholder (the structure of the closure as a pytree); ``arrays`` are
+    those arrays, in order. ``None`` for what cannot be lifted safely: no Python function
+    (a builtin, a partial, a jitted function), an empty closure cell, or a closed-over
+    array of another library (its contents could change between calls).
+    """
+    import jax
+
+    code = getattr(step, "__code__", None)
+    if code is None or not hasattr(step, "__globals__"):
+        return None
+    try:
+        values = tuple(c.cell_contents for c in step.__closure__ or ())
+    except ValueError:  # an empty cell: a name assigned after the function was made
+        return None
+    leaves, treedef = jax.tree_util.tree_flatten(values)
+    arrays, statics = [], []
+    for leaf in leaves:
+        if isinstance(leaf, jax.Array):
+            arrays.append(leaf)
+            statics.append(None)
+        elif is_array(leaf):
+            return None
+        else:
+            statics.append(_Static(leaf))
+    defaults = (step.__defaults__, tuple(sorted((step.__kwdefaults__ or {}).items())))
+    try:
+        key = (code, _Static(step.__globals__), _Static(defaults), treedef, tuple(statics))
+        hash(key)
+    except TypeError:
+        return None
+    return key, tuple(arrays)
+
+
+def _rebuild(key, arrays):
+    """The function that `_lift` took apart, with ``arrays`` (tracers) in its closure."""
+    import types
+
+    import jax
+
+    code, globals_, defaults, treedef, statics = key
+    it = iter(arrays)
+    leaves = [next(it) if s is None else s.value for s in statics]
+    cells = tuple(types.CellType(v) for v in jax.tree_util.tree_unflatten(treedef, leaves))
+    positional, keywords = defaults.value
+    fn = types.FunctionType(code, globals_.value, code.co_name, positional, cells)
+    fn.__kwdefaults__ = dict(keywords) or None
+    return fn
+
+
+@functools.lru_cache(maxsize=256)
+def _chunk_program(key, kind, length: int, reverse: bool):
+    """The compiled chunk of `eager_jax_loop`: up to ``length`` steps of a lifted step.
+
+    ``time_chunk(arrays, carry, fields, offset, n)`` runs steps ``offset .. offset + n - 1``
+    (last to first when ``reverse``) of the step function that `_lift` keyed by ``key``,
+    with ``arrays`` in its closure, reading step ``j`` as ``kind(*(f[j] for f in
+    fields))`` from fields of ``length`` rows. It returns the carry and every output field
+    as a ``(length, ...)`` block whose rows ``offset .. offset + n - 1`` are those steps
+    (the other rows are zeros). ``offset`` and ``n`` are arguments, so that one compiled
+    program serves every chunk and every sequence length (one per shape and dtype).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    lax = jax.lax
+
+    def time_chunk(arrays, carry, fields, offset, n):
+        step = _rebuild(key, arrays)
+
+        def x_at(j):
+            values = [lax.dynamic_index_in_dim(f, j, 0, keepdims=False) for f in fields]
+            return tuple(values) if kind is tuple else kind._make(values)
+
+        shapes = jax.eval_shape(step, carry, x_at(offset))[1]
+        blocks = jax.tree_util.tree_map(lambda s: jnp.zeros((length, *s.shape), s.dtype), shapes)
+
+        def body(i, state):
+            carry, blocks = state
+            j = offset + (n - 1 - i if reverse else i)
+            carry, y = step(carry, x_at(j))
+            blocks = jax.tree_util.tree_map(
+                lambda b, v: lax.dynamic_update_index_in_dim(b, v, j, 0), blocks, y
+            )
+            return carry, blocks
+
+        return lax.fori_loop(0, n, body, (carry, blocks))
+
+    return jax.jit(time_chunk)
+
+
+@functools.cache
+def _rows_program(length: int):
+    """``rows(fields, start)``: rows ``start .. start + length - 1`` of every array of
+    ``fields`` (a pytree), compiled: one dispatch for all of them (``start`` an argument)."""
+    import jax
+
+    def rows(fields, start):
+        return jax.tree_util.tree_map(
+            lambda f: jax.lax.dynamic_slice_in_dim(f, start, length, 0), fields
+        )
+
+    return jax.jit(rows)
+
+
+def eager_jax_loop(xp, lifted, carry, xs, *, reverse=False):
+    """`time_loop` on eager JAX arrays, ``T >= CHUNK`` steps: compiled chunks of steps.
+
+    A step run eagerly is about 15 dispatched operations, each tens of microseconds of
+    Python and dispatch. Here the ``T`` steps run in chunks of ``L = CHUNK`` steps, each
+    chunk one call of a program compiled once per step function and shapes
+    (`_chunk_program`, a ``lax.fori_loop``), whatever ``T`` is. A chunk reads ``L`` rows
+    of the inputs (``lax.dynamic_slice``; the last chunk the last ``L`` rows, of which it
+    runs those not run yet), and the chunks' output blocks are joined with
+    `steps.join_time`, so no operation takes more than ``FAN_IN`` arrays: about ``T / L``
+    dispatched operations per field in all. ``lifted`` is ``_lift(step)``. Returns
+    ``(carry, ys)`` as `time_loop`, ``ys`` a `StackedSteps`.
+
+    A step is the same operations as eagerly, but XLA compiles it as one program and may
+    fuse ``a * b + c`` into one multiply-add, so results can differ from the plain loop's
+    in the last bits (as ``jax.jit``'s do): well within `portable_rnn.testing.TOLERANCES`
+    (tested for every cell, dialect and stack).
+    """
+    import jax
+
+    key, arrays = lifted
+    fields = xs.fields if isinstance(xs, StackedSteps) else xs.stacked(xp).fields
+    T = len(xs)
+    length = CHUNK
+    if T < length:
+        raise ValueError(f"eager_jax_loop runs at least CHUNK = {CHUNK} steps, not {T}")
+    run = _chunk_program(key, xs.kind, length, bool(reverse))
+    # The carry placed as the chunks return it (committed to its device): otherwise the
+    # first chunk, given a carry of uncommitted arrays, would compile a program of its own.
+    carry = jax.device_put(carry, device(jax.tree_util.tree_leaves(carry)[0]))
+    count = -(-T // length)
+    parts: list = [None] * count
+    for k in reversed(range(count)) if reverse else range(count):
+        lo, hi = k * length, min((k + 1) * length, T)
+        start = min(lo, T - length)  # the last chunk reads the last `length` rows
+        rows = fields if T == length else _rows_program(length)(fields, start)
+        carry, block = run(arrays, carry, rows, lo - start, hi - lo)
+        parts[k] = block if hi - lo == length else _rows_program(hi - lo)(block, lo - start)
+    leaves = [jax.tree_util.tree_leaves(p) for p in parts]
+    joined = [join_time(xp, [p[j] for p in leaves]) for j in range(len(leaves[0]))]
+    return carry, StackedSteps(
+        jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(parts[0]), joined)
+    )
 
 
 FUSE_ENV = "PORTABLE_RNN_CUPY_FUSE"
@@ -164,6 +384,7 @@ def compile_function(fn, like):
 
         return jax.jit(fn)
     return fn
+
 
 def snapshot(xp, arr):
     """``arr`` as the forward saw it, for a cache: a copy, except where arrays are immutable.

@@ -7,6 +7,11 @@ loop), and one tuple of arrays stacked on a leading time axis (`StackedSteps`, w
 ``jax.lax.scan`` takes and returns). Both answer ``steps[t]`` with the tuple of step ``t``,
 of the same type, and both look fields up by name, so the code around the loops does not
 care which it holds. Nothing here imports an array library.
+
+Joining per-step arrays on JAX takes bounded blocks (`join_time`): XLA compiles one program
+per operand count, in a time that grows faster than the count (a ``stack`` of 1000 arrays
+takes seconds to compile, and again for every new length), so no op here is ever given more
+than `FAN_IN` arrays. Every other backend joins in one ``stack``, which is linear in time.
 """
 
 from __future__ import annotations
@@ -14,7 +19,54 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["ListSteps", "StackedSteps", "previous", "select", "time_major", "zip_steps"]
+from .compat import backend_name
+
+__all__ = [
+    "FAN_IN",
+    "ListSteps",
+    "StackedSteps",
+    "join_time",
+    "previous",
+    "select",
+    "stack_time",
+    "time_major",
+    "zip_steps",
+]
+
+#: The most arrays one ``stack`` or ``concat`` of per-step values takes on JAX.
+FAN_IN = 32
+
+
+def join_time(xp, blocks: Sequence):
+    """Concatenate arrays ``(T_k, ...)`` on their leading (time) axis: ``(sum T_k, ...)``.
+
+    On JAX in a tree of concatenations of at most `FAN_IN` arrays each, so that the
+    compiled programs are few and small whatever the number of blocks (each element is
+    copied ``ceil(log_FAN_IN(len(blocks)))`` times); elsewhere one ``concat``. Pure data
+    movement: the values are exactly those of one ``concat``.
+    """
+    blocks = list(blocks)
+    if backend_name(xp) == "jax":
+        while len(blocks) > FAN_IN:
+            blocks = [_concat(xp, blocks[i : i + FAN_IN]) for i in range(0, len(blocks), FAN_IN)]
+    return _concat(xp, blocks)
+
+
+def _concat(xp, blocks: list):
+    return blocks[0] if len(blocks) == 1 else xp.concat(blocks, axis=0)
+
+
+def stack_time(xp, arrays: Sequence):
+    """Stack per-step arrays, each ``(...)``, on a new leading time axis: ``(T, ...)``.
+
+    On JAX in blocks of at most `FAN_IN` arrays, joined by `join_time`; elsewhere one
+    ``stack``. The values are exactly those of ``xp.stack(arrays, axis=0)``.
+    """
+    arrays = list(arrays)
+    if backend_name(xp) != "jax" or len(arrays) <= FAN_IN:
+        return xp.stack(arrays, axis=0)
+    n = FAN_IN
+    return join_time(xp, [xp.stack(arrays[i : i + n], axis=0) for i in range(0, len(arrays), n)])
 
 
 def _position(kind: type, name: str | int) -> int:
@@ -56,7 +108,15 @@ class ListSteps(Sequence):
     def last_axis(self, xp, name: str | int):
         """Field ``name`` of every step, stacked on a new last (time) axis."""
         j = _position(self.kind, name)
-        return xp.stack([s[j] for s in self.items], axis=-1)
+        if len(self.items) <= FAN_IN or backend_name(xp) != "jax":
+            return xp.stack([s[j] for s in self.items], axis=-1)
+        f = stack_time(xp, [s[j] for s in self.items])  # bounded blocks (see join_time)
+        return xp.permute_dims(f, (*range(1, f.ndim), 0))
+
+    def stacked(self, xp) -> StackedSteps:
+        """The same steps as a `StackedSteps` (every field stacked with `stack_time`)."""
+        fields = [stack_time(xp, [s[j] for s in self.items]) for j in range(self.width)]
+        return StackedSteps(self.kind._make(fields) if self.kind is not tuple else tuple(fields))
 
 
 class StackedSteps(Sequence):
