@@ -46,7 +46,8 @@ def main(argv=None) -> int:
     bench.add_argument(
         "--sizes",
         default="S,M",
-        help="S, M, L (T,B,D,H = 50,32,64,128; 100,64,256,512; 200,256,512,1024) "
+        help="S, M, L (T,B,D,H = 50,32,64,128; 100,64,256,512; 200,256,512,1024), "
+        "long, long-wide (10000,4,8,16; 10000,32,64,128) "
         "or T,B,D,H tuples separated by ';' (default: S,M)",
     )
     bench.add_argument("--cells", default="lstm,gru,rnn")
@@ -62,6 +63,11 @@ def main(argv=None) -> int:
         "--no-references",
         action="store_true",
         help="time only ours (no torch.nn, JAX reference or seed loop)",
+    )
+    bench.add_argument(
+        "--eager",
+        action="store_true",
+        help="also time ours on JAX outside jax.jit, as called directly (ours (jax, eager))",
     )
     bench.add_argument("--output", default=None, help="also write the report to this file")
     from .train._cli import add_sample_parser, add_train_parser, run_sample, run_train
@@ -120,6 +126,7 @@ def _bench(args) -> int:
         warmup=args.warmup,
         references=not args.no_references,
         out=out,
+        eager=args.eager,
     )
     if status == 0 and args.output:
         with open(args.output, "w") as fh:

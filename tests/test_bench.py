@@ -37,6 +37,20 @@ def test_bench_smoke_tiny_size(capsys, tmp_path):
     assert report.read_text().startswith("# portable-rnn bench")
 
 
+def test_bench_times_jax_eagerly_too(capsys):
+    import pytest
+
+    pytest.importorskip("jax", reason="--eager times ours on JAX outside jax.jit")
+    # 40 steps: at least one compiled chunk of the eager time loop
+    argv = ["bench", "--sizes", "40,2,3,4", "--cells", "gru", "--backends", "jax"]
+    status = main([*argv, "--eager", "--no-references", "--repeat", "1", "--warmup", "0"])
+    assert status == 0
+    out = capsys.readouterr().out
+    assert "| 40x2x3x4 (40, 2, 3, 4) | gru | ours (jax) |" in out
+    assert "| 40x2x3x4 (40, 2, 3, 4) | gru | ours (jax, eager) |" in out
+    assert "ours (jax, eager) outside it" in out
+
+
 def test_bench_refuses_bad_requests(capsys):
     assert main(["bench", "--sizes", "XL"]) == 2
     assert "unknown size 'XL'" in capsys.readouterr().err
@@ -52,6 +66,7 @@ def test_sizes_parser():
     assert _sizes("S,M") == ["S", "M"]
     assert _sizes("50,32,64,128") == [(50, 32, 64, 128)]
     assert _sizes("10,2,3,4;L") == [(10, 2, 3, 4), "L"]
+    assert _sizes("long,long-wide") == ["long", "long-wide"]
 
 
 def test_keep_freed_memory_takes_on_glibc_and_is_called_only_by_commands():

@@ -6,7 +6,9 @@ What is timed, per size, cell and implementation, in float32:
   (`portable_rnn.rnn_layers.{cell}_forward`, and ``_backward`` for fwd+bwd), i.e.
   the hidden-state recurrence exactly as ``torch.nn.LSTM`` computes it, through
   the same shared sequence code as the column dialect; on JAX under ``jax.jit``
-  (where the time loop is ``lax.scan``), like the reference;
+  (where the time loop is ``lax.scan``), like the reference, and with ``eager``
+  (``--eager``) also outside ``jit``, as called directly (where sequences of 32 steps
+  or more run in compiled chunks: see `portable_rnn._backend.seam.time_loop`);
 * **torch.nn.RNN/LSTM/GRU** on the same device (cuDNN on a GPU), autograd for the
   backward;
 * **JAX lax.scan** reference: a hand-written fused-gate ``lax.scan`` under ``jit``
@@ -38,8 +40,15 @@ from .._core.spec import CELLS
 
 __all__ = ["SIZES", "run_bench"]
 
-#: name -> (T, B, D, H)
-SIZES = {"S": (50, 32, 64, 128), "M": (100, 64, 256, 512), "L": (200, 256, 512, 1024)}
+#: name -> (T, B, D, H); "long" and "long-wide" are the long sequences of issue 17
+#: (the column dialect's n_x = D, n_a = H, m = B), best timed with ``eager``
+SIZES = {
+    "S": (50, 32, 64, 128),
+    "M": (100, 64, 256, 512),
+    "L": (200, 256, 512, 1024),
+    "long": (10000, 4, 8, 16),
+    "long-wide": (10000, 32, 64, 128),
+}
 
 
 def _sync(backend: str, value) -> None:
@@ -118,7 +127,7 @@ def _problem(cell, size, seed=0):
     return v
 
 
-def _ours(backend, cell, v):
+def _ours(backend, cell, v, *, eager=False):
     args = {k: backend.asarray(a, dtype="float32") for k, a in v.items()}
     names = [k for k in ("x", "h0", "Wx", "Wh", "b", "bhn") if k in args]
     forward = getattr(rnn_layers, f"{cell}_forward")
@@ -131,7 +140,7 @@ def _ours(backend, cell, v):
         _, cache = forward(*a)
         return backward(dh, cache)
 
-    if backend.backend == "jax":  # as the reference: under jit (the time loop is lax.scan)
+    if backend.backend == "jax" and not eager:  # as the reference: under jit (lax.scan)
         import jax
 
         run_fwd, run_fwd_bwd = jax.jit(run_fwd), jax.jit(run_fwd_bwd)
@@ -266,6 +275,7 @@ def run_bench(
     references=True,
     out=print,
     err=None,
+    eager=False,
 ) -> int:
     """Time the implementations; print a markdown report; return the exit status.
 
@@ -284,6 +294,9 @@ def run_bench(
         Also time torch.nn, the JAX lax.scan reference and the seed loop.
     out, err : callable
         Where the report and the errors go.
+    eager : bool
+        Also time ours on every selected JAX backend outside ``jax.jit``
+        (``ours (jax, eager)``), as called directly.
 
     Returns
     -------
@@ -329,6 +342,8 @@ def run_bench(
     out(f"- versions: Python {platform.python_version()}, {_versions()}")
     out("- precision: float32, full float32 matrix products everywhere (no TF32)")
     out(f"- median of {repeat} runs after {warmup} warm-up runs, device synchronised; ms")
+    if eager:
+        out("- ours (jax) runs under jax.jit; ours (jax, eager) outside it, as called directly")
     out("")
     out(
         "| size (T, B, D, H) | cell | implementation | device | fwd ms | fwd+bwd ms "
@@ -337,16 +352,22 @@ def run_bench(
     out("|---|---|---|---|---|---|---|---|---|")
     for size_name, size in resolved:
         for cell in cells:
-            _bench_group(size_name, size, cell, chosen, references, repeat, warmup, out)
+            _bench_group(size_name, size, cell, chosen, references, repeat, warmup, out, eager)
     return 0
 
 
-def _implementations(cell, v, chosen, references):
+def _ours_eager(backend, cell, v):
+    return _ours(backend, cell, v, eager=True)
+
+
+def _implementations(cell, v, chosen, references, eager=False):
     """``(name, device name, backend, device, factory, args, is_reference)`` to time."""
-    impls: list[tuple[Any, ...]] = [
-        (f"ours ({b.name})", b.describe(), b.backend, b.array_device, _ours, (b, cell, v), False)
-        for b in chosen
-    ]
+    impls: list[tuple[Any, ...]] = []
+    for b in chosen:
+        dev = (b.describe(), b.backend, b.array_device)
+        impls.append((f"ours ({b.name})", *dev, _ours, (b, cell, v), False))
+        if eager and b.backend == "jax":
+            impls.append((f"ours ({b.name}, eager)", *dev, _ours_eager, (b, cell, v), False))
     if not references:
         return impls
     import importlib.util
@@ -394,11 +415,11 @@ def _implementations(cell, v, chosen, references):
     return impls
 
 
-def _bench_group(size_name, size, cell, chosen, references, repeat, warmup, out):
+def _bench_group(size_name, size, cell, chosen, references, repeat, warmup, out, eager=False):
     v = _problem(cell, size)
     rows = []  # (name, device name, fwd ms, fwd+bwd ms, peak MiB, is_reference)
     for name, dev_name, backend, device, factory, args, is_ref in _implementations(
-        cell, v, chosen, references
+        cell, v, chosen, references, eager
     ):
         try:
             fwd, fwd_bwd = factory(*args)
