@@ -10,7 +10,6 @@ dispatches and the programs it compiles, and compare the chunks with the plain l
 """
 
 import contextlib
-import functools
 
 import numpy as np
 import pytest
@@ -147,13 +146,13 @@ def test_dispatched_operations_grow_linearly_with_bounded_operands(cell, dialect
 @pytest.mark.parametrize("cell", ["lstm"])
 def test_a_new_length_compiles_no_new_chunk(cell, monkeypatch):
     traced = []
-    rebuild = seam._rebuild
+    joined = seam._joined
 
-    def counting_rebuild(key, arrays):
-        traced.append(key[0].co_name)
-        return rebuild(key, arrays)
+    def counting_joined(constants, arrays):  # called once each time a chunk is traced
+        traced.append(len(arrays))
+        return joined(constants, arrays)
 
-    monkeypatch.setattr(seam, "_rebuild", counting_rebuild)
+    monkeypatch.setattr(seam, "_joined", counting_joined)
     seam._chunk_program.cache_clear()  # so that the first length traces the chunks
     compiled, armed = [], [True]
 
@@ -283,12 +282,9 @@ def test_blocked_joins_are_exact(n, monkeypatch):
 # -- the seam's time loop with a step of its own: what is compiled, and what falls back --------
 
 
-def _cumulative(scale):
-    def step(carry, x_t):
-        total = carry[0] * scale + x_t[0]
-        return (total,), (total, x_t[0] * 2.0)
-
-    return step
+def _cumulative(carry, x_t, scale):
+    total = carry[0] * scale + x_t[0]
+    return (total,), (total, x_t[0] * 2.0)
 
 
 def _loop(step, T, **kwargs):
@@ -298,11 +294,11 @@ def _loop(step, T, **kwargs):
 
 @pytest.mark.parametrize("reverse", [False, True])
 def test_a_step_of_its_own_equals_the_plain_loop(reverse, monkeypatch):
-    step = _cumulative(jnp.asarray(0.5))
-    carry, ys = _loop(step, 70, reverse=reverse)
+    args = (jnp.asarray(0.5),)
+    carry, ys = _loop(_cumulative, 70, args=args, reverse=reverse)
     assert isinstance(ys, steps.StackedSteps)  # the compiled chunks ran
     monkeypatch.setattr(seam, "COMPILE_EAGER_JAX", False)
-    carry_p, ys_p = _loop(step, 70, reverse=reverse)
+    carry_p, ys_p = _loop(_cumulative, 70, args=args, reverse=reverse)
     assert isinstance(ys_p, steps.ListSteps)
     rtol, atol = tolerances("float64")
     np.testing.assert_allclose(np.asarray(carry[0]), np.asarray(carry_p[0]), rtol=rtol, atol=atol)
@@ -316,36 +312,37 @@ def test_a_step_of_its_own_equals_the_plain_loop(reverse, monkeypatch):
         )
 
 
-def test_closed_over_arrays_are_arguments_not_constants():
-    """Two closures of one function, closing over different arrays, share one program."""
-    first = _loop(_cumulative(jnp.asarray(0.5)), 40)[0][0]
-    second = _loop(_cumulative(jnp.asarray(0.25)), 40)[0][0]
+def test_array_args_are_arguments_not_constants(monkeypatch):
+    """One step with other arrays in ``args`` reuses its compiled chunk program; other
+    constants (non-array leaves) make a program of their own."""
+    traced = []
+
+    def counted(carry, x_t, scale, power=1):
+        traced.append(power)
+        return _cumulative(carry, x_t, scale**power)
+
+    first = _loop(counted, 40, args=(jnp.asarray(0.5),))[0][0]
+    assert traced, "the compiled chunks did not run"
+    traced.clear()
+    second = _loop(counted, 40, args=(jnp.asarray(0.25),))[0][0]
     assert not np.allclose(np.asarray(first), np.asarray(second))
-    one, other = (
-        seam._lift(_cumulative(jnp.asarray(0.5))),
-        seam._lift(_cumulative(jnp.asarray(0.25))),
-    )
-    assert one is not None and other is not None
-    assert one[0] == other[0]  # one key: one cached chunk program for both
+    assert traced == [], "new weights traced the step again"
+    _loop(counted, 40, args=(jnp.asarray(0.25), 2))
+    assert traced, "another constant reused the program of the first"
 
 
-def test_what_cannot_be_lifted_runs_the_plain_loop():
-    scale = jnp.asarray(0.5)
-    plain = [
-        functools.partial(lambda s, c, x: _cumulative(s)(c, x), scale),  # no code of its own
-        _cumulative(np.full((1,), 0.5)),  # a NumPy array: it could change in place
-    ]
-    for step in plain:
-        assert seam._lift(step) is None
-        assert isinstance(_loop(step, 40)[1], steps.ListSteps)
+def test_args_holding_arrays_of_another_library_run_the_plain_loop():
+    args = (np.full((1,), 0.5),)  # a NumPy array: it could change in place between calls
+    assert seam._split(args) is None
+    assert isinstance(_loop(_cumulative, 40, args=args)[1], steps.ListSteps)
 
 
-def test_a_step_closing_over_tracers_runs_under_scan():
+def test_args_holding_tracers_run_under_scan():
     def loss(scale):
-        carry, _ = _loop(_cumulative(scale), 40)
+        carry, _ = _loop(_cumulative, 40, args=(scale,))
         return jnp.sum(carry[0])
 
-    grad = jax.grad(loss)(jnp.asarray(0.5))  # the closure holds a tracer; carry and xs do not
+    grad = jax.grad(loss)(jnp.asarray(0.5))  # args hold a tracer; carry and xs do not
     eps = 1e-6
     numeric = (loss(jnp.asarray(0.5 + eps)) - loss(jnp.asarray(0.5 - eps))) / (2 * eps)
     np.testing.assert_allclose(float(grad), float(numeric), rtol=1e-6)

@@ -69,13 +69,15 @@ def _is_traced(tree) -> bool:
     )
 
 
-def time_loop(xp, step, carry, xs, *, reverse=False):
-    """Run ``carry, y = step(carry, x)`` over the steps of ``xs``; the time-loop seam.
+def time_loop(xp, step, carry, xs, *, args=(), reverse=False):
+    """Run ``carry, y = step(carry, x, *args)`` over the steps of ``xs``; the time-loop seam.
 
     ``xs`` is a `ListSteps` or `StackedSteps` (``xs[t]`` is a tuple of arrays); ``step``
     returns the new carry (a tuple of arrays) and a tuple of arrays for step ``t``.
-    Returns ``(carry, ys)`` with ``ys[t]`` the outputs of step ``t`` (in time order, also when
-    ``reverse`` runs the steps from last to first).
+    ``args`` is everything else the step reads (the weights, the cell, the namespace):
+    ``step`` is a pure function of its arguments, and should be a module-level function
+    (see below). Returns ``(carry, ys)`` with ``ys[t]`` the outputs of step ``t`` (in time
+    order, also when ``reverse`` runs the steps from last to first).
 
     Three paths, each linear in the number of steps ``T``, none with an operation whose
     number of operands grows with ``T``:
@@ -86,25 +88,23 @@ def time_loop(xp, step, carry, xs, *, reverse=False):
       ``jax.lax.scan``, one traced step, so compile time does not grow with ``T``.
     * Eager JAX, ``T >= CHUNK``: `eager_jax_loop`, chunks of `CHUNK` steps, each chunk one
       call of a compiled program (a step run eagerly is about 15 dispatched operations).
-
-    ``step`` must be a pure function of its arguments and of the arrays it closes over.
-    On eager JAX it is compiled once per code, closed-over non-array values (constants,
-    compared by value, or by identity when unhashable) and shapes; its closed-over JAX
-    arrays are passed in as arguments (`_lift`). A step that cannot be taken apart so (not
-    a Python function, or closing over arrays of another library) runs the plain loop.
+      The program is compiled once per ``step``, shapes and dtypes, and per the non-array
+      leaves of ``args`` (constants, compared by value, or by identity when unhashable);
+      the JAX arrays of ``args`` are its arguments, so new weights reuse it. A new
+      ``step`` object (a closure made at every call) would compile at every call. With an
+      array of another library in ``args``, eager JAX runs the plain loop.
     """
+    args = tuple(args)
     if backend_name(xp) == "jax":
-        if _is_traced((carry, _first_arrays(xs))):
-            return _scan(xp, step, carry, xs, reverse)
-        lifted = _lift(step)
-        if lifted is not None and _is_traced(lifted[1]):  # a step closing over tracers
-            return _scan(xp, step, carry, xs, reverse)
-        if lifted is not None and COMPILE_EAGER_JAX and len(xs) >= CHUNK:
-            return eager_jax_loop(xp, lifted, carry, xs, reverse=reverse)
+        if _is_traced((carry, _first_arrays(xs), args)):
+            return _scan(xp, step, carry, xs, args, reverse)
+        split = _split(args)
+        if split is not None and COMPILE_EAGER_JAX and len(xs) >= CHUNK:
+            return eager_jax_loop(xp, step, split, carry, xs, reverse=reverse)
     T = len(xs)
     outs = [None] * T
     for t in reversed(range(T)) if reverse else range(T):
-        carry, outs[t] = step(carry, xs[t])
+        carry, outs[t] = step(carry, xs[t], *args)
     return carry, ListSteps(outs)
 
 
@@ -113,11 +113,11 @@ def _first_arrays(xs):
     return xs.fields if isinstance(xs, StackedSteps) else xs[0]
 
 
-def _scan(xp, step, carry, xs, reverse):
+def _scan(xp, step, carry, xs, args, reverse):
     import jax
 
     fields = xs.fields if isinstance(xs, StackedSteps) else xs.stacked(xp).fields
-    carry, ys = jax.lax.scan(step, carry, fields, reverse=reverse)
+    carry, ys = jax.lax.scan(lambda c, x: step(c, x, *args), carry, fields, reverse=reverse)
     return carry, StackedSteps(ys)
 
 
@@ -130,7 +130,7 @@ CHUNK = 32
 
 
 class _Static:
-    """A closed-over value that is not an array, as part of a cache key.
+    """A leaf of `time_loop`'s ``args`` that is not an array, as part of a cache key.
 
     Compared by value when it is hashable (ints, strings, modules...), by identity
     otherwise (a frozen dataclass holding a dict, such as a ``Cell``); holding it keeps
@@ -163,25 +163,13 @@ class _Static:
             return False
 
 
-def _lift(step):
-    """``(key, arrays)`` of a plain function: what identifies its code, and what it closes over.
-
-    ``key`` holds the code, the defaults, and the closed-over values with every JAX array
-    replaced by a placeholder (the structure of the closure as a pytree); ``arrays`` are
-    those arrays, in order. ``None`` for what cannot be lifted safely: no Python function
-    (a builtin, a partial, a jitted function), an empty closure cell, or a closed-over
-    array of another library (its contents could change between calls).
-    """
+def _split(args):
+    """``(constants, arrays)`` of `time_loop`'s ``args``: its structure and non-array leaves
+    (a hashable key), and its JAX arrays in order; ``None`` if it holds an array of another
+    library (its contents could change between calls: no constant of a compiled program)."""
     import jax
 
-    code = getattr(step, "__code__", None)
-    if code is None or not hasattr(step, "__globals__"):
-        return None
-    try:
-        values = tuple(c.cell_contents for c in step.__closure__ or ())
-    except ValueError:  # an empty cell: a name assigned after the function was made
-        return None
-    leaves, treedef = jax.tree_util.tree_flatten(values)
+    leaves, treedef = jax.tree_util.tree_flatten(args)
     arrays, statics = [], []
     for leaf in leaves:
         if isinstance(leaf, jax.Array):
@@ -191,42 +179,32 @@ def _lift(step):
             return None
         else:
             statics.append(_Static(leaf))
-    defaults = (step.__defaults__, tuple(sorted((step.__kwdefaults__ or {}).items())))
-    try:
-        key = (code, _Static(step.__globals__), _Static(defaults), treedef, tuple(statics))
-        hash(key)
-    except TypeError:
-        return None
-    return key, tuple(arrays)
+    return (treedef, tuple(statics)), tuple(arrays)
 
 
-def _rebuild(key, arrays):
-    """The function that `_lift` took apart, with ``arrays`` (tracers) in its closure."""
-    import types
-
+def _joined(constants, arrays) -> tuple:
+    """The ``args`` that `_split` took apart, with ``arrays`` (tracers) in their places."""
     import jax
 
-    code, globals_, defaults, treedef, statics = key
+    treedef, statics = constants
     it = iter(arrays)
-    leaves = [next(it) if s is None else s.value for s in statics]
-    cells = tuple(types.CellType(v) for v in jax.tree_util.tree_unflatten(treedef, leaves))
-    positional, keywords = defaults.value
-    fn = types.FunctionType(code, globals_.value, code.co_name, positional, cells)
-    fn.__kwdefaults__ = dict(keywords) or None
-    return fn
+    return jax.tree_util.tree_unflatten(
+        treedef, [next(it) if c is None else c.value for c in statics]
+    )
 
 
 @functools.lru_cache(maxsize=256)
-def _chunk_program(key, kind, length: int, reverse: bool):
-    """The compiled chunk of `eager_jax_loop`: up to ``length`` steps of a lifted step.
+def _chunk_program(step, constants, kind, length: int, reverse: bool):
+    """The compiled chunk of `eager_jax_loop`: up to ``length`` steps of ``step``.
 
     ``time_chunk(arrays, carry, fields, offset, n)`` runs steps ``offset .. offset + n - 1``
-    (last to first when ``reverse``) of the step function that `_lift` keyed by ``key``,
-    with ``arrays`` in its closure, reading step ``j`` as ``kind(*(f[j] for f in
-    fields))`` from fields of ``length`` rows. It returns the carry and every output field
-    as a ``(length, ...)`` block whose rows ``offset .. offset + n - 1`` are those steps
-    (the other rows are zeros). ``offset`` and ``n`` are arguments, so that one compiled
-    program serves every chunk and every sequence length (one per shape and dtype).
+    (last to first when ``reverse``) of ``step(carry, x, *args)``, with the ``args`` that
+    `_split` took apart into ``constants`` and ``arrays``, reading step ``j`` as
+    ``kind(*(f[j] for f in fields))`` from fields of ``length`` rows. It returns the carry
+    and every output field as a ``(length, ...)`` block whose rows ``offset .. offset + n -
+    1`` are those steps (the other rows are zeros). ``offset`` and ``n`` are arguments, so
+    that one compiled program serves every chunk and every sequence length (one per shape
+    and dtype).
     """
     import jax
     import jax.numpy as jnp
@@ -234,19 +212,19 @@ def _chunk_program(key, kind, length: int, reverse: bool):
     lax = jax.lax
 
     def time_chunk(arrays, carry, fields, offset, n):
-        step = _rebuild(key, arrays)
+        args = _joined(constants, arrays)
 
         def x_at(j):
             values = [lax.dynamic_index_in_dim(f, j, 0, keepdims=False) for f in fields]
             return tuple(values) if kind is tuple else kind._make(values)
 
-        shapes = jax.eval_shape(step, carry, x_at(offset))[1]
+        shapes = jax.eval_shape(lambda c, x: step(c, x, *args), carry, x_at(offset))[1]
         blocks = jax.tree_util.tree_map(lambda s: jnp.zeros((length, *s.shape), s.dtype), shapes)
 
         def body(i, state):
             carry, blocks = state
             j = offset + (n - 1 - i if reverse else i)
-            carry, y = step(carry, x_at(j))
+            carry, y = step(carry, x_at(j), *args)
             blocks = jax.tree_util.tree_map(
                 lambda b, v: lax.dynamic_update_index_in_dim(b, v, j, 0), blocks, y
             )
@@ -271,7 +249,7 @@ def _rows_program(length: int):
     return jax.jit(rows)
 
 
-def eager_jax_loop(xp, lifted, carry, xs, *, reverse=False):
+def eager_jax_loop(xp, step, split, carry, xs, *, reverse=False):
     """`time_loop` on eager JAX arrays, ``T >= CHUNK`` steps: compiled chunks of steps.
 
     A step run eagerly is about 15 dispatched operations, each tens of microseconds of
@@ -281,8 +259,8 @@ def eager_jax_loop(xp, lifted, carry, xs, *, reverse=False):
     of the inputs (``lax.dynamic_slice``; the last chunk the last ``L`` rows, of which it
     runs those not run yet), and the chunks' output blocks are joined with
     `steps.join_time`, so no operation takes more than ``FAN_IN`` arrays: about ``T / L``
-    dispatched operations per field in all. ``lifted`` is ``_lift(step)``. Returns
-    ``(carry, ys)`` as `time_loop`, ``ys`` a `StackedSteps`.
+    dispatched operations per field in all. ``split`` is ``_split(args)`` of `time_loop`'s
+    ``args``. Returns ``(carry, ys)`` as `time_loop`, ``ys`` a `StackedSteps`.
 
     A step is the same operations as eagerly, but XLA compiles it as one program and may
     fuse ``a * b + c`` into one multiply-add, so results can differ from the plain loop's
@@ -291,13 +269,13 @@ def eager_jax_loop(xp, lifted, carry, xs, *, reverse=False):
     """
     import jax
 
-    key, arrays = lifted
+    constants, arrays = split
     fields = xs.fields if isinstance(xs, StackedSteps) else xs.stacked(xp).fields
     T = len(xs)
     length = CHUNK
     if T < length:
         raise ValueError(f"eager_jax_loop runs at least CHUNK = {CHUNK} steps, not {T}")
-    run = _chunk_program(key, xs.kind, length, bool(reverse))
+    run = _chunk_program(step, constants, xs.kind, length, bool(reverse))
     # The carry placed as the chunks return it (committed to its device): otherwise the
     # first chunk, given a carry of uncommitted arrays, would compile a program of its own.
     carry = jax.device_put(carry, device(jax.tree_util.tree_leaves(carry)[0]))

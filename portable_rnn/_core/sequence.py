@@ -177,12 +177,21 @@ def forward(xp, cell: Cell, w: Weights, x, init) -> Steps:
     stacks a field to ``(n_a, m, T)``.
     """
 
-    def body(carry, x_t):
-        return cell.step(xp, w, x_t[0], carry)
-
     xs = StackedSteps((project(xp, w.Wx, w.b, x),))  # the input part of every step at once
-    _, states = time_loop(xp, body, init, xs)
+    _, states = time_loop(xp, _forward_step, init, xs, args=(xp, cell, w))
     return states
+
+
+def _forward_step(carry, x_t, xp, cell: Cell, w: Weights):
+    """One step of `forward`: ``x_t = (xw,)``, the input part ``w.Wx @ x<t> + w.b``."""
+    return cell.step(xp, w, x_t[0], carry)
+
+
+def _backward_step(dcarry, x_t, xp, cell: Cell, w: Weights):
+    """One step of `backward`: ``x_t = (da<t>, *saved fields of step t, *previous carry)``."""
+    k = 1 + len(cell.saved)
+    saved, prev = x_t[1:k], x_t[k:]
+    return cell.step_backward(xp, w, dcarry._replace(a=x_t[0] + dcarry.a), saved, prev)
 
 
 def backward(xp, cell: Cell, w: Weights, x, init, states: Steps, da, final=None) -> Grads:
@@ -210,16 +219,10 @@ def backward(xp, cell: Cell, w: Weights, x, init, states: Steps, da, final=None)
     zeros = zeros_like_state(xp, (n_a, m), da)
     given = (None,) * len(init) if final is None else final
     first = cell.Carry(*(zeros if g is None else g for g in given))
-    k = len(cell.saved)
-
-    def body(dcarry, x_t):
-        saved, prev = x_t[1 : 1 + k], x_t[1 + k :]
-        return cell.step_backward(xp, w, dcarry._replace(a=x_t[0] + dcarry.a), saved, prev)
-
     # step t: (da<t>, the saved fields of step t, the previous carry's fields)
     prev = {name: previous(xp, states, name, getattr(init, name)) for name in cell.previous}
     xs = zip_steps(time_major(xp, da), select(states, cell.saved), *prev.values())
-    dinit, dpre = time_loop(xp, body, first, xs, reverse=True)
+    dinit, dpre = time_loop(xp, _backward_step, first, xs, args=(xp, cell, w), reverse=True)
     # Weight and input gradients: one product each over all steps, after the loop.
     G = w.Wa.shape[0]
     dX = xp.reshape(dpre.last_axis(xp, 0), (G, m * T))
