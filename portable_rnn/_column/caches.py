@@ -6,10 +6,13 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from .._core import sequence
 from .._core.sequence import Weights
+from .._core.spec import CellSpec
 from .._validate import Dims, check_arrays
+from .checks import check_inputs
 
-__all__ = ["StepCaches", "check_da", "sequence_caches", "steps_and_x"]
+__all__ = ["StepCaches", "check_da", "seed_style_caches", "sequence_caches", "steps_and_x"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
@@ -81,6 +84,32 @@ def sequence_caches(caches, kind: type[StepCaches]):
     """
     steps, _ = steps_and_x(caches, kind.forward)
     return steps if isinstance(steps, kind) else None
+
+
+def seed_style_caches(caches, kind: type[StepCaches], spec: CellSpec, cell_cache, build):
+    """``kind`` built from a seed-style ``(list of cell caches, x)`` pair, checked whole.
+
+    Every array of every step, the parameters of the first step and ``x`` are checked
+    (``cell_cache(cache, name)`` gives one step's arrays, named ``cache[k] (field)``, and its
+    parameters); ``build(xp, arrays)``, given every step's arrays in their cache's order,
+    returns the per-step values and the initial carry. The arrays are used as they are, as
+    the seeds do.
+    """
+    steps, x = caches
+    cells = [cell_cache(c, f"caches[0][{t}]") for t, c in enumerate(steps)]
+    p = cells[0][1]
+    named = {k: v for arrays, _ in cells for k, v in arrays.items()}
+    xp = check_arrays({"caches[1] (x)": x, **named, **p})
+    dims = Dims()
+    check_inputs(dims, spec, "caches[1] (x)", x, "n_x m T_x", p)
+    if len(steps) != dims["T_x"]:
+        raise ValueError(
+            f"caches[0] holds {len(steps)} steps but caches[1] (x) has T_x = {dims['T_x']}"
+        )
+    for name, arr in named.items():
+        dims.check(name, arr, "n_x m" if name.endswith("(xt)") else "n_a m")
+    states, init = build(xp, [list(a.values()) for a, _ in cells])
+    return kind(x, init, states, sequence.fuse(xp, spec, p), steps[0][-1])
 
 
 def check_da(da, run: StepCaches):

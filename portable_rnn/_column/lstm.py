@@ -34,7 +34,7 @@ from .._core import sequence
 from .._core.activations import softmax
 from .._core.spec import LSTM
 from .._validate import Dims, check_arrays
-from .caches import StepCaches, check_da, sequence_caches
+from .caches import StepCaches, check_da, seed_style_caches, sequence_caches
 from .checks import check_inputs, column_params
 
 __all__ = ["lstm_backward", "lstm_cell_backward", "lstm_cell_forward", "lstm_forward"]
@@ -235,34 +235,20 @@ def lstm_forward(x, a0, parameters, *, c0=None):
 
 
 def _sequence_cache(caches) -> StepCaches:
-    """Our caches, or the same record built from a seed-style list of cell caches.
-
-    A seed-style ``(list of lstm_cell_forward caches, x)`` pair is checked whole (every
-    array of every step, the parameters of the first, ``x``); its arrays are used as
-    they are, as the seeds do.
-    """
+    """Our caches, or the same record built from a seed-style list of `lstm_cell_forward`
+    caches (`seed_style_caches`)."""
     ours = sequence_caches(caches, _StepCaches)
     if ours is not None:
         return ours
-    steps, x = caches
-    cells = [_cell_cache(cell, f"caches[0][{t}]") for t, cell in enumerate(steps)]
-    p = cells[0][1]
-    named = {k: v for arrays, _ in cells for k, v in arrays.items()}
-    xp = check_arrays({"caches[1] (x)": x, **named, **p})
-    dims = Dims()
-    check_inputs(dims, LSTM, "caches[1] (x)", x, "n_x m T_x", p)
-    if len(steps) != dims["T_x"]:
-        raise ValueError(
-            f"caches[0] holds {len(steps)} steps but caches[1] (x) has T_x = {dims['T_x']}"
-        )
-    for name, arr in named.items():
-        dims.check(name, arr, "n_x m" if name.endswith("(xt)") else "n_a m")
-    arrays = [list(a.values()) for a, _ in cells]
+    return seed_style_caches(caches, _StepCaches, LSTM, _cell_cache, _seed_steps)
+
+
+def _seed_steps(xp, arrays):
+    """Per-step values and initial carry from the arrays of `LSTMCellCache` s."""
     states = ListSteps(
         [core.Step(f, i, cc, o, c, xp.tanh(c), a) for a, c, _, _, f, i, cc, o, _ in arrays]
     )
-    init = core.Carry(arrays[0][2], arrays[0][3])
-    return _StepCaches(x, init, states, sequence.fuse(xp, LSTM, p), steps[0][9])
+    return states, core.Carry(arrays[0][2], arrays[0][3])
 
 
 def lstm_backward(da, caches):

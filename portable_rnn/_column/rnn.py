@@ -26,7 +26,7 @@ from .._core import sequence
 from .._core.activations import softmax
 from .._core.spec import RNN
 from .._validate import Dims, check_arrays
-from .caches import StepCaches, check_da, sequence_caches
+from .caches import StepCaches, check_da, seed_style_caches, sequence_caches
 from .checks import check_inputs, check_layer, column_params
 
 __all__ = ["rnn_backward", "rnn_cell_backward", "rnn_cell_forward", "rnn_forward"]
@@ -198,32 +198,17 @@ def rnn_forward(x, a0, parameters):
 
 
 def _sequence_cache(caches) -> StepCaches:
-    """Our caches, or the same record built from a seed-style list of cell caches.
-
-    A seed-style ``(list of rnn_cell_forward caches, x)`` pair is checked whole (every
-    array of every step, the parameters of the first, ``x``); its arrays are used as
-    they are, as the seeds do.
-    """
+    """Our caches, or the same record built from a seed-style list of `rnn_cell_forward`
+    caches (`seed_style_caches`)."""
     ours = sequence_caches(caches, _StepCaches)
     if ours is not None:
         return ours
-    steps, x = caches
-    cells = [_cell_cache(c, f"caches[0][{t}]") for t, c in enumerate(steps)]
-    p = cells[0][1]
-    named = {k: v for arrays, _ in cells for k, v in arrays.items()}
-    xp = check_arrays({"caches[1] (x)": x, **named, **p})
-    dims = Dims()
-    check_inputs(dims, RNN, "caches[1] (x)", x, "n_x m T_x", p)
-    if len(steps) != dims["T_x"]:
-        raise ValueError(
-            f"caches[0] holds {len(steps)} steps but caches[1] (x) has T_x = {dims['T_x']}"
-        )
-    for name, arr in named.items():
-        dims.check(name, arr, "n_x m" if name.endswith("(xt)") else "n_a m")
-    arrays = [list(a.values()) for a, _ in cells]
-    states = ListSteps([core.Step(a_next) for a_next, _, _ in arrays])
-    init = core.Carry(arrays[0][1])
-    return _StepCaches(x, init, states, sequence.fuse(xp, RNN, p), steps[0][3])
+    return seed_style_caches(caches, _StepCaches, RNN, _cell_cache, _seed_steps)
+
+
+def _seed_steps(xp, arrays):
+    """Per-step values and initial carry from the arrays of `RNNCellCache` s."""
+    return ListSteps([core.Step(a_next) for a_next, _, _ in arrays]), core.Carry(arrays[0][1])
 
 
 def rnn_backward(da, caches):
