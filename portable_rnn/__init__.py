@@ -11,6 +11,7 @@ The column dialect (deeplearning.ai): a batch is columns; ``x`` is
 from . import _config
 from ._column.activations import sigmoid, softmax
 from ._column.gru import gru_backward, gru_cell_backward, gru_cell_forward, gru_forward
+from ._column.lengths import last_state
 from ._column.lstm import lstm_backward, lstm_cell_backward, lstm_cell_forward, lstm_forward
 from ._column.rnn import rnn_backward, rnn_cell_backward, rnn_cell_forward, rnn_forward
 from ._column.seed000 import LSTMfwdProp, fwdProp, fwdPropSeq, sftmax
@@ -47,6 +48,7 @@ __all__ = [
     "init_multilayer_params",
     "init_rnn_params",
     "init_state",
+    "last_state",
     "lstm_backward",
     "lstm_cell_backward",
     "lstm_cell_forward",

@@ -69,6 +69,13 @@ def main(argv=None) -> int:
         action="store_true",
         help="also time ours on JAX outside jax.jit, as called directly (ours (jax, eager))",
     )
+    bench.add_argument(
+        "--lengths",
+        choices=("full", "mixed"),
+        default="full",
+        help="mixed: also time ours with variable lengths (spread from T down to about T/4) "
+        "and report masked / unmasked (default: full)",
+    )
     bench.add_argument("--output", default=None, help="also write the report to this file")
     from .train._cli import add_sample_parser, add_train_parser, run_sample, run_train
 
@@ -127,6 +134,7 @@ def _bench(args) -> int:
         references=not args.no_references,
         out=out,
         eager=args.eager,
+        lengths=args.lengths,
     )
     if status == 0 and args.output:
         with open(args.output, "w") as fh:

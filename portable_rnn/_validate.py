@@ -14,7 +14,10 @@ The rules (documented in ``docs/conventions.md``):
   promoted silently, as in ``torch.nn.LSTM``;
 * all arrays are on one device -> else ``ValueError`` naming both;
 * every shape is checked against the sizes read from the other arguments ->
-  else ``ValueError`` naming the argument, the expected and the actual shape.
+  else ``ValueError`` naming the argument, the expected and the actual shape;
+* ``lengths`` (variable-length sequences) is an integer array ``(m,)`` of the inputs'
+  backend and device, or a Python sequence of ints, each in ``0 .. T_x`` (values are
+  read unless traced under ``jax.jit``) -> else ``TypeError``/``ValueError`` naming it.
 """
 
 from __future__ import annotations
@@ -22,13 +25,24 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from ._backend.compat import array_namespace, backend_name, device, is_array, same_device
+from ._backend.compat import (
+    array_namespace,
+    backend_name,
+    device,
+    dtype_name,
+    is_array,
+    is_traced,
+    same_device,
+)
+from ._backend.seam import snapshot
 
 __all__ = [
     "Dims",
     "MissingParameterError",
     "check_arrays",
+    "check_backward_lengths",
     "check_is_array",
+    "check_lengths",
     "get_params",
     "unpack_cache",
 ]
@@ -109,6 +123,103 @@ def check_is_array(name: str, arr) -> None:
             f"{name} is a NumPy masked array, whose mask portable_rnn would ignore; "
             f"pass {name}.filled(value) or numpy.asarray({name}) (the data without the mask)"
         )
+
+
+def check_lengths(
+    lengths, x, m: int, T: int, *, x_name: str = "x", name: str = "lengths", optional=True
+):
+    """``None``, or ``lengths`` checked and as the cache keeps it: an integer array ``(m,)``.
+
+    ``lengths`` may be an integer array of ``x``'s backend and device (any integer
+    dtype), or a Python sequence of ints; every value must lie in ``0 .. T``. Values are
+    read (one device sync) unless ``lengths`` is traced under a JAX transformation,
+    where they cannot be. Returns a new array of the backend's default integer dtype on
+    ``x``'s device (the caller's array is never kept: changing it later changes nothing).
+    """
+    where = f" (one per example of {x_name}, each in 0 .. T_x = {T})"
+    if lengths is None:
+        if optional:
+            return None
+        raise TypeError(f"{name} must be an integer array or a list of ints{where}, got None")
+    xp = array_namespace(x)
+    if isinstance(lengths, (list, tuple)):
+        bad = [v for v in lengths if isinstance(v, bool) or not _is_int(v)]
+        if bad:
+            raise TypeError(f"{name} must hold ints{where}, got {type(bad[0]).__name__} {bad[0]!r}")
+        if len(lengths) != m:
+            raise ValueError(f"{name} must have {m} values{where}, got {len(lengths)}")
+        values = [int(v) for v in lengths]
+        arr = xp.asarray(values, device=device(x)) if m else None
+    elif is_array(lengths) and not _is_masked(lengths):
+        other = array_namespace(lengths)
+        if other is not xp:
+            raise TypeError(
+                f"{name} is a {backend_name(other)} array but {x_name} is a "
+                f"{backend_name(xp)} array; pass {name} on {x_name}'s backend (or a list of ints)"
+            )
+        if not xp.isdtype(lengths.dtype, "integral"):
+            raise TypeError(
+                f"{name} must have an integer dtype{where}, got {dtype_name(lengths.dtype)}"
+            )
+        if not same_device(device(x), device(lengths)):
+            raise ValueError(
+                f"{x_name} is on device {device(x)} but {name} is on device {device(lengths)}; "
+                "pass them on one device"
+            )
+        if tuple(lengths.shape) != (m,):
+            raise ValueError(f"{name} must have shape ({m},){where}, got {tuple(lengths.shape)}")
+        arr = lengths
+        values = None
+    else:
+        got = type(lengths).__name__
+        raise TypeError(f"{name} must be an integer array or a list of ints{where}, got {got}")
+    if m == 0:
+        return xp.zeros((0,), dtype=xp.asarray(0).dtype, device=device(x))
+    assert arr is not None
+    if values is None and not is_traced(arr):
+        lo, hi = int(xp.min(arr)), int(xp.max(arr))
+        values = [lo, hi]
+    if values is not None:
+        for v in values:
+            if not 0 <= v <= T:
+                raise ValueError(f"{name} must hold values in 0 .. T_x = {T}, got {v}")
+    default = xp.asarray(0, device=device(x)).dtype
+    if arr.dtype == default:
+        return snapshot(xp, arr)
+    return xp.astype(arr, default)
+
+
+def check_backward_lengths(xp, x, kept, lengths, what: str, forward: str) -> None:
+    """Check the optional ``lengths`` of the backward ``what`` against the forward's.
+
+    The backward reads the lengths from the cache (``kept``: the forward's, or ``None``);
+    giving them is a check: given to a backward whose forward had none, or unequal, they
+    are a ``ValueError`` naming ``lengths``. ``x`` is the forward's input ``(n_x, m, T)``.
+    (Traced under ``jax.jit``, the values cannot be compared and are not.)
+    """
+    if lengths is None:
+        return
+    _, m, T = x.shape
+    given = check_lengths(lengths, x, m, T, x_name="the forward's x")
+    if kept is None:
+        raise ValueError(
+            f"lengths was given to {what}, but {forward} ran without lengths (every "
+            "sequence full length); leave it out (the backward reads it from the cache)"
+        )
+    if not (is_traced(given) or is_traced(kept)) and not bool(xp.all(given == kept)):
+        raise ValueError(
+            f"lengths given to {what} differs from the lengths {forward} ran with; "
+            "leave it out (the backward reads it from the cache)"
+        )
+
+
+def _is_int(v) -> bool:
+    """Whether ``v`` is an integer (Python or NumPy), by the ``__index__`` protocol."""
+    try:
+        v.__index__()
+    except (AttributeError, TypeError):
+        return False
+    return not hasattr(v, "shape") or getattr(v, "ndim", 0) == 0
 
 
 def _is_masked(arr) -> bool:

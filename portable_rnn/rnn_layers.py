@@ -45,12 +45,15 @@ from ._temporal import (
 )
 from ._validate import Dims as _Dims
 from ._validate import check_arrays as _check_arrays
+from ._validate import check_backward_lengths as _check_backward_lengths
+from ._validate import check_lengths as _check_lengths
 
 __all__ = [
     "gru_backward",
     "gru_forward",
     "gru_step_backward",
     "gru_step_forward",
+    "last_state",
     "lstm_backward",
     "lstm_forward",
     "lstm_step_backward",
@@ -112,6 +115,7 @@ class _SequenceCache(NamedTuple):
     states: Any
     w: _sequence.Weights
     H: int
+    lengths: Any = None  #: the forward's checked lengths (N,), or None
 
 
 def _made_by(cache) -> str:
@@ -138,6 +142,58 @@ def _step_dims(shape):
     dims.define("N", shape[0], "cache")
     dims.define("H", shape[1], "cache")
     return dims
+
+
+def _forward_mask(xp, lengths, x, dims):
+    """``(lengths, mask)`` of a sequence forward of ``x (N, T, D)``: ``lengths`` checked and
+    its step mask (`portable_rnn._core.sequence.step_mask`), or ``(None, None)``."""
+    lengths = _check_lengths(lengths, _to_col_seq(xp, x), dims["N"], dims["T"])
+    return lengths, None if lengths is None else _sequence.step_mask(xp, lengths, dims["T"])
+
+
+def _hidden_states(xp, states, mask):
+    """The hidden states ``h (N, T, H)`` of a sequence forward, zero at padded steps."""
+    a = states.last_axis(xp, "a")
+    return _to_row_seq(xp, a if mask is None else _sequence.zero_padded(xp, a, mask))
+
+
+def _backward_mask(xp, run: _SequenceCache, lengths, what: str):
+    """The step mask of ``run``'s forward, after checking the backward's ``lengths``."""
+    _check_backward_lengths(xp, run.x, run.lengths, lengths, f"{what[:-7]}backward", what)
+    if run.lengths is None:
+        return None
+    return _sequence.step_mask(xp, run.lengths, run.x.shape[-1])
+
+
+def last_state(h, lengths, h0=None):
+    """Each sequence's hidden state after its last real step: the rows twin of
+    `portable_rnn.last_state`.
+
+    Parameters
+    ----------
+    h : array, shape (N, T, H)
+        Hidden states of every step, from `rnn_forward`, `lstm_forward` or `gru_forward`.
+    lengths : array of int, shape (N,), or list of int
+        Each sequence's number of real steps (``0 .. T``), as given to the forward.
+    h0 : array, shape (N, H), optional
+        The initial hidden state, the final state of a sequence of length 0 (zeros when
+        omitted).
+
+    Returns
+    -------
+    h_n : array, shape (N, H)
+        ``h[n, lengths[n] - 1, :]`` for every ``n`` (``h0[n]`` where ``lengths[n] == 0``).
+    """
+    xp = _check_arrays({"h": h, "h0": h0}, optional=("h0",))
+    dims = _Dims()
+    dims.check("h", h, "N T H")
+    if h0 is not None:
+        dims.check("h0", h0, "N H")
+    lengths = _check_lengths(
+        lengths, _to_col_seq(xp, h), dims["N"], dims["T"], x_name="h", optional=False
+    )
+    first = None if h0 is None else h0.T
+    return _sequence.last_of(xp, xp.permute_dims(h, (2, 0, 1)), lengths, first).T
 
 
 def _sequence_dims(run: _SequenceCache):
@@ -219,7 +275,7 @@ def rnn_step_backward(dnext_h, cache):
     return (Wx @ dz).T, dprev.T, (dz @ x).T, (dz @ prev_h).T, xp.sum(dz, axis=1)
 
 
-def rnn_forward(x, h0, Wx, Wh, b):
+def rnn_forward(x, h0, Wx, Wh, b, *, lengths=None):
     """Run a vanilla RNN over a whole sequence.
 
     Parameters
@@ -231,6 +287,11 @@ def rnn_forward(x, h0, Wx, Wh, b):
     Wx : array, shape (D, H)
     Wh : array, shape (H, H)
     b : array, shape (H,)
+    lengths : array of int, shape (N,), or list of int, optional, keyword-only
+        Each sequence's number of real steps (``0 .. T``; PyTorch's packed sequences):
+        steps ``t >= lengths[n]`` of sequence ``n`` are padding, where its state is
+        carried unchanged and ``h`` is exactly zero. ``None``: every sequence is ``T``
+        steps long. See "Variable-length sequences" in the conventions.
 
     Returns
     -------
@@ -242,15 +303,16 @@ def rnn_forward(x, h0, Wx, Wh, b):
     xp = _check_arrays({"x": x, "h0": h0, "Wx": Wx, "Wh": Wh, "b": b})
     dims = _rnn_dims("x", x, "N T D", "h0", h0, Wx, Wh, b)
     dims.require_steps("T", "x", x)
+    lengths, mask = _forward_mask(xp, lengths, x, dims)
     x, h0, Wx, Wh, b = (_seam.snapshot(xp, v) for v in (x, h0, Wx, Wh, b))  # for the cache
     x_col, init = _to_col_seq(xp, x), _rnn.Carry(h0.T)
     w = _sequence.separate_weights(Wx.T, Wh.T, _col(xp, b))
-    states = _sequence.forward(xp, _rnn.CELL, w, x_col, init)
-    a = states.last_axis(xp, "a")
-    return _to_row_seq(xp, a), _SequenceCache(_spec.RNN, x_col, init, states, w, dims["H"])
+    states = _sequence.forward(xp, _rnn.CELL, w, x_col, init, mask)
+    cache = _SequenceCache(_spec.RNN, x_col, init, states, w, dims["H"], lengths)
+    return _hidden_states(xp, states, mask), cache
 
 
-def rnn_backward(dh, cache):
+def rnn_backward(dh, cache, *, lengths=None):
     """Backpropagation through time for the vanilla RNN.
 
     Parameters
@@ -259,6 +321,9 @@ def rnn_backward(dh, cache):
         Upstream gradients of all hidden states.
     cache : tuple
         From `rnn_forward`.
+    lengths : array of int, shape (N,), or list of int, optional, keyword-only
+        Read from the cache; if given, it must equal the forward's. With lengths, the
+        gradients ``dh`` at padded steps are ignored and ``dx`` is zero there.
 
     Returns
     -------
@@ -271,7 +336,9 @@ def rnn_backward(dh, cache):
     run = _cache(cache, _SequenceCache, _spec.RNN, "rnn_forward")
     xp = _check_arrays({"dh": dh, "cache (the forward's x)": run.x})
     _sequence_dims(run).check("dh", dh, "N T H")
-    g = _sequence.backward(xp, _rnn.CELL, run.w, run.x, run.init, run.states, _to_col_seq(xp, dh))
+    mask = _backward_mask(xp, run, lengths, "rnn_forward")
+    da = _to_col_seq(xp, dh)
+    g = _sequence.backward(xp, _rnn.CELL, run.w, run.x, run.init, run.states, da, mask=mask)
     return (
         _to_row_seq(xp, g.dx),
         g.dinit.a.T,
@@ -324,13 +391,14 @@ def _gated_dims(spec: _spec.CellSpec, x_name, x, x_letters, h_name, h, Wx, Wh, b
     return dims
 
 
-def _gated_forward(cell: _sequence.Cell, x, h0, Wx, Wh, b, bhn=None):
+def _gated_forward(cell: _sequence.Cell, x, h0, Wx, Wh, b, bhn=None, lengths=None):
     """The LSTM's or GRU's sequence forward: checks, then the column core."""
     spec = cell.spec
     named = {"x": x, "h0": h0, "Wx": Wx, "Wh": Wh, "b": b}
     xp = _check_arrays(named if not spec.hidden_biases else {**named, "bhn": bhn})
     dims = _gated_dims(spec, "x", x, "N T D", "h0", h0, Wx, Wh, b, bhn)
     dims.require_steps("T", "x", x)
+    lengths, mask = _forward_mask(xp, lengths, x, dims)
     H = dims["H"]
     # the cache's own copies of what the backward reads (W is a new array: fused below)
     x, h0, b = (_seam.snapshot(xp, v) for v in (x, h0, b))
@@ -340,17 +408,19 @@ def _gated_forward(cell: _sequence.Cell, x, h0, Wx, Wh, b, bhn=None):
     zeros = [_seam.zeros_like_state(xp, h0_col.shape, h0_col) for _ in spec.carry[1:]]
     init = cell.Carry(h0_col, *zeros)  # the LSTM's cell state starts at zero
     w = _sequence.stacked_weights(W, bc, H, None if bhn is None else _col(xp, bhn))
-    states = _sequence.forward(xp, cell, w, x_col, init)
-    a = states.last_axis(xp, "a")
-    return _to_row_seq(xp, a), _SequenceCache(spec, x_col, init, states, w, H)
+    states = _sequence.forward(xp, cell, w, x_col, init, mask)
+    cache = _SequenceCache(spec, x_col, init, states, w, H, lengths)
+    return _hidden_states(xp, states, mask), cache
 
 
-def _gated_backward(cell: _sequence.Cell, dh, cache, what: str):
+def _gated_backward(cell: _sequence.Cell, dh, cache, what: str, lengths=None):
     """The LSTM's or GRU's BPTT: ``dx, dh0, dWx, dWh, db`` (and the GRU's ``dbhn``)."""
     run = _cache(cache, _SequenceCache, cell.spec, what)
     xp = _check_arrays({"dh": dh, "cache (the forward's x)": run.x})
     _sequence_dims(run).check("dh", dh, "N T H")
-    g = _sequence.backward(xp, cell, run.w, run.x, run.init, run.states, _to_col_seq(xp, dh))
+    mask = _backward_mask(xp, run, lengths, what)
+    da = _to_col_seq(xp, dh)
+    g = _sequence.backward(xp, cell, run.w, run.x, run.init, run.states, da, mask=mask)
     dW = xp.concat([g.dw.Wa, g.dw.Wx], axis=1)
     dWx, dWh, db = _weight_grads(xp, cell.spec, dW, g.dw.b, run.H)
     grads = (_to_row_seq(xp, g.dx), g.dinit.a.T, dWx, dWh, db)
@@ -430,7 +500,7 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
     return dconcat[H:, :].T, dconcat[:H, :].T, dc_prev.T, dWx, dWh, db
 
 
-def lstm_forward(x, h0, Wx, Wh, b):
+def lstm_forward(x, h0, Wx, Wh, b, *, lengths=None):
     """Run an LSTM over a whole sequence; the cell state starts at zero.
 
     Parameters
@@ -442,6 +512,11 @@ def lstm_forward(x, h0, Wx, Wh, b):
     Wx : array, shape (D, 4H)
     Wh : array, shape (H, 4H)
     b : array, shape (4H,)
+    lengths : array of int, shape (N,), or list of int, optional, keyword-only
+        Each sequence's number of real steps (``0 .. T``; PyTorch's packed sequences):
+        steps ``t >= lengths[n]`` of sequence ``n`` are padding, where its state is
+        carried unchanged and ``h`` is exactly zero. ``None``: every sequence is ``T``
+        steps long. See "Variable-length sequences" in the conventions.
 
     Returns
     -------
@@ -450,10 +525,10 @@ def lstm_forward(x, h0, Wx, Wh, b):
     cache : tuple
         For `lstm_backward`.
     """
-    return _gated_forward(_lstm.CELL, x, h0, Wx, Wh, b)
+    return _gated_forward(_lstm.CELL, x, h0, Wx, Wh, b, lengths=lengths)
 
 
-def lstm_backward(dh, cache):
+def lstm_backward(dh, cache, *, lengths=None):
     """Backpropagation through time for the LSTM.
 
     Parameters
@@ -462,6 +537,9 @@ def lstm_backward(dh, cache):
         Upstream gradients of all hidden states.
     cache : tuple
         From `lstm_forward`.
+    lengths : array of int, shape (N,), or list of int, optional, keyword-only
+        Read from the cache; if given, it must equal the forward's. With lengths, the
+        gradients ``dh`` at padded steps are ignored and ``dx`` is zero there.
 
     Returns
     -------
@@ -471,7 +549,7 @@ def lstm_backward(dh, cache):
     dWh : array, shape (H, 4H)
     db : array, shape (4H,)
     """
-    return _gated_backward(_lstm.CELL, dh, cache, "lstm_forward")
+    return _gated_backward(_lstm.CELL, dh, cache, "lstm_forward", lengths)
 
 
 # -- GRU: the column GRU (PyTorch equations, gate order r, z, n along 3H) -----------------
@@ -549,7 +627,7 @@ def gru_step_backward(dnext_h, cache):
     return ((W[:, H:].T @ dxw).T, dprev.T, dWx, dWh, db, dbhn[:, 0])
 
 
-def gru_forward(x, h0, Wx, Wh, b, bhn):
+def gru_forward(x, h0, Wx, Wh, b, bhn, *, lengths=None):
     """Run a GRU over a whole sequence (PyTorch equations, gate order r, z, n).
 
     Parameters
@@ -562,6 +640,11 @@ def gru_forward(x, h0, Wx, Wh, b, bhn):
     Wh : array, shape (H, 3H)
     b : array, shape (3H,)
     bhn : array, shape (H,)
+    lengths : array of int, shape (N,), or list of int, optional, keyword-only
+        Each sequence's number of real steps (``0 .. T``; PyTorch's packed sequences):
+        steps ``t >= lengths[n]`` of sequence ``n`` are padding, where its state is
+        carried unchanged and ``h`` is exactly zero. ``None``: every sequence is ``T``
+        steps long. See "Variable-length sequences" in the conventions.
 
     Returns
     -------
@@ -570,10 +653,10 @@ def gru_forward(x, h0, Wx, Wh, b, bhn):
     cache : tuple
         For `gru_backward`.
     """
-    return _gated_forward(_gru.CELL, x, h0, Wx, Wh, b, bhn)
+    return _gated_forward(_gru.CELL, x, h0, Wx, Wh, b, bhn, lengths)
 
 
-def gru_backward(dh, cache):
+def gru_backward(dh, cache, *, lengths=None):
     """Backpropagation through time for the GRU.
 
     Parameters
@@ -582,6 +665,9 @@ def gru_backward(dh, cache):
         Upstream gradients of all hidden states.
     cache : tuple
         From `gru_forward`.
+    lengths : array of int, shape (N,), or list of int, optional, keyword-only
+        Read from the cache; if given, it must equal the forward's. With lengths, the
+        gradients ``dh`` at padded steps are ignored and ``dx`` is zero there.
 
     Returns
     -------
@@ -592,4 +678,4 @@ def gru_backward(dh, cache):
     db : array, shape (3H,)
     dbhn : array, shape (H,)
     """
-    return _gated_backward(_gru.CELL, dh, cache, "gru_forward")
+    return _gated_backward(_gru.CELL, dh, cache, "gru_forward", lengths)

@@ -33,6 +33,7 @@ class Call:
     any_shape: tuple = ()  #: arguments of any shape and floating dtype (elementwise functions)
     index: dict = dataclasses.field(default_factory=dict)  #: index argument -> bound of values
     mask: tuple = ()  #: masks (any real dtype)
+    lists: tuple = ()  #: integer arguments that a Python list of ints may stand for (lengths)
 
     @property
     def caches(self) -> tuple:
@@ -150,6 +151,9 @@ def calls(xp, *, sizes=None, dtype="float64", seed=5) -> list[Call]:
         s[k] for k in ("n_x", "n_a", "n_y", "m", "T", "layers", "directions")
     )
     shape = {"n_x": n_x, "n_a": n_a, "n_y": n_y, "m": m, "T": T}
+    # variable lengths: a mix in 0 .. T, the first example full length
+    lengths = xp.asarray((np.arange(m) * 7 + T) % (T + 1))
+    var = {"optional": ("lengths",), "index": {"lengths": T + 1}, "lists": ("lengths",)}
 
     def conv(tree):
         return _to(xp, tree, dtype)
@@ -174,7 +178,8 @@ def calls(xp, *, sizes=None, dtype="float64", seed=5) -> list[Call]:
         out.append(Call(bwd.__name__, bwd, {**grads, "cache": cache}))
         fwd = getattr(prnn, f"{cell}_forward")
         args = {"x": x, "a0": a0, "parameters": p, **({"c0": c0} if lstm else {})}
-        out.append(Call(fwd.__name__, fwd, args, optional=("a0", "c0")))
+        args["lengths"] = lengths
+        out.append(Call(fwd.__name__, fwd, args, **{**var, "optional": ("a0", "c0", "lengths")}))
         bwd = getattr(prnn, f"{cell}_backward")
         out.append(Call(bwd.__name__, bwd, {"da": da, "caches": fwd(x, a0, p)[-1]}))
 
@@ -189,8 +194,8 @@ def calls(xp, *, sizes=None, dtype="float64", seed=5) -> list[Call]:
             Call(
                 f"multilayer_forward ({cell})",
                 prnn.multilayer_forward,
-                {"x": x, "layers": layers, **kw},
-                optional=("a0", "c0"),
+                {"x": x, "layers": layers, **kw, "lengths": lengths},
+                **{**var, "optional": ("a0", "c0", "lengths")},
             )
         )
         stack = prnn.multilayer_forward(x, layers, **kw)[-1]
@@ -214,10 +219,21 @@ def calls(xp, *, sizes=None, dtype="float64", seed=5) -> list[Call]:
         grads = {"dnext_h": dh[:, 0, :], **({"dnext_c": c0} if lstm else {})}
         out.append(Call(f"rnn_layers.{bwd.__name__}", bwd, {**grads, "cache": cache}))
         fwd = getattr(rnn_layers, f"{cell}_forward")
-        out.append(Call(f"rnn_layers.{fwd.__name__}", fwd, {"x": x, "h0": h0, **w}))
+        args = {"x": x, "h0": h0, **w, "lengths": lengths}
+        out.append(Call(f"rnn_layers.{fwd.__name__}", fwd, args, **var))
         bwd = getattr(rnn_layers, f"{cell}_backward")
         cache = fwd(x, h0, *w.values())[-1]
         out.append(Call(f"rnn_layers.{bwd.__name__}", bwd, {"dh": dh, "cache": cache}))
+
+    a = conv(rng.standard_normal((n_a, m, T)))
+    a0 = conv(rng.standard_normal((n_a, m)))
+    index = {"index": {"lengths": T + 1}, "lists": ("lengths",)}
+    args = {"a": a, "lengths": lengths, "a0": a0}
+    out.append(Call("last_state", prnn.last_state, args, optional=("a0",), **index))
+    args = {"h": xp.permute_dims(a, (1, 2, 0)), "lengths": lengths, "h0": a0.T}
+    out.append(
+        Call("rnn_layers.last_state", rnn_layers.last_state, args, optional=("h0",), **index)
+    )
 
     V = n_y + 1
     x, w, b = (conv(rng.standard_normal(shape)) for shape in ((m, T, n_x), (n_x, V), (V,)))

@@ -118,8 +118,8 @@ def _apply(change: Change, call: Call, xp, dtype: str, other_cache) -> tuple[dic
         return call.replaced(path, remove=True), False
     host = to_numpy(call.get(path))
     arrays = [p for p in call.paths() if _is_array(call.get(p))]
-    if change.kind == "list":
-        return call.replaced(path, host.tolist()), False
+    if change.kind == "list":  # valid where a list of ints may stand for the array (lengths)
+        return call.replaced(path, host.tolist()), None if name in call.lists else False
     if change.kind == "int":
         return call.replaced(path, xp.asarray(np.ones(host.shape, np.int32))), False
     if change.kind == "dtype":  # valid for the only floating array (the result follows it)

@@ -13,6 +13,7 @@ from array_api_compat import (
     is_array_api_obj,
     is_array_api_strict_namespace,
     is_cupy_namespace,
+    is_jax_array,
     is_jax_namespace,
     is_numpy_namespace,
     is_torch_namespace,
@@ -25,6 +26,7 @@ __all__ = [
     "dtype_name",
     "is_array",
     "is_cupy_namespace",
+    "is_traced",
     "namespace_for",
     "same_device",
 ]
@@ -60,6 +62,17 @@ def dtype_name(dtype) -> str:
 def is_array(obj) -> bool:
     """Whether ``obj`` is an array of a backend that array-api-compat knows."""
     return is_array_api_obj(obj) and not isinstance(obj, (int, float, complex, bool))
+
+
+def is_traced(arr) -> bool:
+    """Whether ``arr`` is a JAX tracer (inside ``jax.jit``, ``grad``...): its values cannot
+    be read. Every other array's values can (at the cost of a device sync on a GPU)."""
+    if not is_jax_array(arr):
+        return False
+    import jax
+
+    # jax.core exists at run time (imported by jax), but jax's stubs do not export it
+    return isinstance(arr, jax.core.Tracer)  # pyright: ignore[reportAttributeAccessIssue]
 
 
 def namespace_for(backend: str):

@@ -9,10 +9,17 @@ from typing import Any, ClassVar
 from .._core import sequence
 from .._core.sequence import Weights
 from .._core.spec import CellSpec
-from .._validate import Dims, check_arrays
+from .._validate import Dims, check_arrays, check_backward_lengths
 from .checks import check_inputs
 
-__all__ = ["StepCaches", "check_da", "seed_style_caches", "sequence_caches", "steps_and_x"]
+__all__ = [
+    "StepCaches",
+    "backward_mask",
+    "check_da",
+    "seed_style_caches",
+    "sequence_caches",
+    "steps_and_x",
+]
 
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
@@ -39,6 +46,7 @@ class StepCaches(Sequence):
     w: Weights  #: the fused weights the forward ran with
     parameters: Mapping  #: the parameter dict, as given (only the seed-style view reads it)
     has_c0: bool = False  #: whether the forward was given c0
+    lengths: Any = None  #: the forward's checked lengths (m,), or None (every step real)
 
     def __len__(self) -> int:
         return len(self.states)
@@ -125,3 +133,10 @@ def check_da(da, run: StepCaches):
     dims.define("T_x", T, "caches")
     dims.check("da", da, "n_a m T_x")
     return xp
+
+
+def backward_mask(xp, run: StepCaches, lengths, what: str, forward: str):
+    """The step mask of the forward that made ``run`` (``None`` without lengths), after
+    `check_backward_lengths` of the backward's optional ``lengths``."""
+    check_backward_lengths(xp, run.x, run.lengths, lengths, what, forward)
+    return None if run.lengths is None else sequence.step_mask(xp, run.lengths, run.x.shape[-1])

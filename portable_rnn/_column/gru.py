@@ -43,8 +43,8 @@ from .._core import sequence
 from .._core.activations import softmax
 from .._core.spec import GRU
 from .._validate import Dims, check_arrays
-from .caches import StepCaches, check_da, sequence_caches
-from .checks import check_inputs, column_params
+from .caches import StepCaches, backward_mask, check_da, sequence_caches
+from .checks import check_inputs, column_params, forward_lengths, padded
 
 __all__ = ["gru_backward", "gru_cell_backward", "gru_cell_forward", "gru_forward"]
 
@@ -170,7 +170,7 @@ class _StepCaches(StepCaches):
         return GRUCellCache(s.a, a_prev, s.r, s.z, s.n, s.hn, self.x[:, :, t], self.parameters)
 
 
-def gru_forward(x, a0, parameters):
+def gru_forward(x, a0, parameters, *, lengths=None):
     """Run the GRU over a whole sequence.
 
     Parameters
@@ -183,6 +183,11 @@ def gru_forward(x, a0, parameters):
         As for `gru_cell_forward`.
         The output layer (``Wy``, ``by``) may be left out, both together;
         the predictions are then ``None``.
+    lengths : array of int, shape (m,), or list of int, optional, keyword-only
+        Each example's number of real steps (``0 .. T_x``; PyTorch's packed sequences):
+        steps ``t >= lengths[j]`` of example ``j`` are padding, where its state is carried
+        unchanged and its outputs are exactly zero. ``None`` (the default): every example
+        is ``T_x`` steps long. See "Variable-length sequences" in the conventions.
 
     Returns
     -------
@@ -202,20 +207,23 @@ def gru_forward(x, a0, parameters):
     dims = Dims()
     check_inputs(dims, GRU, "x", x, "n_x m T_x", p)
     dims.require_steps("T_x", "x", x)
+    if a0 is not None:
+        dims.check("a0", a0, "n_a m")
+    lengths, mask = forward_lengths(xp, lengths, x, dims)
     if a0 is None:
         a0 = zeros_like_state(xp, (dims["n_a"], dims["m"]), x)
     else:
-        dims.check("a0", a0, "n_a m")
         a0 = snapshot(xp, a0)
     init = core.Carry(a0)
     x_run, w = snapshot(xp, x), sequence.fuse(xp, GRU, p, keep=True)
-    states = sequence.forward(xp, core.CELL, w, x_run, init)
-    a = states.last_axis(xp, "a")
+    states = sequence.forward(xp, core.CELL, w, x_run, init, mask)
+    (a,) = padded(xp, mask, states.last_axis(xp, "a"))
     y = sequence.outputs(xp, p["Wy"], p["by"], a) if "Wy" in p else None
-    return a, y, (_StepCaches(x_run, init, states, w, parameters), x)
+    (y,) = padded(xp, mask, y)
+    return a, y, (_StepCaches(x_run, init, states, w, parameters, lengths=lengths), x)
 
 
-def gru_backward(da, caches):
+def gru_backward(da, caches, *, lengths=None):
     """Backpropagation through time for the GRU.
 
     Parameters
@@ -224,6 +232,9 @@ def gru_backward(da, caches):
         Gradient of the loss with respect to every hidden state ``a<t>``.
     caches : tuple
         The caches returned by `gru_forward`.
+    lengths : array of int, shape (m,), or list of int, optional, keyword-only
+        Read from the caches; if given, it must equal the forward's. With lengths, the
+        gradients ``da`` at padded steps are ignored and ``dx`` is zero there.
 
     Returns
     -------
@@ -239,5 +250,6 @@ def gru_backward(da, caches):
             "list of cell caches)"
         )
     xp = check_da(da, run)
-    g = sequence.backward(xp, core.CELL, run.w, run.x, run.init, run.states, da)
+    mask = backward_mask(xp, run, lengths, "gru_backward", "gru_forward")
+    g = sequence.backward(xp, core.CELL, run.w, run.x, run.init, run.states, da, mask=mask)
     return {"dx": g.dx, "da0": g.dinit.a, **sequence.unfuse(xp, GRU, g.dw, prefix="d")}

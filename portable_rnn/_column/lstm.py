@@ -34,8 +34,8 @@ from .._core import sequence
 from .._core.activations import softmax
 from .._core.spec import LSTM
 from .._validate import Dims, check_arrays
-from .caches import StepCaches, check_da, seed_style_caches, sequence_caches
-from .checks import check_inputs, column_params
+from .caches import StepCaches, backward_mask, check_da, seed_style_caches, sequence_caches
+from .checks import check_inputs, column_params, forward_lengths, padded
 
 __all__ = ["lstm_backward", "lstm_cell_backward", "lstm_cell_forward", "lstm_forward"]
 
@@ -179,7 +179,7 @@ class _StepCaches(StepCaches):
         )
 
 
-def lstm_forward(x, a0, parameters, *, c0=None):
+def lstm_forward(x, a0, parameters, *, c0=None, lengths=None):
     """Run the LSTM over a whole sequence.
 
     Parameters
@@ -196,6 +196,11 @@ def lstm_forward(x, a0, parameters, *, c0=None):
     c0 : array, shape (n_a, m), optional
         Initial cell state; zeros when omitted. The cell state is carried from
         each step to the next.
+    lengths : array of int, shape (m,), or list of int, optional, keyword-only
+        Each example's number of real steps (``0 .. T_x``; PyTorch's packed sequences):
+        steps ``t >= lengths[j]`` of example ``j`` are padding, where its state is carried
+        unchanged and its outputs are exactly zero. ``None`` (the default): every example
+        is ``T_x`` steps long. See "Variable-length sequences" in the conventions.
 
     Returns
     -------
@@ -221,16 +226,18 @@ def lstm_forward(x, a0, parameters, *, c0=None):
     for name, state in (("a0", a0), ("c0", c0)):
         if state is not None:
             dims.check(name, state, "n_a m")
+    lengths, mask = forward_lengths(xp, lengths, x, dims)
     has_c0 = c0 is not None
     a0 = zeros_like_state(xp, shape, x) if a0 is None else snapshot(xp, a0)
     c0 = zeros_like_state(xp, shape, x) if c0 is None else snapshot(xp, c0)
 
     init = core.Carry(a0, c0)
     x_run, w = snapshot(xp, x), sequence.fuse(xp, LSTM, p, keep=True)
-    states = sequence.forward(xp, core.CELL, w, x_run, init)
-    a, c = states.last_axis(xp, "a"), states.last_axis(xp, "c")
+    states = sequence.forward(xp, core.CELL, w, x_run, init, mask)
+    a, c = padded(xp, mask, states.last_axis(xp, "a"), states.last_axis(xp, "c"))
     y = sequence.outputs(xp, p["Wy"], p["by"], a) if "Wy" in p else None
-    steps = _StepCaches(x_run, init, states, w, parameters, has_c0=has_c0)
+    (y,) = padded(xp, mask, y)
+    steps = _StepCaches(x_run, init, states, w, parameters, has_c0=has_c0, lengths=lengths)
     return a, y, c, (steps, x)
 
 
@@ -251,7 +258,7 @@ def _seed_steps(xp, arrays):
     return states, core.Carry(arrays[0][2], arrays[0][3])
 
 
-def lstm_backward(da, caches):
+def lstm_backward(da, caches, *, lengths=None):
     """Backpropagation through time for the LSTM.
 
     Weight gradients are summed over all steps, and at each step the
@@ -266,6 +273,9 @@ def lstm_backward(da, caches):
     caches : tuple
         The caches returned by `lstm_forward` (or a seed-style pair
         ``(list of lstm_cell_forward caches, x)``).
+    lengths : array of int, shape (m,), or list of int, optional, keyword-only
+        Read from the caches; if given, it must equal the forward's. With lengths, the
+        gradients ``da`` at padded steps are ignored and ``dx`` is zero there.
 
     Returns
     -------
@@ -276,7 +286,8 @@ def lstm_backward(da, caches):
     """
     run = _sequence_cache(caches)
     xp = check_da(da, run)
-    g = sequence.backward(xp, core.CELL, run.w, run.x, run.init, run.states, da)
+    mask = backward_mask(xp, run, lengths, "lstm_backward", "lstm_forward")
+    g = sequence.backward(xp, core.CELL, run.w, run.x, run.init, run.states, da, mask=mask)
     grads = {"dx": g.dx, "da0": g.dinit.a}
     grads.update(sequence.unfuse(xp, LSTM, g.dw, prefix="d"))
     if run.has_c0:

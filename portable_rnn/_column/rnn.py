@@ -26,8 +26,8 @@ from .._core import sequence
 from .._core.activations import softmax
 from .._core.spec import RNN
 from .._validate import Dims, check_arrays
-from .caches import StepCaches, check_da, seed_style_caches, sequence_caches
-from .checks import check_inputs, check_layer, column_params
+from .caches import StepCaches, backward_mask, check_da, seed_style_caches, sequence_caches
+from .checks import check_inputs, check_layer, column_params, forward_lengths, padded
 
 __all__ = ["rnn_backward", "rnn_cell_backward", "rnn_cell_forward", "rnn_forward"]
 
@@ -144,7 +144,7 @@ class _StepCaches(StepCaches):
         return RNNCellCache(self.states[t].a, a_prev, self.x[:, :, t], self.parameters)
 
 
-def rnn_forward(x, a0, parameters):
+def rnn_forward(x, a0, parameters, *, lengths=None):
     """Run the vanilla RNN over a whole sequence.
 
     Parameters
@@ -158,6 +158,11 @@ def rnn_forward(x, a0, parameters):
         ``ba`` (n_a, 1), ``by`` (n_y, 1).
         The output layer (``Wya``, ``by``) may be left out, both together;
         the predictions are then ``None``.
+    lengths : array of int, shape (m,), or list of int, optional, keyword-only
+        Each example's number of real steps (``0 .. T_x``; PyTorch's packed sequences):
+        steps ``t >= lengths[j]`` of example ``j`` are padding, where its state is carried
+        unchanged and its outputs are exactly zero. ``None`` (the default): every example
+        is ``T_x`` steps long. See "Variable-length sequences" in the conventions.
 
     Returns
     -------
@@ -183,18 +188,22 @@ def rnn_forward(x, a0, parameters):
     dims.check("x", x, "n_x m T_x")
     dims.require_steps("T_x", "x", x)
     check_layer(dims, RNN, p, "x")
+    if a0 is not None:
+        dims.check("a0", a0, "n_a m")
+    lengths, mask = forward_lengths(xp, lengths, x, dims)
     if a0 is None:
         a0 = zeros_like_state(xp, (dims["n_a"], dims["m"]), x)
     else:
-        dims.check("a0", a0, "n_a m")
         a0 = snapshot(xp, a0)
 
     init = core.Carry(a0)
     x_run, w = snapshot(xp, x), sequence.fuse(xp, RNN, p, keep=True)
-    states = sequence.forward(xp, core.CELL, w, x_run, init)
-    a = states.last_axis(xp, "a")
+    states = sequence.forward(xp, core.CELL, w, x_run, init, mask)
+    (a,) = padded(xp, mask, states.last_axis(xp, "a"))
     y_pred = sequence.outputs(xp, p["Wya"], p["by"], a) if "Wya" in p else None
-    return a, y_pred, (_StepCaches(x_run, init, states, w, parameters), x)
+    (y_pred,) = padded(xp, mask, y_pred)
+    steps = _StepCaches(x_run, init, states, w, parameters, lengths=lengths)
+    return a, y_pred, (steps, x)
 
 
 def _sequence_cache(caches) -> StepCaches:
@@ -211,7 +220,7 @@ def _seed_steps(xp, arrays):
     return ListSteps([core.Step(a_next) for a_next, _, _ in arrays]), core.Carry(arrays[0][1])
 
 
-def rnn_backward(da, caches):
+def rnn_backward(da, caches, *, lengths=None):
     """Backpropagation through time for the vanilla RNN.
 
     Parameters
@@ -223,6 +232,9 @@ def rnn_backward(da, caches):
     caches : tuple
         The caches returned by `rnn_forward` (or a seed-style pair
         ``(list of rnn_cell_forward caches, x)``).
+    lengths : array of int, shape (m,), or list of int, optional, keyword-only
+        Read from the caches; if given, it must equal the forward's. With lengths, the
+        gradients ``da`` at padded steps are ignored and ``dx`` is zero there.
 
     Returns
     -------
@@ -233,5 +245,6 @@ def rnn_backward(da, caches):
     """
     run = _sequence_cache(caches)
     xp = check_da(da, run)
-    g = sequence.backward(xp, core.CELL, run.w, run.x, run.init, run.states, da)
+    mask = backward_mask(xp, run, lengths, "rnn_backward", "rnn_forward")
+    g = sequence.backward(xp, core.CELL, run.w, run.x, run.init, run.states, da, mask=mask)
     return {"dx": g.dx, "da0": g.dinit.a, **sequence.unfuse(xp, RNN, g.dw, prefix="d")}

@@ -21,7 +21,7 @@ from .._backend.seam import snapshot
 from .._core import sequence
 from .._core import stacked as core
 from .._core.spec import CellSpec, cell_spec
-from .._validate import Dims, check_arrays, get_params
+from .._validate import Dims, check_arrays, check_backward_lengths, check_lengths, get_params
 
 __all__ = ["multilayer_backward", "multilayer_forward"]
 
@@ -64,7 +64,7 @@ def _check_layers(spec: CellSpec, layers, n_x: int, directions: int):
     return params, n_a, len(layers) // directions
 
 
-def multilayer_forward(x, layers, *, cell, bidirectional=False, a0=None, c0=None):
+def multilayer_forward(x, layers, *, cell, bidirectional=False, a0=None, c0=None, lengths=None):
     """Run a stack of RNN, LSTM or GRU layers, optionally bidirectional.
 
     Parameters
@@ -86,13 +86,22 @@ def multilayer_forward(x, layers, *, cell, bidirectional=False, a0=None, c0=None
         zeros when omitted.
     c0 : array, shape (num_layers * num_directions, n_a, m), optional
         Initial cell states (LSTM only); zeros when omitted.
+    lengths : array of int, shape (m,), or list of int, optional, keyword-only
+        Each example's number of real steps (``0 .. T_x``), as PyTorch's packed
+        sequences: steps ``t >= lengths[j]`` of example ``j`` are padding, its outputs
+        there are exactly zero, ``a_n`` and ``c_n`` hold its state after its own last
+        real step, and a reverse direction starts at that step. ``None`` (the default):
+        every example is ``T_x`` steps long. See "Variable-length sequences" in the
+        conventions.
 
     Returns
     -------
     out : array, shape (num_directions * n_a, m, T_x)
-        Hidden states of the last layer, both directions stacked (forward first).
+        Hidden states of the last layer, both directions stacked (forward first);
+        zero at padded steps.
     a_n : array, shape (num_layers * num_directions, n_a, m)
-        Final hidden state of every layer and direction.
+        Final hidden state of every layer and direction (with ``lengths``: each
+        example's state after its last real step; for a reverse direction, after step 0).
     c_n : array, shape (num_layers * num_directions, n_a, m), or None
         Final cell states (LSTM only).
     cache : object
@@ -125,15 +134,17 @@ def multilayer_forward(x, layers, *, cell, bidirectional=False, a0=None, c0=None
         if "c" not in spec.carry:
             raise ValueError(f"c0 is for the LSTM's cell state; cell {cell!r} has none")
         dims.check("c0", c0, "L*D n_a m")
+    lengths = check_lengths(lengths, x, dims["m"], dims["T_x"])
 
     # the cache keeps what the backward reads as the forward read it (see `snapshot`)
     weights = [sequence.fuse(xp, spec, p, keep=True) for p in params]
     inits = tuple(None if s is None else snapshot(xp, s) for s in (a0, c0)[: len(spec.carry)])
-    out, finals, cache = core.forward(xp, core.CELLS[spec.name], weights, snapshot(xp, x), D, inits)
+    x_run = snapshot(xp, x)
+    out, finals, cache = core.forward(xp, core.CELLS[spec.name], weights, x_run, D, inits, lengths)
     return out, finals[0], finals[1] if len(finals) > 1 else None, cache
 
 
-def multilayer_backward(dout, cache, *, da_n=None, dc_n=None):
+def multilayer_backward(dout, cache, *, da_n=None, dc_n=None, lengths=None):
     """Backpropagation through time through a stack from `multilayer_forward`.
 
     Parameters
@@ -146,6 +157,9 @@ def multilayer_backward(dout, cache, *, da_n=None, dc_n=None):
         Gradient with respect to ``a_n``.
     dc_n : array, shape (num_layers * num_directions, n_a, m), optional, keyword-only
         Gradient with respect to ``c_n`` (LSTM only).
+    lengths : array of int, shape (m,), or list of int, optional, keyword-only
+        Read from the cache; if given, it must equal the forward's. With lengths, the
+        gradients ``dout`` at padded steps are ignored and ``dx`` is zero there.
 
     Returns
     -------
@@ -173,6 +187,8 @@ def multilayer_backward(dout, cache, *, da_n=None, dc_n=None):
         if arr is not None:
             dims.check(name, arr, "L*D n_a m")
 
+    what = ("multilayer_backward", "multilayer_forward")
+    check_backward_lengths(xp, x, cache.lengths, lengths, *what)
     dx, dinits, grads = core.backward(xp, cache, dout, (da_n, dc_n)[: len(spec.carry)])
     out = {"dx": dx, "da0": dinits[0]}
     if "c" in spec.carry:

@@ -7,6 +7,14 @@ of all steps is one product before the loop, and the weight gradients one produc
 after the backward loop. A `Cell` is one cell's step and step backward behind one
 interface; `forward` and `backward` run any cell over a sequence through the time-loop
 seam (a Python loop, or ``jax.lax.scan`` under JAX transformations).
+
+Variable lengths (PyTorch's packed sequences) are one optional per-step mask, ``(T, 1, m)``
+booleans (`step_mask`): at a step where an example's mask is false its carry passes
+unchanged, its hidden state is recorded as that carry, and in the backward its carry
+gradient passes unchanged and its pre-activation gradients are zero. The select
+(``xp.where``) runs right after the cell's step, so it is the same code in the Python loop,
+in ``lax.scan`` under ``jax.jit`` (the mask is a traced array: one compilation serves every
+length) and after CuPy's fused step kernels.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from .._backend.seam import snapshot, time_loop, zeros_like_state
+from .._backend.seam import arange_like, snapshot, time_loop, zeros_like_state
 from .._backend.steps import StackedSteps, Steps, previous, select, time_major, zip_steps
 from .activations import softmax
 from .spec import CellSpec
@@ -27,12 +35,15 @@ __all__ = [
     "backward",
     "forward",
     "fuse",
+    "last_of",
     "outputs",
     "project",
     "separate_weights",
     "stack_gates",
     "stacked_weights",
+    "step_mask",
     "unfuse",
+    "zero_padded",
 ]
 
 
@@ -170,21 +181,68 @@ def outputs(xp, Wy, by, a):
     return xp.reshape(softmax(xp, z, axis=0), (Wy.shape[0], m, T))
 
 
-def forward(xp, cell: Cell, w: Weights, x, init) -> Steps:
+def step_mask(xp, lengths, T: int):
+    """``(T, 1, m)`` booleans: whether step ``t`` of example ``j`` is real (``t < lengths[j]``).
+
+    ``lengths`` is an integer array ``(m,)``; the mask is on its device (a traced array
+    under ``jax.jit``: no value of ``lengths`` is read here).
+    """
+    t = arange_like(xp, T, lengths)
+    return xp.reshape(t, (T, 1, 1)) < xp.reshape(lengths, (1, 1, lengths.shape[0]))
+
+
+def zero_padded(xp, arr, mask):
+    """``arr (..., m, T)`` with the padded steps of ``mask`` (`step_mask`) set to exactly 0."""
+    zero = zeros_like_state(xp, (), arr)
+    return xp.where(xp.permute_dims(mask, (1, 2, 0)), arr, zero)
+
+
+def last_of(xp, arr, lengths, first=None):
+    """``arr[..., j, lengths[j] - 1]`` for every ``j``: ``(..., m, T) -> (..., m)``.
+
+    An example of length 0 gives ``first[..., j]`` (zeros when ``first`` is ``None``).
+    A select and a sum over time (no gather, no value of ``lengths`` read): exact, as
+    every other term is an exact zero.
+    """
+    m, T = arr.shape[-2], arr.shape[-1]
+    t = arange_like(xp, T, lengths)
+    pick = xp.reshape(t, (1, T)) == xp.reshape(lengths, (m, 1)) - 1
+    zero = zeros_like_state(xp, (), arr)
+    last = xp.sum(xp.where(pick, arr, zero), axis=-1)
+    if first is None:
+        return last
+    return xp.where(xp.reshape(lengths, (m,)) == 0, first, last)
+
+
+def forward(xp, cell: Cell, w: Weights, x, init, mask=None) -> Steps:
     """Run ``cell`` over ``x (n_x, m, T)`` from the carry ``init``: every step's values.
 
-    Returns a `ListSteps` or `StackedSteps` of ``cell.Step`` tuples; ``.last_axis(xp, "a")``
-    stacks a field to ``(n_a, m, T)``.
+    With ``mask`` (`step_mask`, ``(T, 1, m)``), the padded steps carry the state unchanged
+    and record it as their carry fields (``a``, and ``c``), so that each field's value at
+    the last step is each example's state after its own last real step; the padded
+    steps' other values are not used. Returns a `ListSteps` or `StackedSteps` of
+    ``cell.Step`` tuples; ``.last_axis(xp, "a")`` stacks a field to ``(n_a, m, T)``.
     """
-
-    xs = StackedSteps((project(xp, w.Wx, w.b, x),))  # the input part of every step at once
-    _, states = time_loop(xp, _forward_step, init, xs, args=(xp, cell, w))
+    xw = project(xp, w.Wx, w.b, x)  # the input part of every step at once
+    if mask is None:
+        _, states = time_loop(xp, _forward_step, init, StackedSteps((xw,)), args=(xp, cell, w))
+        return states
+    xs = StackedSteps((xw, mask))
+    _, states = time_loop(xp, _masked_forward_step, init, xs, args=(xp, cell, w))
     return states
 
 
 def _forward_step(carry, x_t, xp, cell: Cell, w: Weights):
     """One step of `forward`: ``x_t = (xw,)``, the input part ``w.Wx @ x<t> + w.b``."""
     return cell.step(xp, w, x_t[0], carry)
+
+
+def _masked_forward_step(carry, x_t, xp, cell: Cell, w: Weights):
+    """One step of `forward` with a mask: ``x_t = (xw, real)``, ``real`` of shape ``(1, m)``."""
+    xw, real = x_t
+    new, values = cell.step(xp, w, xw, carry)
+    kept = cell.Carry(*(xp.where(real, n, old) for n, old in zip(new, carry, strict=True)))
+    return kept, values._replace(**kept._asdict())
 
 
 def _backward_step(dcarry, x_t, xp, cell: Cell, w: Weights):
@@ -194,7 +252,19 @@ def _backward_step(dcarry, x_t, xp, cell: Cell, w: Weights):
     return cell.step_backward(xp, w, dcarry._replace(a=x_t[0] + dcarry.a), saved, prev)
 
 
-def backward(xp, cell: Cell, w: Weights, x, init, states: Steps, da, final=None) -> Grads:
+def _masked_backward_step(dcarry, x_t, xp, cell: Cell, w: Weights, zero):
+    """One step of `backward` with a mask, the last field of ``x_t`` (``(1, m)``): at a
+    padded step the carry gradient passes unchanged and the pre-activations get zero."""
+    *x_t, real = x_t
+    total = dcarry._replace(a=x_t[0] + dcarry.a)
+    dprev, dpre = _backward_step(dcarry, tuple(x_t), xp, cell, w)
+    kept = cell.Carry(*(xp.where(real, d, t) for d, t in zip(dprev, total, strict=True)))
+    return kept, tuple(xp.where(real, d, zero) for d in dpre)
+
+
+def backward(
+    xp, cell: Cell, w: Weights, x, init, states: Steps, da, final=None, mask=None
+) -> Grads:
     """Backpropagation through time of `forward`.
 
     Reads only its arguments: ``x``, ``init``, ``w`` and the per-step values ``states``
@@ -207,6 +277,9 @@ def backward(xp, cell: Cell, w: Weights, x, init, states: Steps, da, final=None)
         Gradient at every hidden state from above.
     final : tuple, optional
         Extra gradients at the final carry, one per carry field (``None``: none).
+    mask : array, shape (T, 1, m), optional
+        The forward's `step_mask`: the gradients ``da`` at padded steps are ignored, ``dx``
+        is zero there, and the carry gradients pass them unchanged.
 
     Returns
     -------
@@ -221,8 +294,16 @@ def backward(xp, cell: Cell, w: Weights, x, init, states: Steps, da, final=None)
     first = cell.Carry(*(zeros if g is None else g for g in given))
     # step t: (da<t>, the saved fields of step t, the previous carry's fields)
     prev = {name: previous(xp, states, name, getattr(init, name)) for name in cell.previous}
-    xs = zip_steps(time_major(xp, da), select(states, cell.saved), *prev.values())
-    dinit, dpre = time_loop(xp, _backward_step, first, xs, args=(xp, cell, w), reverse=True)
+    if mask is None:
+        xs = zip_steps(time_major(xp, da), select(states, cell.saved), *prev.values())
+        dinit, dpre = time_loop(xp, _backward_step, first, xs, args=(xp, cell, w), reverse=True)
+    else:
+        da = zero_padded(xp, da, mask)
+        xs = zip_steps(
+            time_major(xp, da), select(states, cell.saved), *prev.values(), StackedSteps((mask,))
+        )
+        args = (xp, cell, w, zeros_like_state(xp, (), da))
+        dinit, dpre = time_loop(xp, _masked_backward_step, first, xs, args=args, reverse=True)
     # Weight and input gradients: one product each over all steps, after the loop.
     G = w.Wa.shape[0]
     dX = xp.reshape(dpre.last_axis(xp, 0), (G, m * T))

@@ -4,6 +4,11 @@ PyTorch's layout: layer ``k = layer * D + d`` (``D`` directions, ``d = 1`` the r
 one). Layer 0 reads ``x``; every later layer reads the outputs of the layer below, both
 directions stacked (forward rows first). The reverse direction runs over the time steps
 backwards (the flipped sequence), and its outputs are put back in forward order.
+
+With variable lengths (a `sequence.step_mask`), the reverse direction runs the flipped
+sequence with the flipped mask: an example's padding comes first there and keeps its
+initial state, so its reverse run starts at its own last real step, as PyTorch's packed
+sequences do. Every layer's outputs are zero at padded steps.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ class Run(NamedTuple):
     init: Any  #: its initial carry
     states: Any  #: its per-step values
     w: Weights  #: its fused weights
+    mask: Any = None  #: its step mask (flipped for a reverse direction), or None
 
 
 class StackCache(NamedTuple):
@@ -42,17 +48,22 @@ class StackCache(NamedTuple):
     L: int  #: layers
     n_a: int
     x: Any
+    lengths: Any = None  #: the forward's lengths (m,), or None
 
 
-def forward(xp, cell: Cell, weights: list[Weights], x, D: int, inits):
+def forward(xp, cell: Cell, weights: list[Weights], x, D: int, inits, lengths=None):
     """Run the stack; ``inits`` has one entry per carry field: ``(L*D, n_a, m)`` or ``None``.
 
-    Returns ``(out, finals, cache)``: the last layer's hidden states (both directions
-    stacked), the final value of every carry field ``(L*D, n_a, m)``, and the cache.
+    ``lengths`` (``(m,)`` integers, or ``None``: every example full length) makes the
+    steps ``t >= lengths[j]`` of example ``j`` padding. Returns ``(out, finals, cache)``:
+    the last layer's hidden states (both directions stacked), the final value of every
+    carry field ``(L*D, n_a, m)``, and the cache.
     """
     L = len(weights) // D
     n_a, m = weights[0].Wa.shape[1], x.shape[1]
     zeros = zeros_like_state(xp, (n_a, m), x)
+    mask = None if lengths is None else sequence.step_mask(xp, lengths, x.shape[-1])
+    masks = [mask] if mask is None or D == 1 else [mask, xp.flip(mask, axis=0)]
     runs, finals = [], [[] for _ in cell.spec.carry]
     inp = x
     for layer in range(L):
@@ -61,14 +72,17 @@ def forward(xp, cell: Cell, weights: list[Weights], x, D: int, inits):
             k = layer * D + d
             init = cell.Carry(*(zeros if s is None else s[k, :, :] for s in inits))
             x_k = inp if d == 0 else xp.flip(inp, axis=-1)
-            states = sequence.forward(xp, cell, weights[k], x_k, init)
+            mask_k = masks[min(d, len(masks) - 1)]
+            states = sequence.forward(xp, cell, weights[k], x_k, init, mask_k)
             a = states.last_axis(xp, "a")
-            runs.append(Run(x_k, init, states, weights[k]))
+            if mask_k is not None:
+                a = sequence.zero_padded(xp, a, mask_k)
+            runs.append(Run(x_k, init, states, weights[k], mask_k))
             for j, name in enumerate(cell.spec.carry):
                 finals[j].append(states.final(name))  # no need to stack every step
             outs.append(a if d == 0 else xp.flip(a, axis=-1))
         inp = outs[0] if D == 1 else xp.concat(outs, axis=0)
-    cache = StackCache(cell, runs, D, L, n_a, x)
+    cache = StackCache(cell, runs, D, L, n_a, x, lengths)
     return inp, [xp.stack(f, axis=0) for f in finals], cache
 
 
@@ -90,7 +104,7 @@ def backward(xp, cache: StackCache, dout, dfinals):
             da = da if d == 0 else xp.flip(da, axis=-1)
             run = runs[k]
             final = tuple(None if g is None else g[k, :, :] for g in dfinals)
-            g = sequence.backward(xp, cell, run.w, run.x, run.init, run.states, da, final)
+            g = sequence.backward(xp, cell, run.w, run.x, run.init, run.states, da, final, run.mask)
             dx_k = g.dx if d == 0 else xp.flip(g.dx, axis=-1)
             dx = dx_k if dx is None else dx + dx_k
             for j in range(len(cell.spec.carry)):

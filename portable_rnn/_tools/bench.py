@@ -13,7 +13,11 @@ What is timed, per size, cell and implementation, in float32:
   backward;
 * **JAX lax.scan** reference: a hand-written fused-gate ``lax.scan`` under ``jit``
   with the input product hoisted, ``jax.vjp`` for the backward;
-* **seed loop** (NumPy, LSTM, forward only): the notebooks' per-step loop.
+* **seed loop** (NumPy, LSTM, forward only): the notebooks' per-step loop;
+* with ``--lengths mixed``, **ours with masking** too (``ours (numpy, masked)``): the same
+  call given ``lengths`` (`mixed_lengths`: spread evenly from ``T`` down to about ``T/4``, in
+  a fixed shuffled order), as variable-length batches run it; a last table gives its time
+  over the unmasked one's, forward and forward+backward (the references run full length).
 
 Precision is equalised: full float32 matrix products everywhere (no TF32:
 ``jax_default_matmul_precision="highest"``, ``CUPY_TF32=0``,
@@ -38,7 +42,7 @@ from .. import rnn_layers
 from .. import testing as _testing
 from .._core.spec import CELLS
 
-__all__ = ["SIZES", "run_bench"]
+__all__ = ["LENGTHS", "SIZES", "mixed_lengths", "run_bench"]
 
 #: name -> (T, B, D, H); "long" and "long-wide" are the long sequences of issue 17
 #: (the column dialect's n_x = D, n_a = H, m = B), best timed with ``eager``
@@ -49,6 +53,31 @@ SIZES = {
     "long": (10000, 4, 8, 16),
     "long-wide": (10000, 32, 64, 128),
 }
+
+
+#: the ``--lengths`` choices: every sequence full, or also ours with `mixed_lengths`
+LENGTHS = ("full", "mixed")
+
+
+def mixed_lengths(T: int, B: int, seed: int = 0) -> np.ndarray:
+    """``B`` lengths in ``1 .. T``, spread evenly from ``T`` down to about ``T/4``, shuffled.
+
+    Parameters
+    ----------
+    T : int
+        Steps of the padded batch; the longest length (``B >= 1``) is ``T``.
+    B : int
+        Examples in the batch.
+    seed : int, optional
+        Seed of the shuffle: the same arguments always give the same lengths.
+
+    Returns
+    -------
+    lengths : numpy.ndarray, shape (B,), int64
+    """
+    lengths = np.round(np.linspace(T, max(1.0, T / 4), B)).astype(np.int64)
+    np.random.default_rng(seed).shuffle(lengths)
+    return lengths
 
 
 def _sync(backend: str, value) -> None:
@@ -127,17 +156,21 @@ def _problem(cell, size, seed=0):
     return v
 
 
-def _ours(backend, cell, v, *, eager=False):
+def _ours(backend, cell, v, *, eager=False, lengths=None):
     args = {k: backend.asarray(a, dtype="float32") for k, a in v.items()}
     names = [k for k in ("x", "h0", "Wx", "Wh", "b", "bhn") if k in args]
     forward = getattr(rnn_layers, f"{cell}_forward")
     backward = getattr(rnn_layers, f"{cell}_backward")
+    lens = None if lengths is None else backend.asarray(lengths)  # an argument, also to jit
 
-    def run_fwd(*a):
-        return forward(*a)[0]
+    def run(lens, *a):
+        return forward(*a) if lens is None else forward(*a, lengths=lens)
 
-    def run_fwd_bwd(dh, *a):
-        _, cache = forward(*a)
+    def run_fwd(lens, *a):
+        return run(lens, *a)[0]
+
+    def run_fwd_bwd(lens, dh, *a):
+        _, cache = run(lens, *a)
         return backward(dh, cache)
 
     if backend.backend == "jax" and not eager:  # as the reference: under jit (lax.scan)
@@ -145,7 +178,7 @@ def _ours(backend, cell, v, *, eager=False):
 
         run_fwd, run_fwd_bwd = jax.jit(run_fwd), jax.jit(run_fwd_bwd)
     inputs = [args[k] for k in names]
-    return (lambda: run_fwd(*inputs)), (lambda: run_fwd_bwd(args["dh"], *inputs))
+    return (lambda: run_fwd(lens, *inputs)), (lambda: run_fwd_bwd(lens, args["dh"], *inputs))
 
 
 def _torch_ref(cell, v, device):
@@ -276,6 +309,7 @@ def run_bench(
     out=print,
     err=None,
     eager=False,
+    lengths="full",
 ) -> int:
     """Time the implementations; print a markdown report; return the exit status.
 
@@ -297,11 +331,15 @@ def run_bench(
     eager : bool
         Also time ours on every selected JAX backend outside ``jax.jit``
         (``ours (jax, eager)``), as called directly.
+    lengths : {"full", "mixed"}
+        ``"mixed"``: also time every ours with `mixed_lengths` (``ours (numpy, masked)``),
+        and end with a table of masked / unmasked times.
 
     Returns
     -------
     status : int
-        0, or 2 for a bad request (unknown size, cell or backend, or one that cannot run).
+        0, or 2 for a bad request (unknown size, cell, backend or lengths, or a backend
+        that cannot run).
     """
     err = err or (lambda line: print(line, file=sys.stderr))
     resolved = []
@@ -313,6 +351,9 @@ def run_bench(
         else:
             err(f"portable-rnn bench: unknown size {s!r}; use {', '.join(SIZES)} or T,B,D,H")
             return 2
+    if lengths not in LENGTHS:
+        err(f"portable-rnn bench: unknown lengths {lengths!r}; use {' or '.join(LENGTHS)}")
+        return 2
     bad = [c for c in cells if c not in CELLS]
     if bad:
         err(f"portable-rnn bench: unknown cell(s) {', '.join(bad)}; valid: {', '.join(CELLS)}")
@@ -344,30 +385,78 @@ def run_bench(
     out(f"- median of {repeat} runs after {warmup} warm-up runs, device synchronised; ms")
     if eager:
         out("- ours (jax) runs under jax.jit; ours (jax, eager) outside it, as called directly")
+    if lengths == "mixed":
+        out(
+            "- lengths mixed: ours (..., masked) is given lengths spread evenly from T down "
+            "to about T/4, shuffled (seed 0); the references run full length"
+        )
     out("")
     out(
         "| size (T, B, D, H) | cell | implementation | device | fwd ms | fwd+bwd ms "
         "| fwd / best ref | fwd+bwd / best ref | peak MiB |"
     )
     out("|---|---|---|---|---|---|---|---|---|")
+    groups = []
     for size_name, size in resolved:
         for cell in cells:
-            _bench_group(size_name, size, cell, chosen, references, repeat, warmup, out, eager)
+            rows = _bench_group(
+                size_name, size, cell, chosen, references, repeat, warmup, out, eager, lengths
+            )
+            groups.append((size_name, size, cell, rows))
+    if lengths == "mixed":
+        _masking_table(groups, out)
     return 0
 
 
-def _ours_eager(backend, cell, v):
-    return _ours(backend, cell, v, eager=True)
+def _masking_table(groups, out) -> None:
+    """Each masked ours next to the same unmasked: time masked / unmasked."""
+    out("")
+    out("Masking overhead: ours with mixed lengths over ours with none (same padded batch).")
+    out("")
+    out(
+        "| size (T, B, D, H) | cell | implementation "
+        "| fwd masked / unmasked | fwd+bwd masked / unmasked |"
+    )
+    out("|---|---|---|---|---|")
+    for size_name, size, cell, rows in groups:
+        times = {r[0]: r[2:4] for r in rows}
+        for name, (t_f, t_fb) in times.items():
+            masked = times.get(_masked_name(name))  # None for references and masked rows
+            if masked is None:
+                continue
+            ratios = [
+                f"{m / u:.2f}x" if isinstance(m, float) and isinstance(u, float) else "-"
+                for m, u in zip(masked, (t_f, t_fb), strict=True)
+            ]
+            out(f"| {size_name} {size} | {cell} | {name} | {ratios[0]} | {ratios[1]} |")
 
 
-def _implementations(cell, v, chosen, references, eager=False):
-    """``(name, device name, backend, device, factory, args, is_reference)`` to time."""
+def _masked_name(name: str) -> str:
+    """``ours (numpy)`` -> ``ours (numpy, masked)``."""
+    return name[:-1] + ", masked)"
+
+
+def _ours_eager(backend, cell, v, lengths=None):
+    return _ours(backend, cell, v, eager=True, lengths=lengths)
+
+
+def _ours_masked(backend, cell, v, lengths):
+    return _ours(backend, cell, v, lengths=lengths)
+
+
+def _implementations(cell, v, chosen, references, eager=False, lengths=None):
+    """``(name, device name, backend, device, factory, args, is_reference)`` to time;
+    with ``lengths``, every ours also masked (``ours (numpy, masked)``) after it."""
     impls: list[tuple[Any, ...]] = []
     for b in chosen:
         dev = (b.describe(), b.backend, b.array_device)
-        impls.append((f"ours ({b.name})", *dev, _ours, (b, cell, v), False))
+        ours = [(f"ours ({b.name})", _ours, _ours_masked)]
         if eager and b.backend == "jax":
-            impls.append((f"ours ({b.name}, eager)", *dev, _ours_eager, (b, cell, v), False))
+            ours.append((f"ours ({b.name}, eager)", _ours_eager, _ours_eager))
+        for name, factory, masked in ours:
+            impls.append((name, *dev, factory, (b, cell, v), False))
+            if lengths is not None:
+                impls.append((_masked_name(name), *dev, masked, (b, cell, v, lengths), False))
     if not references:
         return impls
     import importlib.util
@@ -415,11 +504,16 @@ def _implementations(cell, v, chosen, references, eager=False):
     return impls
 
 
-def _bench_group(size_name, size, cell, chosen, references, repeat, warmup, out, eager=False):
+def _bench_group(
+    size_name, size, cell, chosen, references, repeat, warmup, out, eager=False, lengths="full"
+):
+    """Time one size and cell, print its rows, and return them:
+    ``(name, device name, fwd ms, fwd+bwd ms, peak MiB, is_reference)``."""
     v = _problem(cell, size)
+    lens = mixed_lengths(size[0], size[1]) if lengths == "mixed" else None
     rows = []  # (name, device name, fwd ms, fwd+bwd ms, peak MiB, is_reference)
     for name, dev_name, backend, device, factory, args, is_ref in _implementations(
-        cell, v, chosen, references, eager
+        cell, v, chosen, references, eager, lens
     ):
         try:
             fwd, fwd_bwd = factory(*args)
@@ -443,3 +537,4 @@ def _bench_group(size_name, size, cell, chosen, references, repeat, warmup, out,
             f"| {size_name} {size} | {cell} | {name} | {dev_name} | {_fmt(t_f)} | {_fmt(t_fb)} "
             f"| {ratios[0]} | {ratios[1]} | {_fmt(peak)} |"
         )
+    return rows

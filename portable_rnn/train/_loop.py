@@ -44,7 +44,7 @@ from ._runfile import (
     saved_config,
 )
 from ._sample import sample
-from ._text import TextBatches, Vocabulary
+from ._text import LineBatches, TextBatches, Vocabulary
 
 __all__ = ["DivergenceError", "TrainConfig", "TrainResult", "evaluate", "fit", "plot_history"]
 
@@ -108,16 +108,18 @@ class TrainResult:
     best: Path | None = None
 
 
-def evaluate(params, batches: TextBatches) -> float:
+def evaluate(params, batches: TextBatches | LineBatches) -> float:
     """Mean loss of the model over every chunk of ``batches``, forward only.
 
-    Starts from the zero state and carries it from chunk to chunk, as training does.
+    Starts from the zero state and carries it from chunk to chunk, as training
+    does; for `LineBatches`, every line from the zero state and the mean over
+    the real characters of every batch (padding left out).
 
     Parameters
     ----------
     params : dict
         From `init_char_model` or a checkpoint, on any backend.
-    batches : TextBatches
+    batches : TextBatches or LineBatches
         The text to score.
 
     Returns
@@ -125,6 +127,8 @@ def evaluate(params, batches: TextBatches) -> float:
     loss : float
         Nats per character (divide by ``log 2`` for bits per character).
     """
+    if isinstance(batches, LineBatches):
+        return _evaluate_lines(params, batches)
     forward = compile_function(_eval_step, params["Wy"])
     state = init_char_state(params, batches.batch)
     total = 0.0
@@ -142,9 +146,30 @@ def _eval_step(params, x, y, state):
     return loss, state
 
 
-def _make_train_step(clip: float, betas, eps: float):
+def _evaluate_lines(params, batches: LineBatches) -> float:
+    forward = compile_function(_eval_lines_step, params["Wy"])
+    total, chars = 0.0, 0
+    for j in range(len(batches)):
+        x, y, lengths = (to_device_like(a, params["Wy"]) for a in batches[j])
+        count = int(np.sum(batches[j][2]))
+        total += float(forward(params, x, y, lengths)) * count
+        chars += count
+    return total / chars
+
+
+def _eval_lines_step(params, x, y, lengths):
+    return char_model_forward(params, x, y, None, lengths)[0]
+
+
+def _make_train_step(clip: float, betas, eps: float, lines: bool = False):
+    """One training step; ``lines``: its ``state`` argument is the batch's lengths instead."""
+
     def step(params, m, v, state, x, y, step_size, bc2_sqrt):
-        loss, grads, state = char_model_loss_and_grads(params, x, y, state)
+        if lines:  # every line from the zero state; nothing is carried
+            loss, grads, _ = char_model_loss_and_grads(params, x, y, None, state)
+            state = None
+        else:
+            loss, grads, state = char_model_loss_and_grads(params, x, y, state)
         if clip > 0:
             grads, norm = clip_grad_norm(grads, clip)
         else:
@@ -201,6 +226,44 @@ def _pyplot():
     return plt
 
 
+def _line_batches(corpus: _text.Corpus, config: TrainConfig) -> tuple[LineBatches, LineBatches]:
+    """Training and held-out `LineBatches` of ``corpus``: its last lines are held out.
+
+    The held-out lines are those that start in the held-out end that `split_corpus`
+    would give (at least one line, and at least one left to train on).
+    """
+    found = corpus.vocab.chars.find("\n")
+    newline = found if found >= 0 else None
+    starts, ends = _text.line_spans(corpus.ids, newline)
+    lines = len(starts)
+    if lines < 2:
+        raise _text.CorpusError(
+            f"corpus {corpus.source!r} has {'no' if lines == 0 else 'only one'} non-empty "
+            "line; training on lines (--split-lines) needs at least two, one of them held out"
+        )
+    n_val = max(1, round(corpus.chars * config.val_fraction))  # as split_corpus
+    k = int(np.searchsorted(starts, corpus.chars - n_val))  # lines that start before it train
+    k = min(max(k, 1), lines - 1)
+    train = LineBatches(
+        corpus.ids,
+        newline,
+        config.batch,
+        config.seq_len,
+        spans=(starts[:k], ends[:k]),
+        seed=config.seed,
+        what="the training text",
+    )
+    val = LineBatches(
+        corpus.ids,
+        newline,
+        config.batch,
+        config.seq_len,
+        spans=(starts[k:], ends[k:]),
+        what="the held-out text",
+    )
+    return train, val
+
+
 class _Run:
     """The data and state of one run (fresh or resumed), checked before any work."""
 
@@ -225,6 +288,10 @@ class _Run:
             if vocab != read.vocab:  # not the corpus's own: index with the checkpoint's
                 read = _text.read_corpus(corpus, vocab)
         self.vocab = read.vocab
+        if config.split_lines:
+            self.train, self.val = _line_batches(read, config)
+            self.header, self.arrays = header, arrays
+            return
         train_ids, val_ids = _text.split_corpus(read.ids, config.val_fraction)
         self.train = TextBatches(train_ids, config.batch, config.seq_len, "the training text")
         val_streams = (len(val_ids) - 1) // config.seq_len
@@ -238,6 +305,22 @@ class _Run:
             val_ids, min(config.batch, val_streams), config.seq_len, "the held-out text"
         )
         self.header, self.arrays = header, arrays
+
+    def batch(self, step: int, state):
+        """The inputs of training step ``step``: ``(x, y, state)`` on the host, and its characters.
+
+        Truncated BPTT: chunk ``step % len(train)``, the carried ``state`` (``None`` at the
+        start of a pass: zeros). Lines: the batch's lengths in place of the state.
+        """
+        c = self.config
+        if c.split_lines:
+            x, y, lengths = self.train.at(step)
+            return x, y, lengths, int(lengths.sum())
+        j = step % len(self.train)
+        if j == 0:
+            state = None  # a new pass over the text starts from zeros
+        x, y = self.train[j]
+        return x, y, state, c.batch * c.seq_len
 
     def start(self):
         """``(params, adam state, carried state, step, train_loss, val_loss)`` on the target."""
@@ -406,13 +489,15 @@ def fit(
         for stale in remove_stale_temporaries(path) if path is not None else ():
             log(f"removed {str(stale)!r}, left by an interrupted checkpoint write")
     like = params["Wy"]
-    train_step = compile_function(_make_train_step(config.clip, config.betas, config.eps), like)
+    train_step = compile_function(
+        _make_train_step(config.clip, config.betas, config.eps, config.split_lines), like
+    )
     save_every = config.save_every or config.eval_every
     result = TrainResult(params, run.vocab, step, train_loss, val_loss)
     bar = _progress(progress, config.steps, step)
-    chars_per_step = config.batch * config.seq_len
     m, v = opt["m"], opt["v"]
     busy, first, done, rate = 0.0, 0.0, 0, float("nan")  # busy: seconds in training steps
+    chars = first_chars = 0  # characters predicted in the steps of this run; in the first
     t_run = time.perf_counter()
     last_saved = step
 
@@ -439,12 +524,11 @@ def fit(
     try:
         with _sigterm_interrupts():
             while step < config.steps:
-                j = step % len(run.train)
-                if j == 0:
-                    state = None  # a new pass over the text starts from zeros
-                if state is None:
-                    state = init_char_state(params, config.batch)
-                x, y = run.train[j]
+                x, y, carried, step_chars = run.batch(step, state)
+                if config.split_lines:
+                    carried = to_device_like(carried, like)  # the lengths
+                elif carried is None:
+                    carried = init_char_state(params, config.batch)
                 t0 = time.perf_counter()
                 step_size, bc2_sqrt = adam_scalars(step + 1, config.lr, config.betas)
                 with _quiet_floats():  # a non-finite step is reported by the guard below
@@ -452,7 +536,7 @@ def fit(
                         params,
                         m,
                         v,
-                        state,
+                        carried,
                         to_device_like(x, like),
                         to_device_like(y, like),
                         step_size,
@@ -468,10 +552,14 @@ def fit(
                 params, m, v, state, step = new[2], new[3], new[4], new[5], step + 1
                 busy += time.perf_counter() - t0
                 done += 1
+                chars += step_chars
                 if done == 1:
                     first = busy  # the first step compiles (JAX) and warms up: left out
-                rate = chars_per_step * (
-                    (done - 1) / (busy - first) if done > 1 and busy > first else done / busy
+                    first_chars = chars
+                rate = (
+                    (chars - first_chars) / (busy - first)
+                    if done > 1 and busy > first
+                    else chars / busy
                 )
                 last = step == config.steps or (
                     config.max_minutes is not None
@@ -497,6 +585,7 @@ def fit(
                             length=config.sample_length,
                             temperature=SAMPLE_TEMPERATURE,
                             seed=config.seed + step,
+                            lines=config.split_lines,
                         )
                         line += "\n" + text.strip("\n")
                     _write_line(bar, log, line)

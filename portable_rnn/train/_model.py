@@ -25,7 +25,7 @@ import numpy as np
 from .. import init_multilayer_params, multilayer_backward, multilayer_forward
 from .._backend import compat as _compat
 from .._backend.devices import from_numpy, from_numpy_as
-from .._backend.seam import zeros_like_state
+from .._backend.seam import arange_like, zeros_like_state
 from .._core.spec import CELLS, cell_spec
 from .._creation import check_sizes, resolve_target
 from ..rnn_layers import temporal_softmax_loss, word_embedding_backward, word_embedding_forward
@@ -229,15 +229,17 @@ def _check_state(spec, state):
     return state["h"], state.get("c")
 
 
-def _run(params, inputs, state):
+def _run(params, inputs, state, lengths=None):
     """The shared forward: embedding, stack, output layer. Returns logits (V, m*T) and more."""
     spec = describe_model(params)
     h0, c0 = _check_state(spec, state)
     emb, emb_cache = word_embedding_forward(inputs, params["embed"])  # (m, T, E)
     xp = _compat.array_namespace(emb)
     x = xp.permute_dims(emb, (2, 0, 1))  # (E, m, T), the column dialect
+    # lengths only when given: the call of a run on a continuous text is as it always was
+    padded = {} if lengths is None else {"lengths": lengths}
     out, h_n, c_n, rnn_cache = multilayer_forward(
-        x, _stack(params, spec), cell=spec["cell"], a0=h0, c0=c0
+        x, _stack(params, spec), cell=spec["cell"], a0=h0, c0=c0, **padded
     )
     H, m, T = (int(s) for s in out.shape)
     flat = xp.reshape(out, (H, m * T))
@@ -246,7 +248,7 @@ def _run(params, inputs, state):
     return xp, spec, logits, new_state, (params, emb_cache, rnn_cache, flat, (m, T))
 
 
-def char_model_logits(params, inputs, state=None):
+def char_model_logits(params, inputs, state=None, lengths=None):
     """Scores of the next character after every input character.
 
     Parameters
@@ -257,19 +259,24 @@ def char_model_logits(params, inputs, state=None):
         Character indices, on the backend and device of ``params``.
     state : dict, optional
         ``{"h": (layers, H, m)[, "c": ...]}`` from the previous chunk; zeros when omitted.
+    lengths : array of an integer dtype, shape (m,), optional
+        Variable-length sequences: steps ``t >= lengths[n]`` of row ``n`` are
+        padding (see `portable_rnn.multilayer_forward`); ``None``: every step is real.
 
     Returns
     -------
     logits : array, shape (m, T, V)
-        Unnormalised log-probabilities of the character after ``inputs[n, t]``.
+        Unnormalised log-probabilities of the character after ``inputs[n, t]``
+        (at padding steps: those of a zero hidden state, ``by``).
     state : dict
-        The state after the last step, for the next chunk.
+        The state after the last step (of each row's own last step, with
+        ``lengths``), for the next chunk.
     """
-    xp, spec, logits, new_state, (_, _, _, _, (m, T)) = _run(params, inputs, state)
+    xp, spec, logits, new_state, (_, _, _, _, (m, T)) = _run(params, inputs, state, lengths)
     return xp.reshape(logits.T, (m, T, spec["vocab_size"])), new_state
 
 
-def char_model_forward(params, inputs, targets, state=None):
+def char_model_forward(params, inputs, targets, state=None, lengths=None):
     """Mean cross-entropy of the next characters, and what the backward needs.
 
     Parameters
@@ -282,26 +289,41 @@ def char_model_forward(params, inputs, targets, state=None):
     state : dict, optional
         The state carried from the previous chunk (``h``, and ``c`` for the
         LSTM, each (layers, H, m)); zeros when omitted.
+    lengths : array of an integer dtype, shape (m,), optional
+        Variable-length sequences (`LineBatches`), on the device of ``params``:
+        steps ``t >= lengths[n]`` of row ``n`` are padding. They change nothing:
+        the stack carries the state through them (`portable_rnn.multilayer_forward`)
+        and the loss leaves them out (``temporal_softmax_loss``'s mask), whatever
+        their inputs and targets. ``None``: every step counts.
 
     Returns
     -------
     loss : array, shape ()
-        Mean over the ``m * T`` predictions of ``-log p(target)``, in nats (divide
-        by ``log 2`` for bits per character); as ``torch.nn.CrossEntropyLoss``.
+        Mean over the ``m * T`` predictions (with ``lengths``: over the
+        ``sum(lengths)`` real ones) of ``-log p(target)``, in nats (divide by
+        ``log 2`` for bits per character); as ``torch.nn.CrossEntropyLoss``
+        (with ``ignore_index`` at the padding). 0 when ``sum(lengths)`` is 0.
     state : dict
         The state after the last step (carried to the next chunk; truncated
-        BPTT sends no gradient through it).
+        BPTT sends no gradient through it). With ``lengths``: each row's state
+        after its own last real step.
     cache : object
         For `char_model_backward`.
     """
-    xp, spec, logits, new_state, cache = _run(params, inputs, state)
+    xp, spec, logits, new_state, cache = _run(params, inputs, state, lengths)
     m, T = cache[-1]
     n = m * T
     V = spec["vocab_size"]
     y = xp.reshape(targets, (1, n))
-    # all-True mask, on the labels' device: every prediction counts
-    total, dz = temporal_softmax_loss(xp.reshape(logits.T, (1, n, V)), y, y == y)
-    return total / n, new_state, (*cache, dz, n)
+    if lengths is None:
+        # all-True mask, on the labels' device: every prediction counts
+        total, dz = temporal_softmax_loss(xp.reshape(logits.T, (1, n, V)), y, y == y)
+        return total / n, new_state, (*cache, dz, n)
+    real = arange_like(xp, T, lengths)[None, :] < lengths[:, None]  # (m, T): not padding
+    total, dz = temporal_softmax_loss(xp.reshape(logits.T, (1, n, V)), y, xp.reshape(real, (1, n)))
+    count = xp.sum(xp.astype(real, logits.dtype))
+    count = xp.where(count > 0, count, xp.ones_like(count))  # no real step: loss 0, not NaN
+    return total / count, new_state, (*cache, dz, count)
 
 
 def char_model_backward(cache) -> dict:
@@ -319,9 +341,9 @@ def char_model_backward(cache) -> dict:
     """
     if not (isinstance(cache, tuple) and len(cache) == 7):
         raise TypeError("cache must be the cache returned by char_model_forward")
-    params, emb_cache, rnn_cache, flat, (m, T), dz, n = cache
+    params, emb_cache, rnn_cache, flat, (m, T), dz, n = cache  # n: predictions counted
     xp = _compat.array_namespace(flat)
-    dlogits = xp.reshape(dz, (n, -1)).T / n  # (V, m*T)
+    dlogits = xp.reshape(dz, (m * T, -1)).T / n  # (V, m*T)
     H = int(flat.shape[0])
     grads = {}
     dflat = params["Wy"].T @ dlogits
@@ -335,7 +357,7 @@ def char_model_backward(cache) -> dict:
     return {k: grads[k] for k in params}
 
 
-def char_model_loss_and_grads(params, inputs, targets, state=None):
+def char_model_loss_and_grads(params, inputs, targets, state=None, lengths=None):
     """`char_model_forward` then `char_model_backward`: one training step's numbers.
 
     Parameters
@@ -346,6 +368,9 @@ def char_model_loss_and_grads(params, inputs, targets, state=None):
         Character indices on the backend and device of ``params``.
     state : dict, optional
         Carried from the previous chunk (``h``[, ``c``], each (layers, H, m)).
+    lengths : array of an integer dtype, shape (m,), optional
+        Variable-length sequences (see `char_model_forward`); padding steps get
+        no gradient and give none.
 
     Returns
     -------
@@ -356,5 +381,5 @@ def char_model_loss_and_grads(params, inputs, targets, state=None):
     state : dict
         The state after the last step, for the next chunk.
     """
-    loss, new_state, cache = char_model_forward(params, inputs, targets, state)
+    loss, new_state, cache = char_model_forward(params, inputs, targets, state, lengths)
     return loss, char_model_backward(cache), new_state

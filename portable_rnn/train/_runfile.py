@@ -30,7 +30,19 @@ from ._text import Vocabulary
 __all__ = ["STRUCTURAL", "TrainConfig"]
 
 #: Options that fix the model or the batches: a resumed run must keep them.
-STRUCTURAL = ("cell", "hidden", "layers", "embed", "seq_len", "batch", "val_fraction")
+STRUCTURAL = (
+    "cell",
+    "hidden",
+    "layers",
+    "embed",
+    "seq_len",
+    "batch",
+    "val_fraction",
+    "split_lines",
+)
+#: Options added after checkpoints were first written, with the value a header without
+#: them means (their runs had no such option).
+_ADDED_LATER = {"split_lines": False}
 #: The groups of arrays of a run's checkpoint.
 GROUPS = ("params", "adam_m", "adam_v", "state", "history")
 _SHA256 = re.compile("[0-9a-f]{64}")
@@ -56,9 +68,10 @@ class TrainConfig:
     hidden, layers, embed : int
         Hidden units, stacked layers, embedding width.
     seq_len : int
-        Steps per chunk of truncated BPTT (the state is carried across chunks).
+        Steps per chunk of truncated BPTT (the state is carried across chunks);
+        with ``split_lines``, the most steps of one sequence.
     batch : int
-        Parallel streams of text.
+        Parallel streams of text; with ``split_lines``, lines (sequences) per batch.
     steps : int
         Optimizer steps of the whole run (a resumed run continues up to it).
     lr, betas, eps : float, (float, float), float
@@ -81,6 +94,13 @@ class TrainConfig:
         Seed of the initial parameters and of the printed samples, ``>= 0``.
     backend, device, dtype : str or None
         Where to train; ``None`` takes the configuration (`portable_rnn.set_config`).
+    split_lines : bool
+        Train on the corpus's lines as separate sequences (`LineBatches`): each
+        non-empty line, with its newline as the last target, from the zero state,
+        batched by padding, the loss averaged over real characters only; lines
+        longer than ``seq_len - 1`` characters cut into pieces of ``seq_len``
+        steps; the last lines held out. ``False``: truncated BPTT over the text
+        as one stream.
     """
 
     cell: str = "lstm"
@@ -103,6 +123,7 @@ class TrainConfig:
     backend: str | None = None
     device: str | None = None
     dtype: str | None = None
+    split_lines: bool = False
 
     def __post_init__(self):
         positive = ("hidden", "layers", "embed", "seq_len", "batch", "steps", "eval_every")
@@ -147,6 +168,8 @@ class TrainConfig:
             raise ValueError(f"dtype must be float32, float64 or None, got {shown(self.dtype)}")
         if self.backend is not None and not isinstance(self.backend, str):
             raise ValueError(f"backend must be a str or None, got {shown(self.backend)}")
+        if not isinstance(self.split_lines, bool):
+            raise ValueError(f"split_lines must be True or False, got {shown(self.split_lines)}")
         object.__setattr__(self, "betas", tuple(self.betas))
 
     @classmethod
@@ -173,9 +196,9 @@ def placement(config) -> dict:
 
 
 def saved_config(header: dict) -> dict:
-    """The `TrainConfig` fields of a checked header's ``config``."""
+    """The `TrainConfig` fields of a checked header's ``config`` (older headers: defaults)."""
     names = {f.name for f in fields(TrainConfig)}
-    return {k: v for k, v in header["config"].items() if k in names}
+    return {**_ADDED_LATER, **{k: v for k, v in header["config"].items() if k in names}}
 
 
 def check_structural(path, saved: dict, given: dict) -> None:
@@ -208,7 +231,7 @@ def check_header(header: dict, path) -> tuple[TrainConfig, Vocabulary]:
     saved = header["config"]
     if not isinstance(saved, dict):
         raise bad("config", "a JSON object", saved)
-    absent = [k for k in STRUCTURAL if k not in saved]
+    absent = [k for k in STRUCTURAL if k not in saved and k not in _ADDED_LATER]
     if absent:
         raise CheckpointError(f"{where}: header field config lacks {', '.join(absent)}")
     for name in ("backend", "device"):

@@ -44,7 +44,9 @@ def check_prime(vocab, prime) -> None:
         raise ValueError(f"prime has characters not in the vocabulary: {missing!r}")
 
 
-def sample(params, vocab, *, length=200, temperature=1.0, prime=None, seed=None) -> str:
+def sample(
+    params, vocab, *, length=200, temperature=1.0, prime=None, seed=None, lines=False
+) -> str:
     """Generate text, one character at a time.
 
     The model runs on the backend and device of ``params``; each step's scores
@@ -72,6 +74,11 @@ def sample(params, vocab, *, length=200, temperature=1.0, prime=None, seed=None)
         a newline if the vocabulary has one, else a character drawn uniformly.
     seed : int, optional, keyword-only
         Seed of the generator.
+    lines : bool, optional, keyword-only
+        Start every line from the zero state, as a model trained on lines
+        (``TrainConfig.split_lines``) saw them: the state is reset after every
+        newline, and only the last line of ``prime`` is fed (after a newline, as
+        in training). ``False``: the state runs on through the whole text.
 
     Returns
     -------
@@ -97,10 +104,13 @@ def sample(params, vocab, *, length=200, temperature=1.0, prime=None, seed=None)
     rng = np.random.default_rng(seed)
     if prime is None or prime == "":
         prime = "\n" if "\n" in vocab.chars else vocab.chars[int(rng.integers(len(vocab)))]
-    ids = vocab.encode(prime)
+    newline = vocab.chars.find("\n") if lines else -1  # -1: the state is never reset
+    # a model trained on lines read every line after a newline, from the zero state
+    context = "\n" + prime.rsplit("\n", 1)[-1] if newline >= 0 else prime
+    ids = vocab.encode(context)
     like = params["Wy"]
     step = compile_function(char_model_logits, like)
-    state = init_char_state(params, 1)
+    zeros = state = init_char_state(params, 1)
     if len(ids) > 1:
         _, state = step(params, to_device_like(ids[None, :-1], like), state)
     current = ids[-1]
@@ -113,6 +123,8 @@ def sample(params, vocab, *, length=200, temperature=1.0, prime=None, seed=None)
         current = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
         current = min(current, len(vocab) - 1)
         out.append(current)
+        if current == newline:
+            state = zeros  # the next line starts afresh
     return prime + vocab.decode(out)
 
 

@@ -27,9 +27,11 @@ __all__ = [
     "DEFAULT_CORPUS",
     "Corpus",
     "CorpusError",
+    "LineBatches",
     "TextBatches",
     "Vocabulary",
     "corpus_digest",
+    "line_spans",
     "load_corpus",
     "read_corpus",
     "split_corpus",
@@ -507,3 +509,221 @@ class TextBatches:
     def characters(self) -> int:
         """Characters predicted per pass over all chunks."""
         return self.chunks * self.batch * self.seq_len
+
+
+#: Characters looked at a time when `line_spans` looks for newlines (bounded temporaries).
+_LINE_BLOCK = 1 << 20
+
+
+def _position_dtype(n: int) -> np.dtype:
+    """``int32`` for positions in a text of fewer than ``2**31`` characters, else ``int64``."""
+    return np.dtype(np.int32 if n < np.iinfo(np.int32).max else np.int64)
+
+
+def line_spans(ids, newline) -> tuple[np.ndarray, np.ndarray]:
+    """Where the non-empty lines of an encoded text are.
+
+    A line ends at a newline character; a ``"\\r"`` before it is a character of the
+    line. Empty lines are left out; a last line without a newline counts as a line.
+    The text is looked at in blocks of a million characters, so the temporaries do
+    not grow with it; the result takes 8 bytes per non-empty line (16 for a text of
+    ``2**31`` characters or more).
+
+    Parameters
+    ----------
+    ids : numpy.ndarray of an integer dtype, shape (n,)
+        The encoded text (`Corpus.ids`).
+    newline : int or None
+        The index of ``"\\n"`` in the vocabulary; ``None`` when the text has none
+        (then it is one line).
+
+    Returns
+    -------
+    starts, ends : numpy.ndarray, shape (lines,)
+        ``ids[starts[k]:ends[k]]`` is the ``k``-th non-empty line without its
+        newline; ``ends[k]`` is the position of its newline, or ``n`` for a last
+        line without one. ``int32`` (``int64`` for ``2**31`` characters or more).
+
+    Examples
+    --------
+    >>> vocab = Vocabulary("\\nab")
+    >>> line_spans(vocab.encode("ab\\n\\nb"), 0)
+    (array([0, 4], dtype=int32), array([2, 5], dtype=int32))
+    """
+    ids = np.asarray(ids)
+    if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"ids must be a 1-D integer array, got {ids.dtype} of shape {ids.shape}")
+    n = int(ids.shape[0])
+    dtype = _position_dtype(n)
+    if newline is None:
+        breaks = np.zeros(0, dtype)
+    else:
+        breaks = np.concatenate(
+            [
+                np.flatnonzero(ids[i : i + _LINE_BLOCK] == newline).astype(dtype) + dtype.type(i)
+                for i in range(0, n, _LINE_BLOCK)
+            ]
+            or [np.zeros(0, dtype)]
+        )
+    starts = np.concatenate([np.zeros(1, dtype), breaks + dtype.type(1)])
+    ends = np.concatenate([breaks, np.full(1, n, dtype)])
+    keep = ends > starts
+    return starts[keep], ends[keep]
+
+
+class LineBatches:
+    """The lines of a text as batches of variable-length sequences, padded.
+
+    Each non-empty line is one sequence: the model reads a newline and then the
+    line's characters, and predicts the line's characters and then its newline
+    (a last line without one is given one), so a line of ``k`` characters makes
+    ``k + 1`` predictions and the model learns where lines end. A line longer
+    than ``seq_len - 1`` characters is cut into consecutive pieces of at most
+    ``seq_len`` steps, each a sequence of its own (it reads the character before
+    its first target). Every sequence starts from the zero state: nothing is
+    carried from one batch to the next. Empty lines are left out.
+
+    A batch holds ``batch`` sequences padded to the longest of them (``T <=
+    seq_len``); ``lengths[j]`` says how many steps of row ``j`` are real, the
+    rest are padding (index 0 in the inputs and targets), for
+    ``multilayer_forward(lengths=...)`` and the loss's mask.
+
+    Memory: ``ids`` is not copied; 6 bytes per sequence (10 for a text of
+    ``2**31`` characters or more) and 4 more for the order of a shuffled pass,
+    about 35 while they are laid out, and a few dozen bytes per element of a
+    batch while it is made.
+
+    Parameters
+    ----------
+    ids : numpy.ndarray of an integer dtype, shape (n,)
+        The encoded text (`Corpus.ids`).
+    newline : int or None
+        The index of ``"\\n"`` in the vocabulary (``None``: the text has none; it is
+        one line, and index 0 stands for the newline it lacks).
+    batch : int
+        Sequences per batch, ``m``.
+    seq_len : int
+        The most steps of one sequence, ``T``.
+    spans : (numpy.ndarray, numpy.ndarray), optional
+        ``(starts, ends)`` of the lines to use, as `line_spans` gives them (a
+        part of them: the training or held-out lines); default: every
+        non-empty line of ``ids``.
+    seed : int, optional
+        ``None``: the sequences in the order of the text, every one in each pass,
+        the last batch smaller if need be (validation). An int: each pass in its
+        own order, a permutation drawn from ``seed`` and the pass's number, in
+        ``len(self)`` full batches; the rest of the pass is left out (training).
+    what : str, optional
+        How errors name the text.
+
+    Raises
+    ------
+    CorpusError
+        No line to make a sequence of, or (with ``seed``) fewer sequences than
+        ``batch``.
+    ValueError
+        ``batch`` or ``seq_len`` is not a positive int; ``ids`` not a 1-D integer array.
+
+    Examples
+    --------
+    >>> batches = LineBatches(corpus.ids, corpus.vocab.chars.find("\\n"), 32, 64, seed=0)
+    >>> inputs, targets, lengths = batches.at(step)   # (32, T), (32, T), (32,)
+    """
+
+    def __init__(
+        self, ids, newline, batch: int, seq_len: int, *, spans=None, seed=None, what="the text"
+    ):
+        for name, v in (("batch", batch), ("seq_len", seq_len)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ValueError(f"seed must be an int >= 0 or None, got {seed!r}")
+        ids = np.asarray(ids)
+        starts, ends = line_spans(ids, newline) if spans is None else spans
+        if len(starts) == 0:
+            raise CorpusError(f"{what} has no non-empty line")
+        self._ids, self._newline = ids, 0 if newline is None else int(newline)
+        self.batch, self.seq_len, self.seed = batch, seq_len, seed
+        self.lines = len(starts)
+        # line k predicts its characters and its newline: ends - starts + 1 steps, in pieces
+        dtype = _position_dtype(len(ids) + 1)
+        starts, ends = starts.astype(dtype), ends.astype(dtype)  # copies: the spans are ours
+        steps = ends - starts + 1
+        pieces = (steps - 1) // seq_len + 1
+        total = int(pieces.sum(dtype=np.int64))
+        length_dtype = np.uint16 if seq_len <= np.iinfo(np.uint16).max else np.int32
+        if total == len(starts):  # no line is cut: no temporaries per piece
+            self._first, self._length = starts, steps.astype(length_dtype)
+        else:
+            # in the positions' dtype (a piece holds a character at least: they fit)
+            line = np.repeat(np.arange(len(starts), dtype=dtype), pieces)  # each piece's line
+            offset = np.arange(total, dtype=dtype)
+            offset -= (np.cumsum(pieces, dtype=dtype) - pieces)[line]  # the piece in its line
+            offset *= seq_len  # its first step in the line
+            self._first = starts[line]
+            self._first += offset
+            length = steps[line]
+            length -= offset
+            self._length = np.minimum(length, seq_len).astype(length_dtype)
+        self.sequences = total
+        self.characters = int(steps.sum(dtype=np.int64))
+        if seed is None:
+            self._batches = -(-total // batch)
+        else:
+            self._batches = total // batch
+            if self._batches == 0:
+                raise CorpusError(
+                    f"{what} is too short: {self.lines} lines make {total} sequences (of at "
+                    f"most seq_len {seq_len} steps), fewer than one batch of {batch}; use a "
+                    "longer corpus or a smaller batch"
+                )
+        self._order = (-1, None)  # (pass, its permutation)
+
+    def __len__(self) -> int:
+        return self._batches
+
+    def __getitem__(self, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Batch ``j`` of the first pass: ``at(j)``."""
+        if not 0 <= j < self._batches:
+            raise IndexError(f"batch {j} out of range for {self._batches} batches")
+        return self.at(j)
+
+    def _rows(self, step: int) -> np.ndarray:
+        """The sequences of the batch of ``step``: indices into the pieces."""
+        pass_, j = divmod(step, self._batches)
+        cut = slice(j * self.batch, (j + 1) * self.batch)
+        if self.seed is None:
+            return np.arange(self.sequences)[cut]
+        if self._order[0] != pass_:
+            order = np.arange(self.sequences, dtype=np.uint32 if self.sequences < 2**32 else None)
+            np.random.default_rng([self.seed, pass_]).shuffle(order)
+            self._order = (pass_, order)
+        return self._order[1][cut]
+
+    def at(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The batch of training step ``step`` (``step >= 0``; pass ``step // len(self)``).
+
+        Returns
+        -------
+        inputs, targets : numpy.ndarray of int32, shape (m, T)
+            ``T`` is the longest of the batch's sequences; ``targets[j, t]`` follows
+            ``inputs[j, t]`` in the text for ``t < lengths[j]``; 0 past it (padding).
+        lengths : numpy.ndarray of int32, shape (m,)
+            The real steps of every row, from 1 to ``seq_len``.
+        """
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+            raise ValueError(f"step must be an int >= 0, got {step!r}")
+        rows = self._rows(int(step))
+        first = self._first[rows].astype(np.int64)
+        lengths = self._length[rows].astype(np.int32)
+        T = int(lengths.max())
+        pos = first[:, None] + np.arange(T)  # position of every target
+        real = np.arange(T) < lengths[:, None]
+        n = self._ids.shape[0]
+        # the input before the text's first character, and the target after a last line
+        # without a newline, are a newline
+        inputs = np.where(pos > 0, np.take(self._ids, np.clip(pos - 1, 0, n - 1)), self._newline)
+        targets = np.where(pos < n, np.take(self._ids, np.clip(pos, 0, n - 1)), self._newline)
+        inputs = np.where(real, inputs, 0).astype(np.int32)
+        targets = np.where(real, targets, 0).astype(np.int32)
+        return inputs, targets, lengths
