@@ -1,5 +1,7 @@
 """portable-rnn bench keeps working (a tiny smoke run; no timing is asserted)."""
 
+import numpy as np
+
 from portable_rnn.__main__ import _sizes, main
 
 
@@ -86,3 +88,47 @@ def test_keep_freed_memory_takes_on_glibc_and_is_called_only_by_commands():
         "b.keep_freed_memory = lambda: sys.exit('called on import'); import portable_rnn.__main__"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_bench_lengths_mixed_reports_masked_over_unmasked(capsys):
+    import re
+
+    import pytest
+
+    pytest.importorskip("jax", reason="ours on JAX runs under jax.jit with traced lengths")
+    argv = ["bench", "--sizes", "6,4,3,5", "--cells", "gru", "--backends", "numpy,jax"]
+    argv += ["--lengths", "mixed", "--no-references", "--repeat", "1", "--warmup", "0"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "lengths mixed: ours (..., masked)" in out
+    assert "| fwd masked / unmasked | fwd+bwd masked / unmasked |" in out
+    for backend in ("numpy", "jax"):  # on JAX under jax.jit, the lengths traced
+        assert f"| 6x4x3x5 (6, 4, 3, 5) | gru | ours ({backend}, masked) | cpu |" in out
+        ratio = rf"\| 6x4x3x5 \(6, 4, 3, 5\) \| gru \| ours \({backend}\) \| " + (
+            r"\d+\.\d\dx \| \d+\.\d\dx \|"
+        )
+        assert re.search(ratio, out), f"no masked / unmasked ratio on {backend}"
+
+
+def test_mixed_lengths_are_a_fixed_unsorted_spread():
+    from portable_rnn._tools.bench import mixed_lengths
+
+    lengths = mixed_lengths(100, 64)
+    assert lengths.shape == (64,) and lengths.dtype.kind == "i"
+    assert lengths.max() == 100 and lengths.min() == 25
+    assert np.array_equal(lengths, mixed_lengths(100, 64))  # deterministic
+    assert not np.array_equal(lengths, np.sort(lengths))  # and not sorted
+    assert np.all(mixed_lengths(3, 5) >= 1) and list(mixed_lengths(7, 1)) == [7]
+
+
+def test_bench_refuses_unknown_lengths(capsys):
+    import pytest
+
+    from portable_rnn._tools.bench import run_bench
+
+    lines = []
+    assert run_bench(sizes=("S",), lengths="half", out=lines.append, err=lines.append) == 2
+    assert "unknown lengths 'half'" in lines[-1]
+    with pytest.raises(SystemExit):
+        main(["bench", "--lengths", "half"])
+    assert "invalid choice: 'half'" in capsys.readouterr().err
