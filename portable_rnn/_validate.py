@@ -176,9 +176,10 @@ def check_lengths(
     if m == 0:
         return xp.zeros((0,), dtype=xp.asarray(0).dtype, device=device(x))
     assert arr is not None
-    if values is None and not is_traced(arr):
-        lo, hi = int(xp.min(arr)), int(xp.max(arr))
-        values = [lo, hi]
+    if values is None:
+        lo, hi = xp.min(arr), xp.max(arr)
+        # traced (under jax.jit, also when arr is a constant there): cannot be read
+        values = None if is_traced(lo) else [int(lo), int(hi)]
     if values is not None:
         for v in values:
             if not 0 <= v <= T:
