@@ -225,16 +225,6 @@ def calls(xp, *, sizes=None, dtype="float64", seed=5) -> list[Call]:
         cache = fwd(x, h0, *w.values())[-1]
         out.append(Call(f"rnn_layers.{bwd.__name__}", bwd, {"dh": dh, "cache": cache}))
 
-    a = conv(rng.standard_normal((n_a, m, T)))
-    a0 = conv(rng.standard_normal((n_a, m)))
-    index = {"index": {"lengths": T + 1}, "lists": ("lengths",)}
-    args = {"a": a, "lengths": lengths, "a0": a0}
-    out.append(Call("last_state", prnn.last_state, args, optional=("a0",), **index))
-    args = {"h": xp.permute_dims(a, (1, 2, 0)), "lengths": lengths, "h0": a0.T}
-    out.append(
-        Call("rnn_layers.last_state", rnn_layers.last_state, args, optional=("h0",), **index)
-    )
-
     V = n_y + 1
     x, w, b = (conv(rng.standard_normal(shape)) for shape in ((m, T, n_x), (n_x, V), (V,)))
     out.append(
@@ -307,6 +297,17 @@ def calls(xp, *, sizes=None, dtype="float64", seed=5) -> list[Call]:
             optional=("c0",),
         ),
     ]
+    # drawn last, so that the numbers of every call above stay as they were
+    a = conv(rng.standard_normal((n_a, m, T)))
+    a0 = conv(rng.standard_normal((n_a, m)))
+    index = {"index": {"lengths": T + 1}, "lists": ("lengths",)}
+    args = {"a": a, "lengths": lengths, "a0": a0}
+    out.append(Call("last_state", prnn.last_state, args, optional=("a0",), **index))
+    args = {"h": xp.permute_dims(a, (1, 2, 0)), "lengths": lengths, "h0": a0.T}
+    out.append(
+        Call("rnn_layers.last_state", rnn_layers.last_state, args, optional=("h0",), **index)
+    )
+
     return out
 
 
