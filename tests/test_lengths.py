@@ -291,3 +291,17 @@ def test_jax_jit_compiles_once_for_two_lengths():
         e_dx = prnn.multilayer_backward(jnp.ones_like(e_out), cache)["dx"]
         for got, want in ((out, e_out), (a_n, e_a_n), (dx, e_dx)):
             assert_close(got, to_numpy(want), xp=jnp)
+
+
+def test_the_documented_pytorch_round_trip_runs():
+    """The example of "Variable-length sequences" in docs/conventions.md runs as written."""
+    pytest.importorskip("torch")
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).parents[1] / "docs" / "conventions.md").read_text()
+    section = text.split("## Variable-length sequences", 1)[1].split("\n## ", 1)[0]
+    (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    namespace: dict = {}
+    exec(compile(code, "docs/conventions.md", "exec"), namespace)
+    assert namespace["packed"].data.shape[0] == 7  # 5 + 2 real steps
