@@ -82,7 +82,11 @@ def _cell(fwd, bwd, kind):
     return inputs, run
 
 
-def _multilayer(cell):
+def _multilayer(cell, lengths=None):
+    """The stack of two bidirectional layers; with ``lengths`` (a list), as variable lengths
+    of an integer array of the backend (the batch has one example per length)."""
+    m = 2 if lengths is None else len(lengths)
+
     def inputs():
         import portable_rnn as prnn
 
@@ -90,17 +94,18 @@ def _multilayer(cell):
         layers = prnn.init_multilayer_params(
             cell, 3, 4, num_layers=2, bidirectional=True, seed=1, backend="numpy"
         )
-        return {
-            "x": rng.standard_normal((3, 2, 6)),
+        v = {
+            "x": rng.standard_normal((3, m, 6)),
             "layers": layers,
-            "dout": rng.standard_normal((8, 2, 6)),
+            "dout": rng.standard_normal((8, m, 6)),
         }
+        return v if lengths is None else {**v, "lengths": np.asarray(lengths)}
 
     def run(v):
         import portable_rnn as prnn
 
         out, a_n, _, cache = prnn.multilayer_forward(
-            v["x"], v["layers"], cell=cell, bidirectional=True
+            v["x"], v["layers"], cell=cell, bidirectional=True, lengths=v.get("lengths")
         )
         g = prnn.multilayer_backward(v["dout"], cache)
         res = {"out": out, "a_n": a_n, "dx": g["dx"], "da0": g["da0"]}
@@ -199,6 +204,9 @@ CASES = {
     **{
         f"multilayer_forward/backward ({c}, 2 layers, bidirectional)": _multilayer(c) for c in CELLS
     },
+    "multilayer_forward/backward (lstm, 2 layers, bidirectional, lengths 6, 3, 0, 1)": (
+        _multilayer("lstm", [6, 3, 0, 1])
+    ),
     **{f"rnn_layers.{c}_forward/backward": _rows(c) for c in CELLS},
     "rnn_layers temporal affine, softmax loss, word embedding": _temporal(),
 }
