@@ -299,6 +299,45 @@ def test_memory_is_the_indices_plus_a_few_chunks(tmp_path):
     assert batch_peak - before < 4 * x.nbytes + 100_000 and after - before < 2 * x.nbytes + 10_000
 
 
+@pytest.mark.parametrize("block", [1, 3, 7, 1 << 20])
+@pytest.mark.parametrize(
+    "text", ["", "\n", "\n\n", "a", "ab\n", "\nab", "ab\n\n\ncd\nef", MIXED * 3]
+)
+def test_line_spans_are_the_non_empty_lines_in_any_block_size(block, text, monkeypatch):
+    monkeypatch.setattr(_text, "_LINE_BLOCK", block)
+    vocab = tr.Vocabulary.from_text(text or "x")
+    ids = vocab.encode(text).astype(np.uint8)
+    nl = vocab.chars.index("\n") if "\n" in vocab.chars else None
+    starts, ends = tr.line_spans(ids, nl)
+    assert starts.dtype == ends.dtype == np.int32
+    assert [text[a:b] for a, b in zip(starts, ends, strict=True)] == [
+        line for line in text.split("\n") if line
+    ]
+
+
+def test_lines_take_a_few_bytes_a_sequence():
+    rng = np.random.default_rng(0)
+    n = 20_000_000
+    ids = rng.integers(1, 60, n).astype(np.uint8)
+    ids[rng.integers(0, n, n // 50)] = 0  # newlines: lines of 50 characters on average
+    tracemalloc.start()
+    try:
+        starts, ends = tr.line_spans(ids, 0)
+        spans, spans_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        batches = tr.LineBatches(ids, 0, 32, 64, spans=(starts, ends), seed=0)
+        batches.at(len(batches) + 1)  # a shuffled pass holds its order
+        held, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    lines, sequences = len(starts), batches.sequences
+    assert lines > 350_000 and sequences > lines  # some lines are cut into pieces
+    # ids are never copied; the spans 8 bytes a line (block temporaries aside: 9 MB),
+    # the batches 10 bytes a sequence (position, length, the pass's order)
+    assert spans <= 8 * lines + 1000 and spans_peak < 24 * lines + 9_000_000
+    assert held - spans < 10 * sequences + 100_000 and peak - spans < 40 * sequences
+
+
 # -- batches ----------------------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@
 import math
 import random
 import signal
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -424,6 +425,7 @@ def test_config_refuses_bad_values():
         ({"seed": -1}, "seed"),
         ({"sample_length": tr.MAX_SAMPLE_LENGTH + 1}, "sample_length"),
         ({"dtype": "float16"}, "dtype"),
+        ({"split_lines": 1}, "split_lines"),
     ]:
         with pytest.raises(ValueError, match=word):
             tr.TrainConfig(**kw)
@@ -522,3 +524,226 @@ def test_fit_handles_sigterm_only_while_it_runs(corpus):
         assert seen == [signal.SIG_IGN]
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+# -- training on lines ------------------------------------------------------------------------
+
+
+def test_the_default_run_keeps_its_losses(corpus):
+    """A regression guard: a run on the text as one stream has the losses it had before lines."""
+    result = tr.fit(_small(steps=12, eval_every=6), corpus=corpus)
+    expected = [
+        3.885076391522953, 3.7781992520142196, 3.8457933811540475, 3.7365607324247097,
+        3.8187606892340438, 3.755392327659721, 3.7462195409966985, 3.7106155806386454,
+        3.6290168037849995, 3.659810277954709, 3.668611902683404, 3.5285466183611685,
+    ]  # fmt: skip
+    np.testing.assert_allclose(result.train_loss, expected, rtol=1e-12, atol=0)
+    val = [v for _, v in result.val_loss]
+    np.testing.assert_allclose(val, [3.726933077044062, 3.4877125600794856], rtol=1e-12, atol=0)
+
+
+def _rows(vocab, batch):
+    """Each row of a `LineBatches` batch as (inputs, targets) text, without its padding."""
+    x, y, lengths = batch
+    return [
+        (vocab.decode(a[:k]), vocab.decode(b[:k])) for a, b, k in zip(x, y, lengths, strict=True)
+    ]
+
+
+def test_line_batches_are_the_lines_with_their_newlines():
+    text = "ab\n\ncdefg\r\nh"  # an empty line, a CRLF line, a last line without newline
+    vocab = tr.Vocabulary.from_text(text)
+    ids = vocab.encode(text).astype(np.uint8)
+    nl = vocab.chars.index("\n")
+    starts, ends = tr.line_spans(ids, nl)
+    assert [text[a:b] for a, b in zip(starts, ends, strict=True)] == ["ab", "cdefg\r", "h"]
+    # validation order: every sequence once, in the order of the text, the last batch smaller
+    b = tr.LineBatches(ids, nl, batch=3, seq_len=4)
+    assert (len(b), b.lines, b.sequences, b.characters) == (2, 3, 4, 3 + 7 + 2)
+    x, y, lengths = b[0]
+    assert x.dtype == y.dtype == lengths.dtype == np.int32 and x.shape == y.shape == (3, 4)
+    assert _rows(vocab, b[0]) == [("\nab", "ab\n"), ("\ncde", "cdef"), ("fg\r", "g\r\n")]
+    assert lengths.tolist() == [3, 4, 3] and x[0, 3] == y[0, 3] == 0  # padding: index 0
+    assert _rows(vocab, b[1]) == [("\nh", "h\n")] and b[1][0].shape == (1, 2)
+    with pytest.raises(IndexError):
+        b[2]
+    # training order: a permutation per pass, drawn from the seed; full batches only
+    s = tr.LineBatches(ids, nl, batch=3, seq_len=4, seed=5)
+    assert len(s) == 1
+    passes = [sorted(_rows(vocab, s.at(p))) for p in range(6)]
+    every = sorted(_rows(vocab, b[0]) + _rows(vocab, b[1]))
+    assert all(len(set(p)) == 3 and set(p) <= set(every) for p in passes)
+    assert len({tuple(p) for p in passes}) > 1  # another order, another remainder
+    again = tr.LineBatches(ids, nl, batch=3, seq_len=4, seed=5)
+    assert all(
+        np.array_equal(a, c) for p in (3, 0) for a, c in zip(s.at(p), again.at(p), strict=True)
+    )
+
+
+def test_line_batches_refuse_a_text_without_lines_or_too_few():
+    ids = np.zeros(5, dtype=np.uint8)  # "\n" * 5
+    with pytest.raises(tr.CorpusError, match="no non-empty line"):
+        tr.LineBatches(ids, 0, batch=2, seq_len=4)
+    ids = np.array([1, 0, 1, 0], dtype=np.uint8)  # two lines of one character
+    assert len(tr.LineBatches(ids, 0, batch=3, seq_len=4)) == 1
+    with pytest.raises(tr.CorpusError, match=r"2 lines make 2 sequences.*fewer than one batch"):
+        tr.LineBatches(ids, 0, batch=3, seq_len=4, seed=0)
+
+
+def _padded(V, lengths, T, seed=0):
+    rng = np.random.default_rng(seed)
+    m = len(lengths)
+    x = rng.integers(0, V, (m, T)).astype(np.int32)
+    y = rng.integers(0, V, (m, T)).astype(np.int32)
+    return x, y, np.asarray(lengths, dtype=np.int32)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_the_loss_of_padded_lines_is_the_mean_over_their_characters(cell):
+    """Each row alone, unpadded: NumPy's log-softmax of its logits, and its gradients."""
+    V = 9
+    params = tr.init_char_model(
+        V, cell=cell, hidden=5, layers=2, embed=4, seed=3, backend="numpy", dtype="float64"
+    )
+    x, y, lengths = _padded(V, [5, 2, 0, 3], T=5)
+    loss, grads, state = tr.char_model_loss_and_grads(params, x, y, None, lengths)
+    nll, weighted = [], {k: 0.0 for k in params}
+    for j, k in enumerate(lengths.tolist()):
+        if k == 0:
+            assert all(np.all(state[s][:, :, j] == 0) for s in state)  # it never started
+            continue
+        logits, alone = tr.char_model_logits(params, x[j : j + 1, :k])
+        z = logits[0] - logits[0].max(axis=-1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+        nll.extend(-logp[np.arange(k), y[j, :k]])
+        _, g, _ = tr.char_model_loss_and_grads(params, x[j : j + 1, :k], y[j : j + 1, :k])
+        weighted = {key: weighted[key] + k * g[key] for key in params}
+        for s in state:  # the state after the row's own last step
+            np.testing.assert_allclose(state[s][:, :, j], alone[s][:, :, 0], rtol=1e-12)
+    assert len(nll) == 10
+    assert abs(float(loss) - np.mean(nll)) < 1e-12 * np.mean(nll)
+    for key in params:
+        np.testing.assert_allclose(grads[key], weighted[key] / 10, rtol=1e-10, atol=1e-14)
+    # no real step at all: loss 0 and no gradient, not NaN
+    loss0, grads0, _ = tr.char_model_loss_and_grads(params, x, y, None, 0 * lengths)
+    assert float(loss0) == 0 and all(np.all(g == 0) for g in grads0.values())
+
+
+def test_padding_changes_nothing():
+    """Other characters and targets at the padding, and more padding: the same numbers."""
+    V = 11
+    params = tr.init_char_model(
+        V, cell="lstm", hidden=6, layers=2, embed=3, seed=1, backend="numpy", dtype="float64"
+    )
+    x, y, lengths = _padded(V, [6, 1, 4], T=6)
+    loss, grads, state = tr.char_model_loss_and_grads(params, x, y, None, lengths)
+    pad = np.arange(8) >= lengths[:, None]
+    for seed in (1, 2):
+        x2, y2, _ = _padded(V, lengths, T=8, seed=seed)
+        x2[:, :6][~pad[:, :6]], y2[:, :6][~pad[:, :6]] = x[~pad[:, :6]], y[~pad[:, :6]]
+        for a, b in ((x2, y2), (x2[:, :6], y2[:, :6])):
+            other, g, s = tr.char_model_loss_and_grads(params, a, b, None, lengths)
+            assert abs(float(other) - float(loss)) <= 1e-14 * float(loss)
+            for key in params:
+                np.testing.assert_allclose(g[key], grads[key], rtol=1e-12, atol=1e-15)
+            for key in state:
+                np.testing.assert_allclose(s[key], state[key], rtol=1e-12, atol=1e-15)
+    changed = y.copy()
+    changed[0, 5] = (changed[0, 5] + 1) % V  # a real target: the loss must notice
+    assert tr.char_model_forward(params, x, changed, None, lengths)[0] != loss
+
+
+def test_padded_lines_give_the_numpy_numbers_on_every_backend(xp):
+    if xp.backend == "jax":
+        pytest.skip("JAX: test_jit_lines_step_equals_the_eager_one, under jax.jit as trained")
+    kw = dict(cell="lstm", hidden=4, layers=2, embed=3, seed=2, dtype="float64")
+    ref = tr.init_char_model(7, backend="numpy", **kw)
+    params = tr.init_char_model(7, backend=xp.backend, device=xp.device, **kw)
+    host = _padded(7, [4, 0, 1, 3], T=4)
+    loss, grads, state = tr.char_model_loss_and_grads(ref, *host[:2], None, host[2])
+    on = [tr.to_device_like(a, params["Wy"]) for a in host]
+    l2, g2, s2 = tr.char_model_loss_and_grads(params, on[0], on[1], None, on[2])
+    assert abs(float(l2) - float(loss)) < 1e-13
+    for k in grads:
+        assert_close(g2[k], grads[k], xp=xp.xp, device=xp.array_device, err_msg=k)
+    assert_close(s2["c"], state["c"], xp=xp.xp, device=xp.array_device)
+
+
+def test_jit_lines_step_equals_the_eager_one():
+    jax = pytest.importorskip("jax")
+    from portable_rnn._backend.seam import compile_function
+
+    kw = dict(cell="gru", hidden=4, layers=2, embed=3, seed=0, dtype="float64")
+    ref = tr.init_char_model(7, backend="numpy", **kw)
+    params = tr.init_char_model(7, backend="jax", **kw)
+    host = _padded(7, [4, 1, 3], T=4)
+    loss, grads, _ = tr.char_model_loss_and_grads(ref, *host[:2], None, host[2])
+    jitted = compile_function(tr.char_model_loss_and_grads, params["Wy"])
+    on = [tr.to_device_like(a, params["Wy"]) for a in host]
+    l2, g2, _ = jitted(params, on[0], on[1], None, on[2])
+    assert isinstance(l2, jax.Array) and abs(float(l2) - float(loss)) < 1e-13
+    for k in grads:
+        np.testing.assert_allclose(to_numpy(g2[k]), grads[k], rtol=1e-11, atol=1e-13, err_msg=k)
+
+
+def test_training_on_lines_learns_validates_and_resumes(corpus, tmp_path):
+    config = _small(split_lines=True, batch=4, seq_len=16, lr=2e-2, steps=30, eval_every=10)
+    result = tr.fit(config, corpus=corpus, out=tmp_path / "whole.npz")
+    losses = np.array(result.train_loss)
+    assert losses[-5:].mean() < losses[:5].mean() - 0.4  # it learns
+    assert result.val_loss[-1][1] < result.val_loss[0][1]
+    header, arrays = tr.load_checkpoint(tmp_path / "whole.npz")
+    assert header["config"]["split_lines"] is True and "state" not in arrays
+    # validation: the held-out lines (those that start in the last tenth), per character
+    text, _ = tr.load_corpus(corpus)
+    vocab = tr.Vocabulary(header["vocab"])
+    ids = vocab.encode(text)
+    starts, ends = tr.line_spans(ids, vocab.chars.index("\n"))
+    k = int(np.searchsorted(starts, len(text) - round(0.1 * len(text))))
+    held_out = tr.LineBatches(ids, vocab.chars.index("\n"), 4, 16, spans=(starts[k:], ends[k:]))
+    nll = chars = 0.0
+    for j in range(len(held_out)):
+        x, y, lengths = held_out[j]
+        for row in range(len(lengths)):
+            n = lengths[row]
+            loss, _, _ = tr.char_model_forward(
+                result.params, x[row : row + 1, :n], y[row : row + 1, :n]
+            )
+            nll, chars = nll + n * float(loss), chars + n
+    assert held_out.characters == chars and abs(nll / chars - result.val_loss[-1][1]) < 1e-12
+    # resumed in the same mode (from the checkpoint), the same losses bit for bit
+    tr.fit(replace(config, steps=13), corpus=corpus, out=tmp_path / "a.npz")
+    resumed = tr.fit(
+        tr.TrainConfig.from_checkpoint(tmp_path / "a.npz", steps=30),
+        corpus=corpus,
+        resume=tmp_path / "a.npz",
+    )
+    assert resumed.train_loss == result.train_loss
+    assert all(np.array_equal(resumed.params[k], result.params[k]) for k in result.params)
+
+
+def test_a_model_of_lines_samples_every_line_from_the_zero_state():
+    import copy
+
+    params = tr.init_char_model(
+        5, cell="lstm", hidden=6, embed=3, seed=4, backend="numpy", dtype="float64"
+    )
+    params["by"][0] += 1.5  # short lines
+    params["Wy"] *= 4  # where the state matters
+    vocab = tr.Vocabulary("\nabc ")
+    n = 40
+    text = tr.sample(params, vocab, length=n, prime="ab\nc", seed=9, lines=True)
+    assert text.count("\n") > 5
+    # the same as sampling each line on its own after a newline, the generator going on
+    rng = np.random.default_rng(9)
+    ref, prime = "ab\nc", "\nc"
+    while len(ref) < 4 + n:
+        left = 4 + n - len(ref)
+        ahead = tr.sample(params, vocab, length=left, prime=prime, seed=copy.deepcopy(rng))
+        ahead = ahead[len(prime) :]
+        line = ahead[: ahead.find("\n") + 1] if "\n" in ahead else ahead
+        ref += line
+        rng.random(len(line))  # the draws of that line
+        prime = "\n"
+    assert text == ref
+    assert tr.sample(params, vocab, length=n, prime="ab\nc", seed=9) != text  # it matters

@@ -946,3 +946,72 @@ def test_a_model_too_large_to_load_back_is_refused_before_allocating(tmp_path, c
     assert train("--corpus", corpus, "--hidden", 10**9, "--out", tmp_path / "m.npz") == 2
     one_error_line(capsys, "train", "hidden 1000000000", "MAX_CHECKPOINT_BYTES", stdout="")
     assert list(tmp_path.iterdir()) == [corpus]
+
+
+# --------------------------------------------------------------------------- training on lines
+
+
+def test_split_lines_trains_resumes_in_its_mode_and_samples(tmp_path, corpus, capsys):
+    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
+    assert train("--corpus", corpus, "--split-lines", "--steps", 4, "--out", a) == 0
+    out = capsys.readouterr().out
+    assert [int(m.group(1)) for m in map(VALIDATION_LINE.match, out.splitlines()) if m] == [2, 4]
+    header, arrays = load_checkpoint(a)
+    assert header["config"]["split_lines"] is True and "state" not in arrays
+    # resumed without the option: it goes on on lines, with the losses of the whole run
+    assert train("--corpus", corpus, "--split-lines", "--steps", 2, "--out", b) == 0
+    assert main(["train", "--resume", str(b), "--steps", "4", "--no-progress",
+                 "--backend", "numpy"]) == 0  # fmt: skip
+    resumed = load_checkpoint(b)
+    assert resumed[0]["config"]["split_lines"] is True
+    assert resumed[1]["history"]["train"].tobytes() == arrays["history"]["train"].tobytes()
+    # sampled line by line, as it was trained
+    from portable_rnn.train import Vocabulary, sample
+
+    capsys.readouterr()
+    prime = "the fox\nthe"
+    assert sample_cmd("--checkpoint", a, "--length", 40, "--seed", 0, "--prime", prime) == 0
+    vocab, kw = Vocabulary(header["vocab"]), dict(length=40, seed=0, prime=prime)
+    lines = sample(arrays["params"], vocab, **kw, lines=True)
+    assert capsys.readouterr().out == lines + "\n"
+    assert lines != sample(arrays["params"], vocab, **kw, lines=False)
+
+
+def test_split_lines_cannot_be_switched_on_a_resume(checkpoint, capsys):
+    before = snapshot(checkpoint.parent)
+    assert main(["train", "--resume", str(checkpoint), "--split-lines", "--steps", "6",
+                 "--no-progress", "--backend", "numpy"]) == 2  # fmt: skip
+    one_error_line(capsys, "train", "split_lines", "resume")
+    assert snapshot(checkpoint.parent) == before
+
+
+def test_a_checkpoint_from_before_split_lines_resumes_and_samples(checkpoint, capsys):
+    header = load_checkpoint(checkpoint)[0]
+    config = {k: v for k, v in header["config"].items() if k != "split_lines"}
+    old = rewrite_header(checkpoint, checkpoint.parent / "old.npz", config=config)
+    assert "split_lines" not in load_checkpoint(old)[0]["config"]
+    assert sample_cmd("--checkpoint", old, "--length", 20, "--seed", 0) == 0
+    assert main(["train", "--resume", str(old), "--steps", "6", "--no-progress",
+                 "--backend", "numpy"]) == 0  # fmt: skip
+    header, arrays = load_checkpoint(old)
+    assert header["step"] == 6 and header["config"]["split_lines"] is False
+    assert "state" in arrays  # the carried state of truncated BPTT, as before
+
+
+@pytest.mark.parametrize(
+    ("data", "keywords"),
+    [
+        (b"\n\n\n\n", ("no non-empty line", "--split-lines")),
+        (b"\n\none line only, long enough to be read as text\n\n", ("only one", "two")),
+        (b"a\nb\nc\nd\ne\n", ("training text", "fewer than one batch of 8")),
+    ],
+)
+def test_split_lines_on_too_few_lines_is_refused(data, keywords, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "corpus.txt").write_bytes(data)
+    (tmp_path / "out.npz").write_bytes(SENTINEL)
+    before = snapshot(tmp_path)
+    args = ("--corpus", "corpus.txt", "--split-lines", "--batch", 8, "--out", "out.npz")
+    assert train(*args) == 2
+    one_error_line(capsys, "train", *keywords, stdout="")
+    assert snapshot(tmp_path) == before

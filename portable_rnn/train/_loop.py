@@ -418,9 +418,12 @@ def fit(
     state is carried from chunk to chunk, and reset to zeros at the start of
     every pass), the library's hand-written backward, global-norm clipping and
     Adam; validation on the held-out end of the corpus every
-    ``config.eval_every`` steps and at the end. Deterministic: a run resumed
-    from a checkpoint gives the same losses, bit for bit, as one that was not
-    interrupted (on the same backend and device).
+    ``config.eval_every`` steps and at the end. With ``config.split_lines``, the
+    corpus's lines instead, as separate sequences (`LineBatches`): each from the
+    zero state, batches padded, the loss the mean over real characters, the last
+    lines held out. Deterministic: a run resumed from a checkpoint gives the
+    same losses, bit for bit, as one that was not interrupted (on the same
+    backend and device).
 
     Nothing is lost: ``out`` and ``best_out`` are checked writable before any
     work; temporary files that a killed writer left beside them are removed;
@@ -464,7 +467,9 @@ def fit(
     Raises
     ------
     CorpusError, CheckpointError, ValueError
-        Before any work: a corpus that is missing, empty, binary or too short; a
+        Before any work: a corpus that is missing, empty, binary or too short (with
+        ``split_lines``: fewer than two non-empty lines, or fewer training
+        sequences than ``config.batch``); a
         checkpoint that is broken, inconsistent, of another version or for another
         model; an ``out`` or ``best_out`` that cannot be written (a directory, a
         read-only place, the corpus itself).
