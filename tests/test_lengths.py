@@ -305,3 +305,26 @@ def test_the_documented_pytorch_round_trip_runs():
     namespace: dict = {}
     exec(compile(code, "docs/conventions.md", "exec"), namespace)
     assert namespace["packed"].data.shape[0] == 7  # 5 + 2 real steps
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_padding_values_never_matter_nan_included(xp, cell):
+    """Whatever the padded steps of x hold (NaN, inf, huge), nothing changes: outputs, final
+    states and every gradient equal those of zero padding, bit for bit."""
+    layers = prnn.init_multilayer_params(cell, 3, 4, num_layers=2, bidirectional=True, seed=2)
+    layers = [{k: xp.asarray(to_numpy(v)) for k, v in layer.items()} for layer in layers]
+    rng = np.random.default_rng(5)
+    host = rng.standard_normal((3, M, T))
+    padded = np.arange(T)[None, None, :] >= np.asarray(LENGTHS)[None, :, None]
+    dout = xp.asarray(rng.standard_normal((8, M, T)))
+    results = []
+    for fill in (0.0, np.nan, np.inf, 1e300):
+        x = xp.asarray(np.where(padded, fill, host))
+        out, a_n, c_n, cache = prnn.multilayer_forward(
+            x, layers, cell=cell, bidirectional=True, lengths=LENGTHS
+        )
+        g = prnn.multilayer_backward(dout, cache)
+        results.append([to_numpy(v) for v in _arrays((out, a_n, c_n, g))])
+    for k, got in enumerate(results[1:], 1):
+        for a, b in zip(got, results[0], strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=f"padding filled with fill {k}")

@@ -217,12 +217,15 @@ def last_of(xp, arr, lengths, first=None):
 def forward(xp, cell: Cell, w: Weights, x, init, mask=None) -> Steps:
     """Run ``cell`` over ``x (n_x, m, T)`` from the carry ``init``: every step's values.
 
-    With ``mask`` (`step_mask`, ``(T, 1, m)``), the padded steps carry the state unchanged
+    With ``mask`` (`step_mask`, ``(T, 1, m)``), ``x`` is read as zero at the padded steps
+    (whatever they hold, NaN included), and the padded steps carry the state unchanged
     and record it as their carry fields (``a``, and ``c``), so that each field's value at
     the last step is each example's state after its own last real step; the padded
     steps' other values are not used. Returns a `ListSteps` or `StackedSteps` of
     ``cell.Step`` tuples; ``.last_axis(xp, "a")`` stacks a field to ``(n_a, m, T)``.
     """
+    if mask is not None:  # padding values never matter, NaN and inf included
+        x = zero_padded(xp, x, mask)
     xw = project(xp, w.Wx, w.b, x)  # the input part of every step at once
     if mask is None:
         _, states = time_loop(xp, _forward_step, init, StackedSteps((xw,)), args=(xp, cell, w))
@@ -312,6 +315,8 @@ def backward(
     # previous carry fields above (the same data movement as stacking the hidden states)
     a_prev = (prev["a"] if "a" in prev else previous(xp, states, "a", init.a)).last_axis(xp, 0)
     dWa = dA @ xp.reshape(a_prev, (n_a, m * T)).T
+    if mask is not None:  # as the forward read it: padded steps zero (0 * NaN would be NaN)
+        x = zero_padded(xp, x, mask)
     dWx = dX @ xp.reshape(x, (n_x, m * T)).T
     dbhn = None
     if w.bhn is not None:  # the GRU's candidate block of the recurrent gradient
