@@ -16,8 +16,9 @@ What is timed, per size, cell and implementation, in float32:
 * **seed loop** (NumPy, LSTM, forward only): the notebooks' per-step loop;
 * with ``--lengths mixed``, **ours with masking** too (``ours (numpy, masked)``): the same
   call given ``lengths`` (`mixed_lengths`: spread evenly from ``T`` down to about ``T/4``, in
-  a fixed shuffled order), as variable-length batches run it; a last table gives its time
-  over the unmasked one's, forward and forward+backward (the references run full length).
+  a fixed shuffled order), as variable-length batches run it, timed call by call in turn
+  with the unmasked one; a last table gives the median of masked / unmasked over those
+  pairs, forward and forward+backward (the references run full length).
 
 Precision is equalised: full float32 matrix products everywhere (no TF32:
 ``jax_default_matmul_precision="highest"``, ``CUPY_TF32=0``,
@@ -131,6 +132,27 @@ def _time(fn, backend, repeat, warmup):
         _sync(backend, fn())
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1e3
+
+
+def _time_pair(fn, base, backend, repeat, warmup):
+    """Time ``fn`` in turn with ``base``: ``(median ms of fn, median of fn / base per pair)``.
+
+    One call of each after the other, so that a load changing during the run (other work on
+    a shared machine) weighs on both alike: the ratio holds where separate medians do not.
+    """
+    for _ in range(warmup):
+        _sync(backend, base())
+        _sync(backend, fn())
+    times, ratios = [], []
+    for _ in range(repeat):
+        pair = []
+        for f in (base, fn):
+            start = time.perf_counter()
+            _sync(backend, f())
+            pair.append(time.perf_counter() - start)
+        times.append(pair[1])
+        ratios.append(pair[1] / pair[0])
+    return statistics.median(times) * 1e3, statistics.median(ratios)
 
 
 def _is_oom(exc: Exception) -> bool:
@@ -399,36 +421,32 @@ def run_bench(
     groups = []
     for size_name, size in resolved:
         for cell in cells:
-            rows = _bench_group(
+            overhead = _bench_group(
                 size_name, size, cell, chosen, references, repeat, warmup, out, eager, lengths
             )
-            groups.append((size_name, size, cell, rows))
+            groups.append((size_name, size, cell, overhead))
     if lengths == "mixed":
         _masking_table(groups, out)
     return 0
 
 
 def _masking_table(groups, out) -> None:
-    """Each masked ours next to the same unmasked: time masked / unmasked."""
+    """Each ours' masking overhead: the median of masked / unmasked over interleaved calls."""
     out("")
-    out("Masking overhead: ours with mixed lengths over ours with none (same padded batch).")
+    out(
+        "Masking overhead: ours with mixed lengths over ours with none (same padded batch), "
+        "median over calls made in turn."
+    )
     out("")
     out(
         "| size (T, B, D, H) | cell | implementation "
         "| fwd masked / unmasked | fwd+bwd masked / unmasked |"
     )
     out("|---|---|---|---|---|")
-    for size_name, size, cell, rows in groups:
-        times = {r[0]: r[2:4] for r in rows}
-        for name, (t_f, t_fb) in times.items():
-            masked = times.get(_masked_name(name))  # None for references and masked rows
-            if masked is None:
-                continue
-            ratios = [
-                f"{m / u:.2f}x" if isinstance(m, float) and isinstance(u, float) else "-"
-                for m, u in zip(masked, (t_f, t_fb), strict=True)
-            ]
-            out(f"| {size_name} {size} | {cell} | {name} | {ratios[0]} | {ratios[1]} |")
+    for size_name, size, cell, overhead in groups:
+        for name, ratios in overhead.items():
+            r_f, r_fb = (f"{r:.2f}x" if isinstance(r, float) else _fmt(r) for r in ratios)
+            out(f"| {size_name} {size} | {cell} | {name} | {r_f} | {r_fb} |")
 
 
 def _masked_name(name: str) -> str:
@@ -446,7 +464,7 @@ def _ours_masked(backend, cell, v, lengths):
 
 def _implementations(cell, v, chosen, references, eager=False, lengths=None):
     """``(name, device name, backend, device, factory, args, is_reference)`` to time;
-    with ``lengths``, every ours also masked (``ours (numpy, masked)``) after it."""
+    with ``lengths``, every ours also masked (``ours (numpy, masked)``) right after it."""
     impls: list[tuple[Any, ...]] = []
     for b in chosen:
         dev = (b.describe(), b.backend, b.array_device)
@@ -507,24 +525,37 @@ def _implementations(cell, v, chosen, references, eager=False, lengths=None):
 def _bench_group(
     size_name, size, cell, chosen, references, repeat, warmup, out, eager=False, lengths="full"
 ):
-    """Time one size and cell, print its rows, and return them:
-    ``(name, device name, fwd ms, fwd+bwd ms, peak MiB, is_reference)``."""
+    """Time one size and cell and print its rows. Returns the masking overhead: ours' name
+    -> (fwd, fwd+bwd) masked / unmasked (empty without lengths)."""
     v = _problem(cell, size)
     lens = mixed_lengths(size[0], size[1]) if lengths == "mixed" else None
     rows = []  # (name, device name, fwd ms, fwd+bwd ms, peak MiB, is_reference)
+    overhead = {}
+    unmasked = None  # the last ours timed, (name, fwd, fwd_bwd): its masked run comes next
     for name, dev_name, backend, device, factory, args, is_ref in _implementations(
         cell, v, chosen, references, eager, lens
     ):
+        masked_of = unmasked if unmasked and name == _masked_name(unmasked[0]) else None
         try:
             fwd, fwd_bwd = factory(*args)
             _peak_reset(backend, device)
-            t_f = _time(fwd, backend, repeat, warmup)
-            t_fb = None if fwd_bwd is None else _time(fwd_bwd, backend, repeat, warmup)
+            if masked_of:  # in turn with the unmasked run, for the ratio
+                t_f, r_f = _time_pair(fwd, masked_of[1], backend, repeat, warmup)
+                t_fb, r_fb = _time_pair(fwd_bwd, masked_of[2], backend, repeat, warmup)
+                overhead[masked_of[0]] = (r_f, r_fb)
+            else:
+                t_f = _time(fwd, backend, repeat, warmup)
+                t_fb = None if fwd_bwd is None else _time(fwd_bwd, backend, repeat, warmup)
             peak = _peak(backend, device)
         except Exception as exc:  # an out-of-memory size is reported, and the run goes on
             if not _is_oom(exc):
                 raise
             t_f, t_fb, peak = "OOM", "OOM", None
+            fwd = fwd_bwd = None
+            if masked_of:
+                overhead[masked_of[0]] = ("OOM", "OOM")
+        is_ours = lens is not None and not is_ref and name.startswith("ours (") and not masked_of
+        unmasked = (name, fwd, fwd_bwd) if is_ours and fwd is not None else None
         rows.append((name, dev_name, t_f, t_fb, peak, is_ref))
     for name, dev_name, t_f, t_fb, peak, _ in rows:
         refs = [r for r in rows if r[5] and r[1] == dev_name]
@@ -537,4 +568,4 @@ def _bench_group(
             f"| {size_name} {size} | {cell} | {name} | {dev_name} | {_fmt(t_f)} | {_fmt(t_fb)} "
             f"| {ratios[0]} | {ratios[1]} | {_fmt(peak)} |"
         )
-    return rows
+    return overhead
