@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .._core import sequence
 from .._core.spec import CellSpec
 from .._validate import Dims, check_lengths, get_params
@@ -48,7 +50,7 @@ def forward_lengths(xp, lengths, x, dims: Dims):
     return checked, None if checked is None else sequence.step_mask(xp, checked, dims["T_x"])
 
 
-def padded(xp, mask, *arrays):
+def padded(xp, mask, *arrays) -> tuple[Any, ...]:
     """Each array ``(..., m, T_x)`` with its padded steps zero (``None`` stays ``None``;
     every array unchanged without a mask)."""
     if mask is None:

@@ -468,7 +468,7 @@ def _implementations(cell, v, chosen, references, eager=False, lengths=None):
     impls: list[tuple[Any, ...]] = []
     for b in chosen:
         dev = (b.describe(), b.backend, b.array_device)
-        ours = [(f"ours ({b.name})", _ours, _ours_masked)]
+        ours: list[tuple[str, Any, Any]] = [(f"ours ({b.name})", _ours, _ours_masked)]
         if eager and b.backend == "jax":
             ours.append((f"ours ({b.name}, eager)", _ours_eager, _ours_eager))
         for name, factory, masked in ours:

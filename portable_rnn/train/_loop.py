@@ -314,11 +314,13 @@ class _Run:
         """
         c = self.config
         if c.split_lines:
+            assert isinstance(self.train, LineBatches)  # made so by __init__
             x, y, lengths = self.train.at(step)
             return x, y, lengths, int(lengths.sum())
         j = step % len(self.train)
         if j == 0:
             state = None  # a new pass over the text starts from zeros
+        assert isinstance(self.train, TextBatches)  # made so by __init__
         x, y = self.train[j]
         return x, y, state, c.batch * c.seq_len
 

@@ -18,7 +18,7 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 
@@ -677,7 +677,7 @@ class LineBatches:
                     f"most seq_len {seq_len} steps), fewer than one batch of {batch}; use a "
                     "longer corpus or a smaller batch"
                 )
-        self._order = (-1, None)  # (pass, its permutation)
+        self._order: tuple[int, Any] = (-1, None)  # (pass, its permutation)
 
     def __len__(self) -> int:
         return self._batches
