@@ -19,7 +19,8 @@ step "tests: the README's test command, every CPU backend required"
 export PORTABLE_RNN_TEST_BACKENDS=${PORTABLE_RNN_TEST_BACKENDS:-numpy,numpy:readonly,array_api_strict,array_api_strict:strictest,jax,torch}
 # CuPy is installed on CI (no GPU): the tests that trace its fused kernels must run, not skip.
 export PORTABLE_RNN_REQUIRE_CUPY=${PORTABLE_RNN_REQUIRE_CUPY:-1}
-"$PY" -m pytest
+# The README's command: on every core (pytest-xdist), each worker a process of its own.
+"$PY" -m pytest -n auto
 rc=$?
 if [ "$rc" -eq 5 ]; then
     echo "ci/test.sh: pytest collected no tests (exit code 5); that is a failure here"

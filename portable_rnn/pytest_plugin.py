@@ -75,7 +75,6 @@ def backends(config):
 
 def pytest_configure(config):
     config._prnn_outcomes = defaultdict(lambda: defaultdict(int))
-    config._prnn_item_backend = {}
     _STATE["config"] = config
     if config.getoption("--backends") or os.environ.get(ENV):
         backends(config)  # a bad selection stops the session before collection
@@ -107,19 +106,25 @@ def xp(request):
         yield request.param
 
 
+#: the key of an item's backend in its ``user_properties``, which its reports carry (also
+#: from pytest-xdist's workers to the process that prints the table)
+BACKEND_PROPERTY = "portable_rnn_backend"
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec is not None and "xp" in callspec.params:
             backend = callspec.params["xp"]
-            config._prnn_item_backend[item.nodeid] = getattr(backend, "name", str(backend))
+            name = getattr(backend, "name", str(backend))
+            item.user_properties.append((BACKEND_PROPERTY, name))
 
 
 def pytest_runtest_logreport(report):
     config = _STATE.get("config")
     if config is None:
         return
-    name = config._prnn_item_backend.get(report.nodeid)
+    name = dict(report.user_properties).get(BACKEND_PROPERTY)
     if name is None:
         return
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
@@ -128,6 +133,8 @@ def pytest_runtest_logreport(report):
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     chosen = getattr(config, "_prnn_backends", None)
+    if chosen is None and config._prnn_outcomes:  # pytest-xdist: the workers collected
+        chosen = backends(config)
     if not chosen:
         return
     tr = terminalreporter

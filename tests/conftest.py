@@ -20,23 +20,40 @@ from portable_rnn.testing import full_precision
 full_precision()
 
 
-@pytest.fixture(scope="session")
+#: the key of a recorded difference in a test's ``user_properties``, which its reports carry
+#: (also from pytest-xdist's workers to the process that prints the table)
+DIFF_PROPERTY = "portable_rnn_diff"
+
+
+@pytest.fixture
 def record_diff(request):
     """``record_diff(backend_name, dtype, actual, desired)``: keep the largest difference."""
-    diffs = request.config._prnn_diffs
 
     def record(name, dtype, actual, desired):
         from portable_rnn.testing import to_numpy
 
         diff = float(np.max(np.abs(to_numpy(actual).astype(np.float64) - desired), initial=0.0))
-        key = (name, str(dtype))
-        diffs[key] = max(diffs.get(key, 0.0), diff)
+        request.node.user_properties.append((DIFF_PROPERTY, (name, str(dtype), diff)))
 
     return record
 
 
+_STATE: dict = {}
+
+
 def pytest_configure(config):
     config._prnn_diffs = {}
+    _STATE["config"] = config
+
+
+def pytest_runtest_logreport(report):
+    if report.when != "call":
+        return
+    diffs = _STATE["config"]._prnn_diffs
+    for key, value in report.user_properties:
+        if key == DIFF_PROPERTY:
+            name, dtype, diff = value
+            diffs[(name, dtype)] = max(diffs.get((name, dtype), 0.0), diff)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

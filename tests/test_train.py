@@ -654,8 +654,6 @@ def test_padding_changes_nothing():
 
 
 def test_padded_lines_give_the_numpy_numbers_on_every_backend(xp):
-    if xp.backend == "jax":
-        pytest.skip("JAX: test_jit_lines_step_equals_the_eager_one, under jax.jit as trained")
     kw = dict(cell="lstm", hidden=4, layers=2, embed=3, seed=2, dtype="float64")
     ref = tr.init_char_model(7, backend="numpy", **kw)
     params = tr.init_char_model(7, backend=xp.backend, device=xp.device, **kw)
