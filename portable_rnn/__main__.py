@@ -13,12 +13,23 @@ from __future__ import annotations
 import argparse
 import sys
 
+# the package's version, through train (the house plan, tests/test_architecture.py, lets
+# __main__ import _tools and train, not the package root)
+from .train._loop import __version__
+
 DTYPES = {"float64": ("float64",), "float32": ("float32",), "all": ("float64", "float32")}
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``portable-rnn`` with its subcommands (see `subcommands`)."""
     parser = argparse.ArgumentParser(
         prog="portable-rnn", description="portable_rnn: RNN, LSTM and GRU on any array API backend"
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"portable-rnn {__version__}",
+        help="print the version",
     )
     sub = parser.add_subparsers(dest="command")
     check = sub.add_parser(
@@ -34,7 +45,12 @@ def main(argv=None) -> int:
             default=None,
             help="comma-separated, e.g. numpy,jax,torch:gpu (default: all that run)",
         )
-        p.add_argument("--dtype", choices=sorted(DTYPES), default="all")
+        p.add_argument(
+            "--dtype",
+            choices=sorted(DTYPES),
+            default="all",
+            help="the dtypes to check (default: all)",
+        )
         p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     bench = sub.add_parser(
         "bench",
@@ -50,15 +66,19 @@ def main(argv=None) -> int:
         "long, long-wide (10000,4,8,16; 10000,32,64,128) "
         "or T,B,D,H tuples separated by ';' (default: S,M)",
     )
-    bench.add_argument("--cells", default="lstm,gru,rnn")
+    bench.add_argument(
+        "--cells", default="lstm,gru,rnn", help="comma-separated cells (default: lstm,gru,rnn)"
+    )
     bench.add_argument(
         "--backends",
         default=None,
         help="where to time ours (default: every backend that can run, "
         "without array_api_strict and numpy:readonly)",
     )
-    bench.add_argument("--repeat", type=int, default=5)
-    bench.add_argument("--warmup", type=int, default=2)
+    bench.add_argument(
+        "--repeat", type=int, default=5, help="timed runs per row, median reported (default 5)"
+    )
+    bench.add_argument("--warmup", type=int, default=2, help="untimed runs before them (default 2)")
     bench.add_argument(
         "--no-references",
         action="store_true",
@@ -77,11 +97,32 @@ def main(argv=None) -> int:
         "and report masked / unmasked (default: full)",
     )
     bench.add_argument("--output", default=None, help="also write the report to this file")
-    from .train._cli import add_sample_parser, add_train_parser, run_sample, run_train
+    from .train._cli import add_sample_parser, add_train_parser
 
     add_train_parser(sub)
     add_sample_parser(sub)
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    return parser
+
+
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """``{"check": its parser, "bench": ..., ...}``: the subcommands of `build_parser`'s parser."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def main(argv=None) -> int:
+    from .train._cli import run_sample, run_train
+
+    parser = build_parser()
+    args, extra = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if extra:
+        # parse_args would report a subcommand's unknown options with the top-level usage
+        # (argparse hands them up from the subparser): report them with the usage of the
+        # subcommand they were given to
+        where = subcommands(parser).get(args.command, parser) if args.command else parser
+        where.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command in ("bench", "train", "sample") and argv is None:
         from ._tools.process import keep_freed_memory
 

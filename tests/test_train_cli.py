@@ -48,6 +48,11 @@ VALIDATION_LINE = re.compile(
     r"^step (\d+): train \d+\.\d{3} bits/char, validation (\d+\.\d{3}) bits/char, "
 )
 
+STARTUP_LINE = re.compile(
+    r"^portable-rnn train: (lstm|gru|rnn) \d+ x \d+ \([\d,]+ parameters\) on \S+ \S+ float(32|64); "
+    r"corpus .+ \([\d,]+ chars, \d+ symbols\)(, split into lines)?$"
+)
+
 
 def make_text(chars: int = 2000, seed: int = 0) -> str:
     """Sentences of `WORDS`, one a line, about ``chars`` characters long."""
@@ -164,6 +169,27 @@ def test_train_writes_checkpoint_and_reports(tmp_path, corpus, capsys):
     assert sorted(os.listdir(tmp_path)) == ["corpus.txt", "model.npz"]  # no temporary left
 
 
+def test_train_prints_a_startup_line_and_delimited_samples(tmp_path, corpus, capsys):
+    out = tmp_path / "model.npz"
+    assert train("--corpus", corpus, "--steps", 4, "--out", out, "--dtype", "float64") == 0
+    lines = capsys.readouterr().out.splitlines()
+    header, arrays = load_checkpoint(out)
+    count = sum(a.size for a in arrays["params"].values())
+    text = corpus.read_text()
+    assert lines[0] == (
+        f"portable-rnn train: lstm 1 x 8 ({count:,} parameters) on numpy cpu float64; "
+        f"corpus {corpus} ({len(text):,} chars, {len(header['vocab'])} symbols)"
+    )
+    assert STARTUP_LINE.match(lines[0])
+    for step in (2, 4):  # validation line, opening delimiter, the sample, closing delimiter
+        at = lines.index(f"--- sample (step {step}) ---")
+        assert VALIDATION_LINE.match(lines[at - 1]).group(1) == str(step)
+        end = lines.index("---", at + 1)
+        sampled = "\n".join(lines[at + 1 : end])
+        assert 0 < len(sampled) <= 10 and set(sampled) <= set(text)
+    assert lines[-1].startswith("done: step 4, ")
+
+
 def test_train_default_out_is_charlm_npz_in_cwd(tmp_path, corpus, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert train("--corpus", corpus, "--steps", 2) == 0
@@ -265,6 +291,7 @@ def test_resume_gives_the_uninterrupted_losses(tmp_path, corpus, capsys):
                  "--backend", "numpy"]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert out.startswith(f"resuming {b}")
+    assert STARTUP_LINE.match(out.splitlines()[1])  # after the resuming line
     steps = [int(m.group(1)) for m in map(VALIDATION_LINE.match, out.splitlines()) if m]
     assert steps == [4]
     assert out.splitlines()[-1].startswith("done: step 4, ")
@@ -317,6 +344,7 @@ def test_resume_at_its_last_step_has_nothing_to_do(checkpoint, capsys):
     assert err == ""
     assert "nothing to do" in out and "step 4" in out
     assert not any(VALIDATION_LINE.match(line) for line in out.splitlines())
+    assert not any(STARTUP_LINE.match(line) for line in out.splitlines())
     assert "nan" not in out and "None" not in out
     assert snapshot(checkpoint.parent) == before
 
@@ -466,7 +494,7 @@ def test_sample_checkpoint_without_vocabulary(tmp_path, capsys):
     one_error_line(capsys, "train", str(path), "lacks", "vocab", "config", "corpus")
 
 
-@pytest.mark.parametrize("temperature", ["0", "-1", "nan", "inf"])
+@pytest.mark.parametrize("temperature", ["-1", "-0.5", "nan", "inf"])
 def test_sample_bad_temperature(temperature, checkpoint, capsys):
     before = checkpoint.read_bytes()
     args = ("--checkpoint", checkpoint, "--length", 5, "--seed", 0, "--temperature", temperature)
@@ -739,6 +767,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path, corpus, capsys):
     out = tmp_path / "m.npz"
     proc = _start_training(out, corpus)
     try:
+        assert STARTUP_LINE.match(proc.stdout.readline()), proc.poll()
         for _ in range(3):  # three validations: the loop is running, its handler in place
             line = proc.stdout.readline()
             assert VALIDATION_LINE.match(line), (line, proc.poll())
@@ -915,6 +944,34 @@ def test_a_tiny_temperature_is_greedy_and_does_not_overflow(temperature, trained
     assert text == "\n" + vocab.decode(greedy)
 
 
+def test_temperature_zero_is_greedy_whatever_the_seed(trained, capsys):
+    """--temperature 0 used to be refused; it is greedy decoding (the argmax at every step)."""
+    from portable_rnn.train import Vocabulary, char_model_logits, init_char_state, sample
+
+    header, arrays = load_checkpoint(trained.f64)
+    params, vocab = arrays["params"], Vocabulary(header["vocab"])
+    state, current, greedy = init_char_state(params, 1), vocab.encode("\n")[0], []
+    for _ in range(30):
+        logits, state = char_model_logits(params, np.array([[current]]), state)
+        current = int(np.argmax(logits.reshape(-1)))
+        greedy.append(current)
+    expected = "\n" + vocab.decode(greedy)
+    texts = set()
+    for seed in (0, 1, 12345):
+        assert sample_cmd("--checkpoint", trained.f64, "--length", 30, "--seed", seed,
+                          "--temperature", 0) == 0  # fmt: skip
+        texts.add(capsys.readouterr().out[:-1])
+        texts.add(sample(params, vocab, length=30, temperature=0, seed=seed))
+    texts.add(sample(params, vocab, length=30, temperature=0.0))  # no seed
+    assert texts == {expected}
+    # a vocabulary without a newline: the default prime is its first character, not drawn
+    no_newline = Vocabulary(header["vocab"].replace("\n", "~"))
+    first = {sample(params, no_newline, length=5, temperature=0, seed=s) for s in (0, 1, 2)}
+    assert len(first) == 1 and first.pop()[0] == no_newline.chars[0]
+    with pytest.raises(ValueError, match="temperature"):
+        sample(params, vocab, length=5, temperature=-0.5)
+
+
 def test_lengths_are_bounded(checkpoint, corpus, capsys):
     from portable_rnn.train import MAX_SAMPLE_LENGTH
 
@@ -956,6 +1013,7 @@ def test_split_lines_trains_resumes_in_its_mode_and_samples(tmp_path, corpus, ca
     assert train("--corpus", corpus, "--split-lines", "--steps", 4, "--out", a) == 0
     out = capsys.readouterr().out
     assert [int(m.group(1)) for m in map(VALIDATION_LINE.match, out.splitlines()) if m] == [2, 4]
+    assert STARTUP_LINE.match(out.splitlines()[0]).group(3) == ", split into lines"
     header, arrays = load_checkpoint(a)
     assert header["config"]["split_lines"] is True and "state" not in arrays
     # resumed without the option: it goes on on lines, with the losses of the whole run

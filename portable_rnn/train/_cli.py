@@ -85,7 +85,8 @@ def add_sample_parser(sub) -> None:
         "--temperature",
         type=float,
         default=1.0,
-        help="> 0 (default 1); a tiny one picks the most likely character",
+        help=">= 0 (default 1); 0: greedy, the most likely character at every step "
+        "(the same text for every --seed)",
     )
     p.add_argument("--prime", default=None, help="text to start from")
     p.add_argument("--seed", type=int, default=None, help="seed of the generator")
@@ -167,6 +168,7 @@ def run_train(args) -> int:
             best_out=_best_path(out) if args.keep_best else None,
             log=lambda line: print(line, flush=True),
             progress=not args.no_progress,
+            on_start=lambda line: print(f"portable-rnn train: {line}", flush=True),
         )
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: fit wrote a checkpoint
         what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"

@@ -23,6 +23,7 @@ from . import _text
 from ._checkpoint import (
     CheckpointError,
     check_writable,
+    printable,
     remove_stale_temporaries,
     save_checkpoint,
 )
@@ -413,6 +414,7 @@ def fit(
     best_out=None,
     log=None,
     progress=False,
+    on_start=None,
 ):
     """Train a character-level language model.
 
@@ -456,11 +458,17 @@ def fit(
         (`TrainConfig.from_checkpoint` builds such a config); the corpus must be
         the same text. Every field and array is checked before any work.
     log : callable, optional
-        Called with a line of text at every validation (loss, throughput, sample),
-        and for every stale temporary file removed.
+        Called with a line of text at every validation (loss, throughput, and the
+        sample, between a ``--- sample (step N) ---`` line and a ``---`` line), and
+        for every stale temporary file removed.
     progress : bool, optional
         Show a tqdm progress bar (step, losses in bits per character, characters
         per second, time left); plain log lines when tqdm is not installed.
+    on_start : callable, optional
+        Called once before the first step (not when there is nothing to train) with
+        one line saying what is trained where: ``lstm 1 x 256 (361,767 parameters)
+        on numpy cpu float32; corpus pydoc_data.topics (465,126 chars, 103 symbols)``,
+        and ``, split into lines`` with ``config.split_lines``.
 
     Returns
     -------
@@ -501,6 +509,8 @@ def fit(
     )
     save_every = config.save_every or config.eval_every
     result = TrainResult(params, run.vocab, step, train_loss, val_loss)
+    if on_start is not None and step < config.steps:
+        on_start(_startup_line(config, params, run))
     bar = _progress(progress, config.steps, step)
     m, v = opt["m"], opt["v"]
     busy, first, done, rate = 0.0, 0.0, 0, float("nan")  # busy: seconds in training steps
@@ -594,7 +604,8 @@ def fit(
                             seed=config.seed + step,
                             lines=config.split_lines,
                         )
-                        line += "\n" + text.strip("\n")
+                        text = text.strip("\n")  # delimited: told apart from the progress
+                        line += f"\n--- sample (step {step}) ---\n{text}\n---"
                     _write_line(bar, log, line)
                 if out is not None and (step % save_every == 0 or last):
                     result.checkpoint = save(out)
@@ -687,6 +698,47 @@ def _sigterm_interrupts():
         yield
     finally:
         signal.signal(sigterm, previous if previous is not None else signal.SIG_DFL)
+
+
+def _startup_line(config: TrainConfig, params, run: _Run) -> str:
+    """What is trained, where, on what: one line, logged before the first step."""
+    like = params["Wy"]
+    xp = _compat.array_namespace(like)
+    count = sum(int(np.prod(a.shape)) for a in _leaves(params))
+    lines = ", split into lines" if config.split_lines else ""
+    return (
+        f"{config.cell} {config.layers} x {config.hidden} ({count:,} parameters) "
+        f"on {_compat.backend_name(xp)} {_device_label(like)} {_compat.dtype_name(like.dtype)}; "
+        f"corpus {printable(run.source)} ({run.chars:,} chars, {len(run.vocab)} symbols){lines}"
+    )
+
+
+def _leaves(tree):
+    if isinstance(tree, dict):
+        for value in tree.values():
+            yield from _leaves(value)
+    elif isinstance(tree, (list, tuple)):
+        for value in tree:
+            yield from _leaves(value)
+    else:
+        yield tree
+
+
+def _device_label(arr) -> str:
+    """``cpu``, ``gpu:0``, ``cuda:0``... the device of ``arr`` in a few characters."""
+    dev = _compat.device(arr)
+    if isinstance(dev, str):  # NumPy
+        return dev
+    if hasattr(dev, "platform"):  # JAX
+        return "cpu" if dev.platform == "cpu" else f"{dev.platform}:{dev.id}"
+    if hasattr(dev, "type"):  # torch
+        return str(dev)
+    if hasattr(dev, "id"):  # CuPy
+        return f"gpu:{dev.id}"
+    text = str(dev)  # array_api_strict.Device('CPU_DEVICE'), Device('device1')
+    if "CPU_DEVICE" in text:
+        return "cpu"
+    return text.split("'")[1] if text.count("'") == 2 else text
 
 
 def _postfix(train_loss, val_loss, rate) -> str:

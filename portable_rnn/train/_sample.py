@@ -29,10 +29,12 @@ def check_sampling(length, temperature, prime) -> None:
     if not (
         isinstance(temperature, (int, float))
         and not isinstance(temperature, bool)
-        and temperature > 0
+        and temperature >= 0
         and np.isfinite(temperature)
     ):
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+        raise ValueError(
+            f"temperature must be a finite number >= 0 (0: greedy), got {temperature!r}"
+        )
     if prime is not None and not isinstance(prime, str):
         raise TypeError(f"prime must be a str, got {type(prime).__name__}")
 
@@ -56,7 +58,9 @@ def sample(
     one uniform draw). So the same parameters and seed give the same text on
     every backend wherever the probabilities agree. As the temperature goes to
     0 the draw becomes greedy: a tiny temperature (``1e-308``) picks the most
-    likely character (one of them, drawn uniformly, if several tie).
+    likely character (one of them, drawn uniformly, if several tie). Temperature
+    0 is greedy decoding: every step takes the most likely character (the first
+    of them if several tie), and the text does not depend on ``seed``.
 
     Parameters
     ----------
@@ -67,11 +71,13 @@ def sample(
     length : int, keyword-only
         Characters to generate, at most `MAX_SAMPLE_LENGTH`.
     temperature : float, keyword-only
-        Finite and ``> 0``; below 1 sharpens the distribution, above 1 flattens it.
+        Finite and ``>= 0``; below 1 sharpens the distribution, above 1 flattens
+        it; 0 is greedy (the argmax at every step, whatever the ``seed``).
     prime : str, optional, keyword-only
         Text to start from (its characters must be in the vocabulary); fed
         through the model first and returned in front of the sample. Default:
-        a newline if the vocabulary has one, else a character drawn uniformly.
+        a newline if the vocabulary has one, else a character drawn uniformly
+        (the first of the vocabulary at temperature 0).
     seed : int, optional, keyword-only
         Seed of the generator.
     lines : bool, optional, keyword-only
@@ -88,7 +94,7 @@ def sample(
     Raises
     ------
     ValueError
-        ``temperature`` not finite and > 0, ``length`` out of range, characters
+        ``temperature`` not finite and >= 0, ``length`` out of range, characters
         of ``prime`` not in the vocabulary (they are named), or a vocabulary that
         does not fit the model.
     """
@@ -103,7 +109,10 @@ def sample(
         )
     rng = np.random.default_rng(seed)
     if prime is None or prime == "":
-        prime = "\n" if "\n" in vocab.chars else vocab.chars[int(rng.integers(len(vocab)))]
+        if "\n" in vocab.chars:
+            prime = "\n"
+        else:  # greedy: nothing drawn, the seed changes nothing
+            prime = vocab.chars[int(rng.integers(len(vocab))) if temperature else 0]
     newline = vocab.chars.find("\n") if lines else -1  # -1: the state is never reset
     # a model trained on lines read every line after a newline, from the zero state
     context = "\n" + prime.rsplit("\n", 1)[-1] if newline >= 0 else prime
@@ -118,10 +127,12 @@ def sample(
     for _ in range(length):
         logits, state = step(params, to_device_like(np.array([[current]], np.int32), like), state)
         z = _to_numpy(logits).astype(np.float64).reshape(-1)
-        p = _weights(z, float(temperature))
-        cdf = np.cumsum(p)
-        current = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
-        current = min(current, len(vocab) - 1)
+        if temperature == 0:  # greedy
+            current = int(np.argmax(z))
+        else:
+            cdf = np.cumsum(_weights(z, float(temperature)))
+            current = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
+            current = min(current, len(vocab) - 1)
         out.append(current)
         if current == newline:
             state = zeros  # the next line starts afresh
