@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from ._backend import pytrees as _pytrees
 from ._backend import seam as _seam
 from ._core import gru as _gru
 from ._core import lstm as _lstm
@@ -95,6 +96,7 @@ class _RNNStepCache(NamedTuple):
     next_h: Any
 
 
+@_pytrees.node(children=("x", "prev", "W", "values"), static=("cell", "H"))
 class _GatedStepCache(NamedTuple):
     """What `lstm_step_forward` / `gru_step_forward` keep for their backward."""
 
@@ -106,6 +108,7 @@ class _GatedStepCache(NamedTuple):
     H: int
 
 
+@_pytrees.node(children=("x", "init", "states", "w", "lengths"), static=("cell", "H"))
 class _SequenceCache(NamedTuple):
     """What a sequence forward keeps for its backward (opaque to users)."""
 
@@ -462,6 +465,7 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     s = _lstm.activate(xp, W @ concat + bc, prev_c.T, H)
     values = (s.f, s.i, s.cc, s.o, s.tc)
     c_prev = _seam.snapshot(xp, prev_c).T  # concat and W are new arrays already
+    _pytrees.ensure()
     return s.a.T, s.c.T, _GatedStepCache(_spec.LSTM, concat, c_prev, W, values, H)
 
 
@@ -593,6 +597,7 @@ def gru_step_forward(x, prev_h, Wx, Wh, b, bhn):
     a_prev = prev_h.T
     s = _gru.activate(xp, W[:, H:] @ x.T + bc, W[:, :H] @ a_prev, _col(xp, bhn), a_prev, H)
     x, a_prev = _seam.snapshot(xp, x), _seam.snapshot(xp, prev_h).T  # W is new already
+    _pytrees.ensure()
     return s.a.T, _GatedStepCache(_spec.GRU, x, a_prev, W, (s.r, s.z, s.n, s.hn), H)
 
 

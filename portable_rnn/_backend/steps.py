@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from . import pytrees
 from .compat import backend_name
 
 __all__ = [
@@ -79,11 +80,13 @@ def _position(kind: type, name: str | int) -> int:
     return fields.index(name)
 
 
+@pytrees.node(children=("items",))
 class ListSteps(Sequence):
-    """Per-step tuples in a Python list (the plain loop)."""
+    """Per-step tuples in a Python list (the plain loop); a JAX pytree of the list."""
 
     def __init__(self, items) -> None:
         self.items: list[Any] = list(items)
+        pytrees.ensure()
 
     @property
     def kind(self) -> type:
@@ -119,16 +122,19 @@ class ListSteps(Sequence):
         return StackedSteps(self.kind._make(fields) if self.kind is not tuple else tuple(fields))
 
 
+@pytrees.node(children=("fields",), static=("kind",))
 class StackedSteps(Sequence):
     """Per-step values as a tuple of arrays with a leading time axis (``lax.scan``'s layout).
 
     ``fields`` may be a named tuple of stacked arrays (``scan`` returns the type the step
-    returned); ``steps[t]`` is then a tuple of the same type.
+    returned); ``steps[t]`` is then a tuple of the same type. A JAX pytree of the fields,
+    with ``kind`` static.
     """
 
     def __init__(self, fields) -> None:
         self.kind: type = type(fields) if hasattr(fields, "_fields") else tuple
         self.fields: tuple = tuple(fields)
+        pytrees.ensure()
 
     def __len__(self) -> int:
         return self.fields[0].shape[0]

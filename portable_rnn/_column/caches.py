@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from .._backend import pytrees
 from .._core import sequence
 from .._core.sequence import Weights
 from .._core.spec import CellSpec
@@ -35,6 +36,9 @@ class StepCaches(Sequence):
     ``docs/conventions.md``): ``x`` and ``init`` are copies of the inputs on backends
     whose arrays can change in place (`portable_rnn._backend.seam.snapshot`), ``w`` the
     fused weights the forward ran with, ``states`` the forward's own per-step values.
+
+    Each cell's caches are a JAX pytree whose leaves are exactly their arrays (``has_c0``
+    is static), so that a jitted forward may return them and a jitted backward take them.
     """
 
     #: the forward that makes these caches, for error messages ("lstm_forward")
@@ -47,6 +51,15 @@ class StepCaches(Sequence):
     parameters: Mapping  #: the parameter dict, as given (only the seed-style view reads it)
     has_c0: bool = False  #: whether the forward was given c0
     lengths: Any = None  #: the forward's checked lengths (m,), or None (every step real)
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        # every cell's caches: a JAX pytree of its arrays, has_c0 static (see pytrees)
+        super().__init_subclass__(**kwargs)
+        children = ("x", "init", "states", "w", "parameters", "lengths")
+        pytrees.node(children, static=("has_c0",))(cls)
+
+    def __post_init__(self) -> None:
+        pytrees.ensure()
 
     def __len__(self) -> int:
         return len(self.states)

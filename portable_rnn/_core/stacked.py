@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from .._backend import pytrees
 from .._backend.seam import zeros_like_state
 from . import gru, lstm, rnn, sequence
 from .sequence import Cell, Weights
@@ -35,11 +36,13 @@ class Run(NamedTuple):
     mask: Any = None  #: its step mask (flipped for a reverse direction), or None
 
 
+@pytrees.node(children=("runs", "x", "lengths"), static=("cell", "D", "L", "n_a"))
 class StackCache(NamedTuple):
     """What `forward` keeps for `backward`.
 
     `backward` reads only this: the runs' inputs, initial carries, per-step values and
-    weights (never the outputs `forward` returned, which the caller may change).
+    weights (never the outputs `forward` returned, which the caller may change). A JAX
+    pytree of its arrays; the cell and the sizes are static.
     """
 
     cell: Cell
@@ -83,6 +86,7 @@ def forward(xp, cell: Cell, weights: list[Weights], x, D: int, inits, lengths=No
             outs.append(a if d == 0 else xp.flip(a, axis=-1))
         inp = outs[0] if D == 1 else xp.concat(outs, axis=0)
     cache = StackCache(cell, runs, D, L, n_a, x, lengths)
+    pytrees.ensure()
     return inp, [xp.stack(f, axis=0) for f in finals], cache
 
 

@@ -18,12 +18,13 @@ Batches are ``(m, T)`` integer arrays of character indices (``m`` streams of
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 
 from .. import init_multilayer_params, multilayer_backward, multilayer_forward
 from .._backend import compat as _compat
+from .._backend import pytrees as _pytrees
 from .._backend.devices import from_numpy, from_numpy_as
 from .._backend.seam import arange_like, zeros_like_state
 from .._core.spec import CELLS, cell_spec
@@ -229,6 +230,40 @@ def _check_state(spec, state):
     return state["h"], state.get("c")
 
 
+def _make_cache(cls, values: dict):
+    """A `_ModelCache` from its attributes, as `pytrees.node` rebuilds it."""
+    n = values["n_array"] if values["n_int"] is None else values["n_int"]
+    return cls(*(values[k] for k in cls._fields[:-1]), n)
+
+
+@_pytrees.node(
+    children=("params", "emb_cache", "rnn_cache", "flat", "dz", "n_array"),
+    static=("shape", "n_int"),
+    make=_make_cache,
+)
+class _ModelCache(NamedTuple):
+    """What `char_model_forward` keeps for `char_model_backward`: a JAX pytree of its
+    arrays, with ``shape`` (and ``n`` when it is an int) static."""
+
+    params: Any
+    emb_cache: Any
+    rnn_cache: Any
+    flat: Any  #: the stack's outputs, (H, m T)
+    shape: tuple  #: (m, T)
+    dz: Any  #: the loss's gradient at the logits
+    n: Any  #: the number of predictions counted: an int, or an array with lengths
+
+    @property
+    def n_int(self):
+        """``n`` if it is an int (static), else ``None``."""
+        return self.n if isinstance(self.n, int) else None
+
+    @property
+    def n_array(self):
+        """``n`` if it is an array (a leaf), else ``None``."""
+        return None if isinstance(self.n, int) else self.n
+
+
 def _run(params, inputs, state, lengths=None):
     """The shared forward: embedding, stack, output layer. Returns logits (V, m*T) and more."""
     spec = describe_model(params)
@@ -318,12 +353,12 @@ def char_model_forward(params, inputs, targets, state=None, lengths=None):
     if lengths is None:
         # all-True mask, on the labels' device: every prediction counts
         total, dz = temporal_softmax_loss(xp.reshape(logits.T, (1, n, V)), y, y == y)
-        return total / n, new_state, (*cache, dz, n)
+        return total / n, new_state, _ModelCache(*cache, dz, n)
     real = arange_like(xp, T, lengths)[None, :] < lengths[:, None]  # (m, T): not padding
     total, dz = temporal_softmax_loss(xp.reshape(logits.T, (1, n, V)), y, xp.reshape(real, (1, n)))
     count = xp.sum(xp.astype(real, logits.dtype))
     count = xp.where(count > 0, count, xp.ones_like(count))  # no real step: loss 0, not NaN
-    return total / count, new_state, (*cache, dz, count)
+    return total / count, new_state, _ModelCache(*cache, dz, count)
 
 
 def char_model_backward(cache) -> dict:
