@@ -142,6 +142,7 @@ def check_lengths(
             return None
         raise TypeError(f"{name} must be an integer array or a list of ints{where}, got None")
     xp = array_namespace(x)
+    default = xp.asarray(0, device=device(x)).dtype  # the backend's default integer dtype
     if isinstance(lengths, (list, tuple)):
         bad = [v for v in lengths if isinstance(v, bool) or not _is_int(v)]
         if bad:
@@ -149,45 +150,40 @@ def check_lengths(
         if len(lengths) != m:
             raise ValueError(f"{name} must have {m} values{where}, got {len(lengths)}")
         values = [int(v) for v in lengths]
-        arr = xp.asarray(values, device=device(x)) if m else None
-    elif is_array(lengths) and not _is_masked(lengths):
-        other = array_namespace(lengths)
-        if other is not xp:
-            raise TypeError(
-                f"{name} is a {backend_name(other)} array but {x_name} is a "
-                f"{backend_name(xp)} array; pass {name} on {x_name}'s backend (or a list of ints)"
-            )
-        if not xp.isdtype(lengths.dtype, "integral"):
-            raise TypeError(
-                f"{name} must have an integer dtype{where}, got {dtype_name(lengths.dtype)}"
-            )
-        if not same_device(device(x), device(lengths)):
-            raise ValueError(
-                f"{x_name} is on device {device(x)} but {name} is on device {device(lengths)}; "
-                "pass them on one device"
-            )
-        if tuple(lengths.shape) != (m,):
-            raise ValueError(f"{name} must have shape ({m},){where}, got {tuple(lengths.shape)}")
-        arr = lengths
-        values = None
-    else:
+        _check_range(name, values, T)
+        return xp.asarray(values, dtype=default, device=device(x))
+    if not is_array(lengths) or _is_masked(lengths):
         got = type(lengths).__name__
         raise TypeError(f"{name} must be an integer array or a list of ints{where}, got {got}")
-    if m == 0:
-        return xp.zeros((0,), dtype=xp.asarray(0).dtype, device=device(x))
-    assert arr is not None
-    if values is None:
-        lo, hi = xp.min(arr), xp.max(arr)
-        # traced (under jax.jit, also when arr is a constant there): cannot be read
-        values = None if is_traced(lo) else [int(lo), int(hi)]
-    if values is not None:
-        for v in values:
-            if not 0 <= v <= T:
-                raise ValueError(f"{name} must hold values in 0 .. T_x = {T}, got {v}")
-    default = xp.asarray(0, device=device(x)).dtype
-    if arr.dtype == default:
-        return snapshot(xp, arr)
-    return xp.astype(arr, default)
+    other = array_namespace(lengths)
+    if other is not xp:
+        raise TypeError(
+            f"{name} is a {backend_name(other)} array but {x_name} is a "
+            f"{backend_name(xp)} array; pass {name} on {x_name}'s backend (or a list of ints)"
+        )
+    if not xp.isdtype(lengths.dtype, "integral"):
+        raise TypeError(
+            f"{name} must have an integer dtype{where}, got {dtype_name(lengths.dtype)}"
+        )
+    if not same_device(device(x), device(lengths)):
+        raise ValueError(
+            f"{x_name} is on device {device(x)} but {name} is on device {device(lengths)}; "
+            "pass them on one device"
+        )
+    if tuple(lengths.shape) != (m,):
+        raise ValueError(f"{name} must have shape ({m},){where}, got {tuple(lengths.shape)}")
+    if m:
+        lo, hi = xp.min(lengths), xp.max(lengths)
+        # traced (under jax.jit, also when lengths is a constant there): cannot be read
+        if not is_traced(lo):
+            _check_range(name, [int(lo), int(hi)], T)
+    return snapshot(xp, lengths) if lengths.dtype == default else xp.astype(lengths, default)
+
+
+def _check_range(name: str, values, T: int) -> None:
+    for v in values:
+        if not 0 <= v <= T:
+            raise ValueError(f"{name} must hold values in 0 .. T_x = {T}, got {v}")
 
 
 def check_backward_lengths(xp, x, kept, lengths, what: str, forward: str) -> None:

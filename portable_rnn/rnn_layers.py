@@ -151,20 +151,18 @@ def _forward_mask(xp, lengths, x, dims):
     """``(lengths, mask)`` of a sequence forward of ``x (N, T, D)``: ``lengths`` checked and
     its step mask (`portable_rnn._core.sequence.step_mask`), or ``(None, None)``."""
     lengths = _check_lengths(lengths, _to_col_seq(xp, x), dims["N"], dims["T"])
-    return lengths, None if lengths is None else _sequence.step_mask(xp, lengths, dims["T"])
+    return lengths, _sequence.step_mask(xp, lengths, dims["T"])
 
 
 def _hidden_states(xp, states, mask):
     """The hidden states ``h (N, T, H)`` of a sequence forward, zero at padded steps."""
-    a = states.last_axis(xp, "a")
-    return _to_row_seq(xp, a if mask is None else _sequence.zero_padded(xp, a, mask))
+    return _to_row_seq(xp, _sequence.zero_padded(xp, states.last_axis(xp, "a"), mask))
 
 
 def _backward_mask(xp, run: _SequenceCache, lengths, what: str):
     """The step mask of ``run``'s forward, after checking the backward's ``lengths``."""
-    _check_backward_lengths(xp, run.x, run.lengths, lengths, f"{what[:-7]}backward", what)
-    if run.lengths is None:
-        return None
+    backward = what.replace("_forward", "_backward")
+    _check_backward_lengths(xp, run.x, run.lengths, lengths, backward, what)
     return _sequence.step_mask(xp, run.lengths, run.x.shape[-1])
 
 

@@ -152,4 +152,4 @@ def backward_mask(xp, run: StepCaches, lengths, what: str, forward: str):
     """The step mask of the forward that made ``run`` (``None`` without lengths), after
     `check_backward_lengths` of the backward's optional ``lengths``."""
     check_backward_lengths(xp, run.x, run.lengths, lengths, what, forward)
-    return None if run.lengths is None else sequence.step_mask(xp, run.lengths, run.x.shape[-1])
+    return sequence.step_mask(xp, run.lengths, run.x.shape[-1])

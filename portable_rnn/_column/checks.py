@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from .._core import sequence
 from .._core.spec import CellSpec
 from .._validate import Dims, check_lengths, get_params
 
-__all__ = ["check_inputs", "check_layer", "column_params", "forward_lengths", "padded"]
+__all__ = ["check_inputs", "check_layer", "column_params", "forward_lengths"]
 
 
 def column_params(spec: CellSpec, parameters, name: str = "parameters") -> dict:
@@ -47,12 +45,4 @@ def forward_lengths(xp, lengths, x, dims: Dims):
     (``(n_x, m, T_x)``, sizes in ``dims``) and its `sequence.step_mask`; ``(None, None)``
     without lengths."""
     checked = check_lengths(lengths, x, dims["m"], dims["T_x"])
-    return checked, None if checked is None else sequence.step_mask(xp, checked, dims["T_x"])
-
-
-def padded(xp, mask, *arrays) -> tuple[Any, ...]:
-    """Each array ``(..., m, T_x)`` with its padded steps zero (``None`` stays ``None``;
-    every array unchanged without a mask)."""
-    if mask is None:
-        return arrays
-    return tuple(None if a is None else sequence.zero_padded(xp, a, mask) for a in arrays)
+    return checked, sequence.step_mask(xp, checked, dims["T_x"])

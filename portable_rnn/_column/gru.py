@@ -41,10 +41,11 @@ from .._backend.seam import snapshot, zeros_like_state
 from .._core import gru as core
 from .._core import sequence
 from .._core.activations import softmax
+from .._core.sequence import zero_padded
 from .._core.spec import GRU
 from .._validate import Dims, check_arrays
 from .caches import StepCaches, backward_mask, check_da, sequence_caches
-from .checks import check_inputs, column_params, forward_lengths, padded
+from .checks import check_inputs, column_params, forward_lengths
 
 __all__ = ["gru_backward", "gru_cell_backward", "gru_cell_forward", "gru_forward"]
 
@@ -217,9 +218,8 @@ def gru_forward(x, a0, parameters, *, lengths=None):
     init = core.Carry(a0)
     x_run, w = snapshot(xp, x), sequence.fuse(xp, GRU, p, keep=True)
     states = sequence.forward(xp, core.CELL, w, x_run, init, mask)
-    (a,) = padded(xp, mask, states.last_axis(xp, "a"))
-    y = sequence.outputs(xp, p["Wy"], p["by"], a) if "Wy" in p else None
-    (y,) = padded(xp, mask, y)
+    a = zero_padded(xp, states.last_axis(xp, "a"), mask)
+    y = zero_padded(xp, sequence.outputs(xp, p["Wy"], p["by"], a), mask) if "Wy" in p else None
     return a, y, (_StepCaches(x_run, init, states, w, parameters, lengths=lengths), x)
 
 

@@ -32,10 +32,11 @@ from .._backend.steps import ListSteps
 from .._core import lstm as core
 from .._core import sequence
 from .._core.activations import softmax
+from .._core.sequence import zero_padded
 from .._core.spec import LSTM
 from .._validate import Dims, check_arrays
 from .caches import StepCaches, backward_mask, check_da, seed_style_caches, sequence_caches
-from .checks import check_inputs, column_params, forward_lengths, padded
+from .checks import check_inputs, column_params, forward_lengths
 
 __all__ = ["lstm_backward", "lstm_cell_backward", "lstm_cell_forward", "lstm_forward"]
 
@@ -234,9 +235,8 @@ def lstm_forward(x, a0, parameters, *, c0=None, lengths=None):
     init = core.Carry(a0, c0)
     x_run, w = snapshot(xp, x), sequence.fuse(xp, LSTM, p, keep=True)
     states = sequence.forward(xp, core.CELL, w, x_run, init, mask)
-    a, c = padded(xp, mask, states.last_axis(xp, "a"), states.last_axis(xp, "c"))
-    y = sequence.outputs(xp, p["Wy"], p["by"], a) if "Wy" in p else None
-    (y,) = padded(xp, mask, y)
+    a, c = (zero_padded(xp, states.last_axis(xp, name), mask) for name in ("a", "c"))
+    y = zero_padded(xp, sequence.outputs(xp, p["Wy"], p["by"], a), mask) if "Wy" in p else None
     steps = _StepCaches(x_run, init, states, w, parameters, has_c0=has_c0, lengths=lengths)
     return a, y, c, (steps, x)
 

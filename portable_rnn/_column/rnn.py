@@ -24,10 +24,11 @@ from .._backend.steps import ListSteps
 from .._core import rnn as core
 from .._core import sequence
 from .._core.activations import softmax
+from .._core.sequence import zero_padded
 from .._core.spec import RNN
 from .._validate import Dims, check_arrays
 from .caches import StepCaches, backward_mask, check_da, seed_style_caches, sequence_caches
-from .checks import check_inputs, check_layer, column_params, forward_lengths, padded
+from .checks import check_inputs, check_layer, column_params, forward_lengths
 
 __all__ = ["rnn_backward", "rnn_cell_backward", "rnn_cell_forward", "rnn_forward"]
 
@@ -199,9 +200,10 @@ def rnn_forward(x, a0, parameters, *, lengths=None):
     init = core.Carry(a0)
     x_run, w = snapshot(xp, x), sequence.fuse(xp, RNN, p, keep=True)
     states = sequence.forward(xp, core.CELL, w, x_run, init, mask)
-    (a,) = padded(xp, mask, states.last_axis(xp, "a"))
-    y_pred = sequence.outputs(xp, p["Wya"], p["by"], a) if "Wya" in p else None
-    (y_pred,) = padded(xp, mask, y_pred)
+    a = zero_padded(xp, states.last_axis(xp, "a"), mask)
+    y_pred = (
+        zero_padded(xp, sequence.outputs(xp, p["Wya"], p["by"], a), mask) if "Wya" in p else None
+    )
     steps = _StepCaches(x_run, init, states, w, parameters, lengths=lengths)
     return a, y_pred, (steps, x)
 

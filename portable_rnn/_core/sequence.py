@@ -185,14 +185,20 @@ def step_mask(xp, lengths, T: int):
     """``(T, 1, m)`` booleans: whether step ``t`` of example ``j`` is real (``t < lengths[j]``).
 
     ``lengths`` is an integer array ``(m,)``; the mask is on its device (a traced array
-    under ``jax.jit``: no value of ``lengths`` is read here).
+    under ``jax.jit``: no value of ``lengths`` is read here). ``None`` (every example full
+    length) gives ``None``: no mask.
     """
+    if lengths is None:
+        return None
     t = arange_like(xp, T, lengths)
     return xp.reshape(t, (T, 1, 1)) < xp.reshape(lengths, (1, 1, lengths.shape[0]))
 
 
 def zero_padded(xp, arr, mask):
-    """``arr (..., m, T)`` with the padded steps of ``mask`` (`step_mask`) set to exactly 0."""
+    """``arr (..., m, T)`` with the padded steps of ``mask`` (`step_mask`) set to exactly 0;
+    ``arr`` itself without a mask (``None``)."""
+    if mask is None:
+        return arr
     zero = zeros_like_state(xp, (), arr)
     T, _, m = mask.shape
     # the mask in arr's layout (1, m, T), contiguous (a flat copy): a select reading a
@@ -253,17 +259,21 @@ def _masked_forward_step(carry, x_t, xp, cell: Cell, w: Weights):
 
 def _backward_step(dcarry, x_t, xp, cell: Cell, w: Weights):
     """One step of `backward`: ``x_t = (da<t>, *saved fields of step t, *previous carry)``."""
+    return _step_back(dcarry._replace(a=x_t[0] + dcarry.a), x_t, xp, cell, w)
+
+
+def _step_back(total, x_t, xp, cell: Cell, w: Weights):
+    """``cell.step_backward`` from the total carry gradient and the step's ``x_t``."""
     k = 1 + len(cell.saved)
-    saved, prev = x_t[1:k], x_t[k:]
-    return cell.step_backward(xp, w, dcarry._replace(a=x_t[0] + dcarry.a), saved, prev)
+    return cell.step_backward(xp, w, total, x_t[1:k], x_t[k : k + len(cell.previous)])
 
 
 def _masked_backward_step(dcarry, x_t, xp, cell: Cell, w: Weights, zero):
     """One step of `backward` with a mask, the last field of ``x_t`` (``(1, m)``): at a
     padded step the carry gradient passes unchanged and the pre-activations get zero."""
-    *x_t, real = x_t
+    real = x_t[-1]
     total = dcarry._replace(a=x_t[0] + dcarry.a)
-    dprev, dpre = _backward_step(dcarry, tuple(x_t), xp, cell, w)
+    dprev, dpre = _step_back(total, x_t, xp, cell, w)
     kept = cell.Carry(*(xp.where(real, d, t) for d, t in zip(dprev, total, strict=True)))
     return kept, tuple(xp.where(real, d, zero) for d in dpre)
 
@@ -318,8 +328,7 @@ def backward(
     # previous carry fields above (the same data movement as stacking the hidden states)
     a_prev = (prev["a"] if "a" in prev else previous(xp, states, "a", init.a)).last_axis(xp, 0)
     dWa = dA @ xp.reshape(a_prev, (n_a, m * T)).T
-    if mask is not None:  # as the forward read it: padded steps zero (0 * NaN would be NaN)
-        x = zero_padded(xp, x, mask)
+    x = zero_padded(xp, x, mask)  # padded steps read as zero (0 * NaN would be NaN)
     dWx = dX @ xp.reshape(x, (n_x, m * T)).T
     dbhn = None
     if w.bhn is not None:  # the GRU's candidate block of the recurrent gradient

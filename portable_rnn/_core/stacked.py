@@ -65,8 +65,8 @@ def forward(xp, cell: Cell, weights: list[Weights], x, D: int, inits, lengths=No
     L = len(weights) // D
     n_a, m = weights[0].Wa.shape[1], x.shape[1]
     zeros = zeros_like_state(xp, (n_a, m), x)
-    mask = None if lengths is None else sequence.step_mask(xp, lengths, x.shape[-1])
-    masks = [mask] if mask is None or D == 1 else [mask, xp.flip(mask, axis=0)]
+    mask = sequence.step_mask(xp, lengths, x.shape[-1])
+    masks = [mask, None if mask is None or D == 1 else xp.flip(mask, axis=0)]  # by direction
     runs, finals = [], [[] for _ in cell.spec.carry]
     inp = x
     for layer in range(L):
@@ -75,11 +75,9 @@ def forward(xp, cell: Cell, weights: list[Weights], x, D: int, inits, lengths=No
             k = layer * D + d
             init = cell.Carry(*(zeros if s is None else s[k, :, :] for s in inits))
             x_k = inp if d == 0 else xp.flip(inp, axis=-1)
-            mask_k = masks[min(d, len(masks) - 1)]
+            mask_k = masks[d]
             states = sequence.forward(xp, cell, weights[k], x_k, init, mask_k)
-            a = states.last_axis(xp, "a")
-            if mask_k is not None:
-                a = sequence.zero_padded(xp, a, mask_k)
+            a = sequence.zero_padded(xp, states.last_axis(xp, "a"), mask_k)
             runs.append(Run(x_k, init, states, weights[k], mask_k))
             for j, name in enumerate(cell.spec.carry):
                 finals[j].append(states.final(name))  # no need to stack every step
