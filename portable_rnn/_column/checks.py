@@ -6,7 +6,15 @@ from .._core import sequence
 from .._core.spec import CellSpec
 from .._validate import Dims, check_lengths, get_params
 
-__all__ = ["check_inputs", "check_layer", "column_params", "forward_lengths"]
+__all__ = [
+    "check_inputs",
+    "check_layer",
+    "check_state",
+    "column_params",
+    "forward_lengths",
+    "input_width",
+    "refuse_batch_major",
+]
 
 
 def column_params(spec: CellSpec, parameters, name: str = "parameters") -> dict:
@@ -36,8 +44,70 @@ def check_layer(dims: Dims, spec: CellSpec, p: dict, x_name: str) -> None:
 
 def check_inputs(dims: Dims, spec: CellSpec, x_name: str, x, letters: str, p: dict) -> None:
     """Check the input ``x`` (``letters``: ``"n_x m"`` or ``"n_x m T_x"``), then the layer."""
+    refuse_batch_major(x_name, x, input_width(spec, p))
     dims.check(x_name, x, letters)
     check_layer(dims, spec, p, x_name)
+
+
+def input_width(spec: CellSpec, p: dict) -> tuple[int, str] | None:
+    """``(n_x, source)``: the input width a layer's weights expect, and where it was read;
+    ``None`` when the weights are not 2-D (their own check names them)."""
+    if spec.separate:  # the RNN: Wax is (n_a, n_x)
+        W = p.get("Wax")
+        return (int(W.shape[1]), "Wax") if getattr(W, "ndim", None) == 2 else None
+    key = f"W{spec.gates[0]}"
+    W = p.get(key)
+    if getattr(W, "ndim", None) != 2:
+        return None
+    return int(W.shape[1]) - int(W.shape[0]), f"{key} (n_a + n_x columns)"
+
+
+def refuse_batch_major(x_name: str, x, width: tuple[int, str] | None) -> None:
+    """An input whose features are on the last axis, not the first, named with a hint.
+
+    The column dialect takes ``(n_x, m)`` steps and ``(n_x, m, T_x)`` sequences; the
+    batch-major ``(m, T_x, n_x)`` of the rows dialect and PyTorch's ``batch_first``, and
+    PyTorch's default ``(T_x, m, n_x)``, would otherwise be blamed on a weight.
+    """
+    shape = tuple(int(s) for s in getattr(x, "shape", ()))
+    if width is None or len(shape) not in (2, 3) or shape[0] == width[0]:
+        return
+    n_x, source = width
+    if shape[-1] != n_x:
+        return
+    if len(shape) == 2:
+        raise ValueError(
+            f"{x_name} has shape {shape}, features last, but the column dialect takes "
+            f"(n_x, m) with n_x = {n_x} (from {source}): pass its transpose"
+        )
+    raise ValueError(
+        f"{x_name} has shape {shape}, features last, but the column dialect takes "
+        f"(n_x, m, T_x) with n_x = {n_x} (from {source}): from batch-major (m, T_x, n_x) "
+        "that is x.transpose(2, 0, 1) in NumPy, from PyTorch's (T_x, m, n_x) "
+        "x.transpose(2, 1, 0); or use portable_rnn.rnn_layers (batch-major) or "
+        "portable_rnn.LSTM/GRU/RNN (PyTorch's layouts)"
+    )
+
+
+def check_state(dims: Dims, name: str, state, letters: str) -> None:
+    """``dims.check`` of a state (``"n_a m"``, or ``"L*D n_a m"`` in a stack), with a hint
+    when its last two axes are swapped: PyTorch's states put the batch before the hidden
+    units (``(L*D, N, H)``), the column dialect after. When ``n_a == m`` the shapes cannot
+    tell them apart (see "PyTorch's layouts" in the conventions)."""
+    try:
+        dims.check(name, state, letters)
+    except ValueError as err:
+        spec = letters.split()
+        shape = tuple(int(s) for s in state.shape)
+        wanted = tuple(dims[k] if k in dims.size else None for k in spec)
+        swapped = (*wanted[:-2], wanted[-1], wanted[-2])
+        if len(shape) == len(spec) and None not in wanted and shape == swapped:
+            raise ValueError(
+                f"{err}: its last two axes look swapped, as in PyTorch's (..., N, H) state "
+                f"layout; the column dialect puts the batch last ({', '.join(spec)}): swap them "
+                f"({name}.swapaxes(-1, -2) in NumPy)"
+            ) from None
+        raise
 
 
 def forward_lengths(xp, lengths, x, dims: Dims):

@@ -45,7 +45,7 @@ from .._core.sequence import zero_padded
 from .._core.spec import GRU
 from .._validate import Dims, check_arrays
 from .caches import StepCaches, backward_mask, check_da, sequence_caches
-from .checks import check_inputs, column_params, forward_lengths
+from .checks import check_inputs, check_state, column_params, forward_lengths
 
 __all__ = ["gru_backward", "gru_cell_backward", "gru_cell_forward", "gru_forward"]
 
@@ -104,7 +104,7 @@ def gru_cell_forward(xt, a_prev, parameters):
     xp = check_arrays({"xt": xt, "a_prev": a_prev, **p})
     dims = Dims()
     check_inputs(dims, GRU, "xt", xt, "n_x m", p)
-    dims.check("a_prev", a_prev, "n_a m")
+    check_state(dims, "a_prev", a_prev, "n_a m")
     n_a = dims["n_a"]
     W, b = sequence.stack_gates(xp, GRU, p)
     xw = W[:, n_a:] @ xt + b
@@ -209,7 +209,7 @@ def gru_forward(x, a0, parameters, *, lengths=None):
     check_inputs(dims, GRU, "x", x, "n_x m T_x", p)
     dims.require_steps("T_x", "x", x)
     if a0 is not None:
-        dims.check("a0", a0, "n_a m")
+        check_state(dims, "a0", a0, "n_a m")
     lengths, mask = forward_lengths(xp, lengths, x, dims)
     if a0 is None:
         a0 = zeros_like_state(xp, (dims["n_a"], dims["m"]), x)

@@ -36,7 +36,7 @@ from .._core.sequence import zero_padded
 from .._core.spec import LSTM
 from .._validate import Dims, check_arrays
 from .caches import StepCaches, backward_mask, check_da, seed_style_caches, sequence_caches
-from .checks import check_inputs, column_params, forward_lengths
+from .checks import check_inputs, check_state, column_params, forward_lengths
 
 __all__ = ["lstm_backward", "lstm_cell_backward", "lstm_cell_forward", "lstm_forward"]
 
@@ -102,8 +102,8 @@ def lstm_cell_forward(xt, a_prev, c_prev, parameters):
     xp = check_arrays({"xt": xt, "a_prev": a_prev, "c_prev": c_prev, **p})
     dims = Dims()
     check_inputs(dims, LSTM, "xt", xt, "n_x m", p)
-    dims.check("a_prev", a_prev, "n_a m")
-    dims.check("c_prev", c_prev, "n_a m")
+    check_state(dims, "a_prev", a_prev, "n_a m")
+    check_state(dims, "c_prev", c_prev, "n_a m")
     W, b = sequence.stack_gates(xp, LSTM, p)
     z = W @ xp.concat([a_prev, xt], axis=0) + b
     s = core.activate(xp, z, c_prev, dims["n_a"])
@@ -226,7 +226,7 @@ def lstm_forward(x, a0, parameters, *, c0=None, lengths=None):
     shape = (dims["n_a"], dims["m"])
     for name, state in (("a0", a0), ("c0", c0)):
         if state is not None:
-            dims.check(name, state, "n_a m")
+            check_state(dims, name, state, "n_a m")
     lengths, mask = forward_lengths(xp, lengths, x, dims)
     has_c0 = c0 is not None
     a0 = zeros_like_state(xp, shape, x) if a0 is None else snapshot(xp, a0)

@@ -28,7 +28,15 @@ from .._core.sequence import zero_padded
 from .._core.spec import RNN
 from .._validate import Dims, check_arrays
 from .caches import StepCaches, backward_mask, check_da, seed_style_caches, sequence_caches
-from .checks import check_inputs, check_layer, column_params, forward_lengths
+from .checks import (
+    check_inputs,
+    check_layer,
+    check_state,
+    column_params,
+    forward_lengths,
+    input_width,
+    refuse_batch_major,
+)
 
 __all__ = ["rnn_backward", "rnn_cell_backward", "rnn_cell_forward", "rnn_forward"]
 
@@ -82,7 +90,7 @@ def rnn_cell_forward(xt, a_prev, parameters):
     xp = check_arrays({"xt": xt, "a_prev": a_prev, **p})
     dims = Dims()
     check_inputs(dims, RNN, "xt", xt, "n_x m", p)
-    dims.check("a_prev", a_prev, "n_a m")
+    check_state(dims, "a_prev", a_prev, "n_a m")
     a_next = core.activate(xp, p["Wax"] @ xt + p["ba"], p["Waa"] @ a_prev)
     yt_pred = softmax(xp, p["Wya"] @ a_next + p["by"], axis=0) if "Wya" in p else None
     return a_next, yt_pred, RNNCellCache(a_next, a_prev, xt, parameters)
@@ -186,11 +194,12 @@ def rnn_forward(x, a0, parameters, *, lengths=None):
     p = column_params(RNN, parameters)
     xp = check_arrays({"x": x, "a0": a0, **p}, optional=("a0",))
     dims = Dims()
+    refuse_batch_major("x", x, input_width(RNN, p))
     dims.check("x", x, "n_x m T_x")
     dims.require_steps("T_x", "x", x)
     check_layer(dims, RNN, p, "x")
     if a0 is not None:
-        dims.check("a0", a0, "n_a m")
+        check_state(dims, "a0", a0, "n_a m")
     lengths, mask = forward_lengths(xp, lengths, x, dims)
     if a0 is None:
         a0 = zeros_like_state(xp, (dims["n_a"], dims["m"]), x)

@@ -22,6 +22,7 @@ from .._core import sequence
 from .._core import stacked as core
 from .._core.spec import CellSpec, cell_spec
 from .._validate import Dims, check_arrays, check_backward_lengths, check_lengths, get_params
+from .checks import check_state, input_width, refuse_batch_major
 
 __all__ = ["multilayer_backward", "multilayer_forward"]
 
@@ -33,8 +34,38 @@ def _layer_list(layers) -> None:
         )
 
 
+def _fits(spec: CellSpec, layers, n_x: int, directions: int) -> bool:
+    """Whether the dicts' weights have the input widths of a stack of ``directions``."""
+    if len(layers) % directions:
+        return False
+    ps = [get_params(layer, spec.layer_keys, f"layers[{k}]") for k, layer in enumerate(layers)]
+    widths = [input_width(spec, p) for p in ps]
+    if any(w is None for w in widths):
+        return False
+    n_a = int(ps[0][spec.layer_keys[0]].shape[0])
+    expected = [n_x if k < directions else directions * n_a for k in range(len(layers))]
+    return [cast(tuple, w)[0] for w in widths] == expected
+
+
 def _check_layers(spec: CellSpec, layers, n_x: int, directions: int):
-    """Per-layer parameter dicts, checked; returns ``(params, n_a, num_layers)``."""
+    """Per-layer parameter dicts, checked; returns ``(params, n_a, num_layers)``.
+
+    A list made for the other ``bidirectional`` (e.g. `portable_rnn.interop.from_torch` of
+    a bidirectional module run without ``bidirectional=True``) gets that hint."""
+    try:
+        return _checked_layers(spec, layers, n_x, directions)
+    except ValueError as err:
+        other = 2 if directions == 1 else 1
+        if isinstance(layers, (list, tuple)) and layers and _fits(spec, layers, n_x, other):
+            hint = "True" if other == 2 else "False"
+            raise ValueError(
+                f"{err}; the dicts fit a {'bidirectional' if other == 2 else 'unidirectional'}"
+                f" stack: pass bidirectional={hint}"
+            ) from None
+        raise
+
+
+def _checked_layers(spec: CellSpec, layers, n_x: int, directions: int):
     _layer_list(layers)
     if len(layers) % directions:
         raise ValueError(
@@ -123,17 +154,18 @@ def multilayer_forward(x, layers, *, cell, bidirectional=False, a0=None, c0=None
         )
     xp = check_arrays(named, optional=("a0", "c0"))
     dims = Dims()
+    refuse_batch_major("x", x, input_width(spec, get_params(layers[0], spec.layer_keys)))
     dims.check("x", x, "n_x m T_x")
     dims.require_steps("T_x", "x", x)
     params, n_a, L = _check_layers(spec, layers, dims["n_x"], D)
     dims.define("n_a", n_a, "layers[0]")
     dims.define("L*D", L * D, "len(layers)")
     if a0 is not None:
-        dims.check("a0", a0, "L*D n_a m")
+        check_state(dims, "a0", a0, "L*D n_a m")
     if c0 is not None:
         if "c" not in spec.carry:
             raise ValueError(f"c0 is for the LSTM's cell state; cell {cell!r} has none")
-        dims.check("c0", c0, "L*D n_a m")
+        check_state(dims, "c0", c0, "L*D n_a m")
     lengths = check_lengths(lengths, x, dims["m"], dims["T_x"])
 
     # the cache keeps what the backward reads as the forward read it (see `snapshot`)
