@@ -52,14 +52,13 @@ def check_inputs(dims: Dims, spec: CellSpec, x_name: str, x, letters: str, p: di
 def input_width(spec: CellSpec, p: dict) -> tuple[int, str] | None:
     """``(n_x, source)``: the input width a layer's weights expect, and where it was read;
     ``None`` when the weights are not 2-D (their own check names them)."""
-    if spec.separate:  # the RNN: Wax is (n_a, n_x)
-        W = p.get("Wax")
-        return (int(W.shape[1]), "Wax") if getattr(W, "ndim", None) == 2 else None
-    key = f"W{spec.gates[0]}"
-    W = p.get(key)
-    if getattr(W, "ndim", None) != 2:
+    key = "Wax" if spec.separate else f"W{spec.gates[0]}"  # the RNN's Wax is (n_a, n_x)
+    shape = getattr(p.get(key), "shape", ())
+    if len(shape) != 2:
         return None
-    return int(W.shape[1]) - int(W.shape[0]), f"{key} (n_a + n_x columns)"
+    if spec.separate:
+        return int(shape[1]), key
+    return int(shape[1]) - int(shape[0]), f"{key} (n_a + n_x columns)"
 
 
 def refuse_batch_major(x_name: str, x, width: tuple[int, str] | None) -> None:
