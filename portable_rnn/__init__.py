@@ -1,4 +1,4 @@
-"""portable_rnn: vanilla RNN and LSTM, forward and backward, on any array API backend.
+"""portable_rnn: vanilla RNN, LSTM and GRU, forward and backward, on any array API backend.
 
 Written once against the Python array API standard (through array-api-compat),
 the same functions run on NumPy, CuPy, JAX, PyTorch and array_api_strict
