@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # The checks CI runs, in the environment made by ci/setup.sh (or any
 # environment with portable_rnn[dev] installed). Usage: bash ci/test.sh
+# With --after-readme (CI, after ci/newcomer.sh ran the suite and the main job): the
+# suite's step runs only the CuPy kernel traces (CuPy is installed only now), and the
+# short training run is skipped.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+after_readme=0
+if [ "${1:-}" = "--after-readme" ]; then after_readme=1; fi
 if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=${PYTHON:-python3}; fi
 status=0
 step() { echo; echo "=== $*"; }
@@ -14,13 +19,19 @@ step "lint: ruff"
 step "types: basedpyright (basic mode, portable_rnn/)"
 "$PY" -m basedpyright || status=1
 
-step "tests: the README's test command, every CPU backend required"
+if [ "$after_readme" -eq 1 ]; then
+    suite=(tests/test_fused.py)
+    step "tests: CuPy's kernel traces (tests/test_fused.py), CuPy required; the suite ran in ci/newcomer.sh"
+else
+    suite=()
+    step "tests: the README's test command, every CPU backend required"
+fi
 # On CI no CPU backend may be skipped: naming them makes a missing one an error.
 export PORTABLE_RNN_TEST_BACKENDS=${PORTABLE_RNN_TEST_BACKENDS:-numpy,numpy:readonly,array_api_strict,array_api_strict:strictest,jax,torch}
 # CuPy is installed on CI (no GPU): the tests that trace its fused kernels must run, not skip.
 export PORTABLE_RNN_REQUIRE_CUPY=${PORTABLE_RNN_REQUIRE_CUPY:-1}
 # The README's command: on every core (pytest-xdist), each worker a process of its own.
-"$PY" -m pytest -n auto
+"$PY" -m pytest -n auto "${suite[@]}"
 rc=$?
 if [ "$rc" -eq 5 ]; then
     echo "ci/test.sh: pytest collected no tests (exit code 5); that is a failure here"
@@ -32,11 +43,13 @@ fi
 step "cross-backend conformance: python -m portable_rnn (portable-rnn check)"
 "$PY" -m portable_rnn || status=1
 
-step "main job, short: portable-rnn train on the embedded corpus, then sample"
-out="${TMPDIR:-/tmp}/portable_rnn_ci_charlm.npz"
-"$PY" -m portable_rnn train --steps 150 --eval-every 75 --hidden 128 --no-progress --out "$out" \
-    && "$PY" -m portable_rnn sample --checkpoint "$out" --length 200 --seed 0 --prime "The " \
-    || status=1
+if [ "$after_readme" -eq 0 ]; then
+    step "main job, short: portable-rnn train on the embedded corpus, then sample"
+    out="${TMPDIR:-/tmp}/portable_rnn_ci_charlm.npz"
+    "$PY" -m portable_rnn train --steps 150 --eval-every 75 --hidden 128 --no-progress --out "$out" \
+        && "$PY" -m portable_rnn sample --checkpoint "$out" --length 200 --seed 0 --prime "The " \
+        || status=1
+fi
 
 step "docs: mkdocs build --strict"
 NO_MKDOCS_2_WARNING=1 "$PY" -m mkdocs build --strict --quiet --site-dir "${TMPDIR:-/tmp}/portable_rnn_site" || status=1
