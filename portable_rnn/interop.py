@@ -3,7 +3,9 @@ portable_rnn parameters, and back.
 
 `from_torch` returns arrays of PyTorch (detached copies, on the module's device
 and in its dtype); move them anywhere with `portable_rnn.to_backend`.
-`to_torch` builds a module from parameters of any backend.
+`to_torch` builds a module from parameters of any backend. `grads_to_torch` writes
+portable_rnn gradients (of any backend) into a module's ``.grad``, the mapping below
+inverted: a summed bias gives its gradient to both ``bias_ih`` and ``bias_hh``.
 
 Mapping (``H`` hidden units; PyTorch gate rows: RNN one block, LSTM i, f, g, o,
 GRU r, z, n; ``[A | B]`` joins columns, hidden-state columns first):
@@ -27,13 +29,15 @@ column forwards then return ``y = None``.
 
 from __future__ import annotations
 
+import warnings
+
 from . import _creation
 from ._backend import compat as _compat
 from ._core import spec as _spec
 from ._validate import check_is_array as _check_is_array
 from ._validate import get_params as _get_params
 
-__all__ = ["from_torch", "to_torch"]
+__all__ = ["from_torch", "grads_to_torch", "to_torch"]
 
 
 def _torch():
@@ -140,6 +144,12 @@ def from_torch(module, dialect="column"):
         An attribute portable_rnn cannot represent (``nonlinearity``,
         ``proj_size``), or one the dialect does not fit (``batch_first``,
         ``num_layers``, ``bidirectional`` in the rows dialect), named.
+
+    Warns
+    -----
+    UserWarning
+        The module has ``dropout != 0``: the weights are carried over, the dropout
+        between layers is not (portable_rnn's stacks apply none).
     """
     torch = _torch()
     if dialect not in ("column", "rows"):
@@ -152,6 +162,13 @@ def from_torch(module, dialect="column"):
     if spec.name == "lstm" and not is_cell and module.proj_size:
         raise ValueError(
             f"module.proj_size is {module.proj_size}; LSTMs with projections are not supported"
+        )
+    if not is_cell and module.dropout:
+        warnings.warn(
+            f"module.dropout is {module.dropout}; the dropout is not carried over "
+            "(portable_rnn's stacks apply no dropout between layers)",
+            UserWarning,
+            stacklevel=2,
         )
     xp = _compat.namespace_for("torch")
     convert = _column if dialect == "column" else _rows
@@ -183,17 +200,18 @@ def _marker(spec: _spec.CellSpec) -> str:
     return spec.separate[1] if spec.separate else spec.layer_keys[0]
 
 
-def _layer_dicts(parameters) -> list:
-    """The dicts of ``parameters`` (one dict, or a non-empty list of them), with their names."""
+def _layer_dicts(parameters, what: str = "parameters") -> list:
+    """The dicts of ``parameters`` (one dict, or a non-empty list of them), with their names
+    (``what`` names the argument)."""
     if isinstance(parameters, dict):
-        return [("parameters", parameters)]
+        return [(what, parameters)]
     if isinstance(parameters, (list, tuple)) and parameters:
         for k, p in enumerate(parameters):
             if not isinstance(p, dict):
-                raise TypeError(f"parameters[{k}] must be a dict of arrays, got {type(p).__name__}")
-        return [(f"parameters[{k}]", p) for k, p in enumerate(parameters)]
+                raise TypeError(f"{what}[{k}] must be a dict of arrays, got {type(p).__name__}")
+        return [(f"{what}[{k}]", p) for k, p in enumerate(parameters)]
     got = "an empty list" if isinstance(parameters, (list, tuple)) else type(parameters).__name__
-    raise TypeError(f"parameters must be a dict or a non-empty list of dicts, got {got}")
+    raise TypeError(f"{what} must be a dict or a non-empty list of dicts, got {got}")
 
 
 def _infer(parameters):
@@ -331,3 +349,128 @@ def _torch_device(p):
     if _compat.backend_name(_compat.array_namespace(arr)) == "torch":
         return _compat.device(arr)
     return "cpu"
+
+
+def _grad_keys(spec: _spec.CellSpec, g) -> tuple[str, ...]:
+    """The keys of a gradient dict: the rows dialect's when it has ``dWx``, else the column
+    dialect's (``dWax``... / ``dWf``... / ``dWr``...)."""
+    if "dWx" in g:
+        return ("dWx", "dWh", "db", *(f"d{k}" for k in spec.hidden_biases.values()))
+    return tuple(f"d{k}" for k in spec.layer_keys)
+
+
+def _grad_tensors(spec: _spec.CellSpec, xp, g, H: int):
+    """PyTorch's ``(weight_ih, weight_hh, bias_ih, bias_hh)`` gradients from one checked
+    gradient dict with the keys `_grad_keys` gives."""
+    if "dWx" in g:  # the rows dialect
+        order = spec.permutation(spec.rows_order, spec.torch_order)
+        gW_ih, gW_hh, gb = g["dWx"].T, g["dWh"].T, g["db"]
+        gb_hh = gb
+        if spec.hidden_biases:  # db = [r, z, n (b_in only)]; dbhn the hidden side of n
+            gb_hh = xp.concat([gb[: 2 * H], g["dbhn"]], axis=0)
+        blocks = [gW_ih, gW_hh, gb, gb_hh]
+        if order != tuple(range(len(order))):
+            blocks = [_blocks(xp, t, H, order) for t in blocks]
+        return blocks[0], blocks[1], blocks[2], blocks[3]
+    if spec.separate:
+        kx, ka, kb = (f"d{k}" for k in spec.separate)
+        return g[kx], g[ka], g[kb][:, 0], g[kb][:, 0]
+    names = spec.torch_order
+    gW_hh = xp.concat([g[f"dW{k}"][:, :H] for k in names], axis=0)
+    gW_ih = xp.concat([g[f"dW{k}"][:, H:] for k in names], axis=0)
+    gb_ih = xp.concat([g[f"db{k}"][:, 0] for k in names], axis=0)
+    hidden = [
+        g["d" + spec.hidden_biases[k]] if k in spec.hidden_biases else g[f"db{k}"] for k in names
+    ]
+    gb_hh = xp.concat([b[:, 0] for b in hidden], axis=0)
+    return gW_ih, gW_hh, gb_ih, gb_hh
+
+
+def grads_to_torch(grads, module, *, accumulate=False):
+    """Write portable_rnn gradients into a PyTorch module's ``.grad``: `from_torch`'s
+    mapping, inverted.
+
+    ``module.weight_ih_l0.grad`` and friends then hold what PyTorch's autograd would
+    have left there for the same loss, so that a ``torch.optim`` optimizer can step
+    with gradients from portable_rnn's hand-written backward (of any backend).
+
+    Parameters
+    ----------
+    grads : dict, or list of dict
+        Gradient dicts as the backwards return them, for every layer and direction in
+        PyTorch's order (layer 0 forward, [layer 0 reverse,] layer 1 forward, ...):
+        the column dialect's ``dWax``, ``dWaa``, ``dba`` (RNN), ``dW{f,i,c,o}``
+        (H, H + H_in) and ``db{f,i,c,o}`` (H, 1) (LSTM), ``dW{r,z,n}``, ``db{r,z,n}``,
+        ``dbhn`` (GRU); or the rows dialect's ``dWx`` (H_in, nH), ``dWh`` (H, nH),
+        ``db`` (nH,)[, ``dbhn`` (H,)]. The dict `portable_rnn.multilayer_backward`
+        returns may be given as it is (its ``layers`` are used); other keys (``dx``,
+        ``da0``...) are ignored. Any backend: the gradients are moved to the module's
+        device and dtype.
+    module : torch.nn.RNN, LSTM, GRU, RNNCell, LSTMCell or GRUCell
+        The module whose parameters the gradients are of.
+    accumulate : bool, keyword-only
+        Add to the ``.grad`` already there (as ``loss.backward()`` does) instead of
+        replacing it.
+
+    Returns
+    -------
+    module : torch.nn.Module
+        The same module, its parameters' ``.grad`` set: ``weight_ih`` (nH, H_in),
+        ``weight_hh`` (nH, H), ``bias_ih`` and ``bias_hh`` (nH,) of every layer. A
+        summed bias (``b = bias_ih + bias_hh``) gives its gradient to both; the GRU's
+        ``bn`` goes to ``bias_ih``'s n block only and ``bhn`` to ``bias_hh``'s.
+
+    Raises
+    ------
+    TypeError
+        Not a supported module, or gradients that are not dicts of arrays.
+    ValueError
+        The wrong number of dicts for the module's layers and directions, or a gradient
+        of the wrong shape (layer and parameter named).
+    KeyError
+        A gradient dict without a key the cell needs (a `MissingParameterError`).
+    """
+    torch = _torch()
+    spec, is_cell = _kind(module)
+    if isinstance(grads, dict) and "layers" in grads:
+        grads = grads["layers"]
+    named = _layer_dicts(grads, "grads")
+    n = 1 if is_cell else module.num_layers * (2 if module.bidirectional else 1)
+    if len(named) != n:
+        raise ValueError(
+            f"grads holds {len(named)} gradient dict(s) but the module has {n} layer(s) "
+            "and direction(s)"
+        )
+    ref = module.weight_hh if is_cell else module.weight_hh_l0
+    xp = _compat.namespace_for("torch")
+    H = ref.shape[1]
+    dtype = _compat.dtype_name(ref.dtype)
+    D = 1 if is_cell else n // module.num_layers
+    writes = []  # everything is checked before the first .grad is written
+    for k, (name, g) in enumerate(named):
+        g = _get_params(g, _grad_keys(spec, g), name)
+        for key, value in g.items():
+            _check_is_array(f"{name}[{key!r}]", value)
+        g = _creation.to_backend(g, "torch", ref.device, dtype=dtype)
+        suffix = "" if is_cell else f"_l{k // D}" + ("_reverse" if k % D else "")
+        for pname, value in zip(
+            ("weight_ih", "weight_hh", "bias_ih", "bias_hh"),
+            _grad_tensors(spec, xp, g, H),
+            strict=True,
+        ):
+            param = getattr(module, pname + suffix, None)
+            if param is None:  # bias=False: nothing to write
+                continue
+            if tuple(param.shape) != tuple(value.shape):
+                raise ValueError(
+                    f"{name}: the gradient of {pname}{suffix} would have shape "
+                    f"{tuple(value.shape)}, the module's is {tuple(param.shape)}"
+                )
+            writes.append((param, torch.as_tensor(value).detach().clone()))
+    with torch.no_grad():
+        for param, value in writes:
+            if accumulate and param.grad is not None:
+                param.grad.add_(value)
+            else:
+                param.grad = value
+    return module

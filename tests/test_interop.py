@@ -11,7 +11,7 @@ import pytest
 import portable_rnn as prnn
 from portable_rnn import rnn_layers
 from portable_rnn._core.spec import cell_spec
-from portable_rnn.interop import _column, from_torch, to_torch
+from portable_rnn.interop import _column, from_torch, grads_to_torch, to_torch
 from portable_rnn.testing import assert_close, to_numpy
 
 torch = pytest.importorskip("torch", reason="PyTorch is the oracle of these tests")
@@ -284,3 +284,127 @@ def test_torch_weights_agree_on_every_backend(xp, kind, record_diff):
         for key, value in from_ih.items():
             if key.startswith("W"):
                 assert_close(grads["d" + key], value.numpy(), err_msg=key, **kw)
+
+
+# --- dropout is not carried over; gradients back into a module (grads_to_torch) ---------
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_from_torch_warns_that_dropout_is_not_carried_over(kind):
+    module = MODULES[kind](3, 4, num_layers=2, dropout=0.25)
+    with pytest.warns(UserWarning, match=r"dropout is 0\.25; the dropout is not carried over"):
+        layers = from_torch(module)
+    assert len(layers) == 2
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning without dropout
+        from_torch(MODULES[kind](3, 4, num_layers=2))
+
+
+def _fresh_copy(module):
+    """The same module with no gradients."""
+    import copy
+
+    other = copy.deepcopy(module)
+    for p in other.parameters():
+        p.grad = None
+    return other
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("backend", ["torch", "numpy"])
+def test_grads_to_torch_equals_autograd_two_layers_bidirectional(kind, backend):
+    torch.manual_seed(5)
+    n_x, n_a, m, T, L = 3, 4, 2, 5, 2
+    module = MODULES[kind](n_x, n_a, num_layers=L, bidirectional=True, dtype=torch.float64)
+    target = _fresh_copy(module)
+    x = torch.randn(T, m, n_x, dtype=torch.float64)
+    out, states = module(x)
+    h_n = states[0] if kind == "lstm" else states
+    dout, dh_n = torch.randn_like(out), torch.randn_like(h_n)
+    ((out * dout).sum() + (h_n * dh_n).sum()).backward()
+
+    layers = prnn.to_backend(from_torch(module), backend)
+    x_col = prnn.to_backend(x.permute(2, 1, 0).contiguous(), backend)
+    *_, cache = prnn.multilayer_forward(x_col, layers, cell=kind, bidirectional=True)
+    g = prnn.multilayer_backward(
+        prnn.to_backend(dout.permute(2, 1, 0).contiguous(), backend),
+        cache,
+        da_n=prnn.to_backend(dh_n.permute(0, 2, 1).contiguous(), backend),
+    )
+    assert grads_to_torch(g["layers"], target) is target
+    names = [n for n, _ in module.named_parameters()]
+    assert len(names) == 4 * 2 * L
+    for (name, theirs), ours in zip(module.named_parameters(), target.parameters(), strict=True):
+        assert ours.grad is not None, name
+        assert ours.grad.dtype == theirs.dtype and ours.grad.shape == theirs.shape
+        _close(ours.grad, theirs.grad, name)
+    # the whole dict of multilayer_backward works too, and accumulate adds
+    grads_to_torch(g, target, accumulate=True)
+    for (name, theirs), ours in zip(module.named_parameters(), target.parameters(), strict=True):
+        _close(ours.grad, 2 * theirs.grad, name + " (accumulated)")
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_grads_to_torch_rows_dialect_and_cells(kind):
+    torch.manual_seed(6)
+    module = MODULES[kind](3, 4, batch_first=True, dtype=torch.float64)
+    target = _fresh_copy(module)
+    x = torch.randn(2, 5, 3, dtype=torch.float64)
+    out, _ = module(x)
+    dout = torch.randn_like(out)
+    (out * dout).sum().backward()
+    p = from_torch(module, dialect="rows")
+    h0 = torch.zeros(2, 4, dtype=torch.float64)
+    if kind == "gru":
+        h, cache = rnn_layers.gru_forward(x, h0, p["Wx"], p["Wh"], p["b"], p["bhn"])
+        _, _, dWx, dWh, db, dbhn = rnn_layers.gru_backward(dout, cache)
+        g = {"dWx": dWx, "dWh": dWh, "db": db, "dbhn": dbhn}
+    else:
+        h, cache = getattr(rnn_layers, f"{kind}_forward")(x, h0, p["Wx"], p["Wh"], p["b"])
+        _, _, dWx, dWh, db = getattr(rnn_layers, f"{kind}_backward")(dout, cache)
+        g = {"dWx": dWx, "dWh": dWh, "db": db}
+    _close(h, out, "h")
+    grads_to_torch(g, target)
+    for (name, theirs), ours in zip(module.named_parameters(), target.parameters(), strict=True):
+        _close(ours.grad, theirs.grad, name)
+
+    cell = CELLS[kind](3, 4, dtype=torch.float64)  # one step of a cell, column dialect
+    cell_target = _fresh_copy(cell)
+    xt, a_prev = torch.randn(2, 3, dtype=torch.float64), torch.randn(2, 4, dtype=torch.float64)
+    pc = from_torch(cell)
+    if kind == "lstm":
+        c_prev = torch.randn(2, 4, dtype=torch.float64)
+        h1, c1 = cell(xt, (a_prev, c_prev))
+        da, dc = torch.randn_like(h1), torch.randn_like(c1)
+        ((h1 * da).sum() + (c1 * dc).sum()).backward()
+        *_, cache = prnn.lstm_cell_forward(xt.T, a_prev.T, c_prev.T, pc)
+        gc = prnn.lstm_cell_backward(da.T, dc.T, cache)
+    else:
+        h1 = cell(xt, a_prev)
+        da = torch.randn_like(h1)
+        (h1 * da).sum().backward()
+        *_, cache = getattr(prnn, f"{kind}_cell_forward")(xt.T, a_prev.T, pc)
+        gc = getattr(prnn, f"{kind}_cell_backward")(da.T, cache)
+    grads_to_torch(gc, cell_target)
+    for (name, theirs), ours in zip(cell.named_parameters(), cell_target.parameters(), strict=True):
+        _close(ours.grad, theirs.grad, "cell " + name)
+
+
+def test_grads_to_torch_refuses_what_does_not_fit():
+    module = torch.nn.GRU(3, 4, num_layers=2, dtype=torch.float64)
+    g = prnn.init_multilayer_params("gru", 3, 4, num_layers=2, seed=0)
+    grads = [{"d" + k: v for k, v in p.items()} for p in g]
+    with pytest.raises(ValueError, match=r"grads holds 1 gradient dict\(s\) but the module has 2"):
+        grads_to_torch(grads[:1], module)
+    with pytest.raises(KeyError, match="dbhn"):
+        grads_to_torch([grads[0], {k: v for k, v in grads[1].items() if k != "dbhn"}], module)
+    with pytest.raises(ValueError, match="weight_ih_l1"):
+        grads_to_torch([grads[0], grads[0]], torch.nn.GRU(3, 4, num_layers=2))
+    with pytest.raises(TypeError, match="module must be"):
+        grads_to_torch(grads, None)
+    with pytest.raises(TypeError, match=r"grads\[1\]\['dWr'\] must be an array"):
+        grads_to_torch([grads[0], {**grads[1], "dWr": None}], module)
+    # nothing is written before every dict is checked: layer 0 was fine every time
+    assert all(p.grad is None for p in module.parameters())
