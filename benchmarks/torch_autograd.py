@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-import warnings
 
 import torch
 
@@ -117,9 +116,6 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
-    # portable_rnn's forward snapshots its inputs with torch.asarray(copy=True), which
-    # PyTorch 2.13 warns about on tensors requiring grad (the copy is differentiated)
-    warnings.filterwarnings("ignore", message="torch.asarray", category=UserWarning)
 
     print(
         f"T={args.steps} N={args.batch} H_in={args.input} H={args.hidden} "

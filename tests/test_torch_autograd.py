@@ -271,9 +271,9 @@ def test_sequence_forward_gradcheck(cell, with_lengths):
     assert torch.autograd.gradcheck(f, (x, a0, c0, *p.values()))
 
 
-# portable_rnn's forward copies its inputs for its cache with torch.asarray(copy=True),
-# which PyTorch 2.13 differentiates (a clone) but warns about on tensors requiring grad
-@pytest.mark.filterwarnings("ignore:torch.asarray:UserWarning")
+# portable_rnn's forward copies its inputs for its cache with clone (differentiated, and
+# without torch.asarray's requires_grad warning: any warning here is an error)
+@pytest.mark.filterwarnings("error")
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("with_lengths", [False, True])
 def test_sequence_forward_matches_autograd_through_our_forward(cell, with_lengths):

@@ -371,7 +371,8 @@ def snapshot(xp, arr):
     the backward gives the gradients of the forward as it ran even if the caller changes
     an input in place afterwards. JAX arrays cannot change, so they are kept as they are
     (no copy); every other backend's array is copied (``xp.asarray(arr, copy=True)``, on
-    its device, in its dtype).
+    its device, in its dtype; PyTorch's with ``clone``, which autograd follows and which
+    does not warn about ``requires_grad`` as ``torch.asarray`` does).
     """
     name = backend_name(xp)
     if name == "jax":
@@ -379,4 +380,6 @@ def snapshot(xp, arr):
     if name == "cupy":  # pragma: no cover - needs a GPU
         with arr.device:  # CuPy copies onto the current device, as in zeros_like_state
             return xp.asarray(arr, copy=True)
+    if name == "torch":  # a differentiable copy: torch.asarray warns on requires_grad
+        return arr.clone()
     return xp.asarray(arr, copy=True)
