@@ -25,6 +25,7 @@ from ._creation import (
     init_state,
     to_backend,
 )
+from ._layers import GRU, LSTM, RNN, RNNBase
 from ._validate import MissingParameterError
 
 __version__ = "0.1.0"
@@ -32,9 +33,13 @@ __version__ = "0.1.0"
 _config.warn_unknown_environment()  # a misspelt PORTABLE_RNN_* variable: warn once
 
 __all__ = [
+    "GRU",
+    "LSTM",
+    "RNN",
     "Config",
     "LSTMfwdProp",
     "MissingParameterError",
+    "RNNBase",
     "config_context",
     "fwdProp",
     "fwdPropSeq",

@@ -1,0 +1,1054 @@
+"""Layer objects: `LSTM`, `GRU` and `RNN`, in the spirit of ``torch.nn.LSTM`` and Keras 3.
+
+One object holds the parameters of a stack (`init_multilayer_params`' list of column-dialect
+dicts, PyTorch's order) on one backend, device and dtype, and runs it on inputs in PyTorch's
+layout: ``x (T, N, input_size)`` (``(N, T, input_size)`` with ``batch_first``), states
+``(num_layers * num_directions, N, hidden_size)``. Thin over the functions: calling a layer
+transposes its arguments into the column dialect (``(n_x, m, T_x)``, views where the backend
+has them), runs `multilayer_forward` (and `multilayer_backward`), and transposes back. No
+recurrence is written here.
+
+On JAX the objects are pytrees (registered lazily, once JAX is imported): the parameters are
+the leaves, the configuration is static, so ``jax.jit`` and ``jax.grad`` take functions of a
+layer, and ``jax.grad`` returns a layer of gradients.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.lib.format as npy_format
+
+from . import interop
+from ._backend import compat, pytrees
+from ._backend.devices import DTYPES, to_numpy
+from ._column.stacked import multilayer_backward, multilayer_forward
+from ._core.spec import CELLS, CellSpec
+from ._creation import check_seed, check_sizes, init_multilayer_params, to_backend
+from ._validate import check_is_array
+
+__all__ = ["GRU", "LSTM", "RNN", "RNNBase"]
+
+#: The format name in every saved layer's header.
+FORMAT = "portable_rnn.layer"
+#: The version of the layout; a file of another version is refused.
+FORMAT_VERSION = 1
+_HEADER_KEYS = (
+    "format",
+    "version",
+    "cell",
+    "input_size",
+    "hidden_size",
+    "num_layers",
+    "bidirectional",
+    "batch_first",
+    "dtype",
+)
+_MAX_HEADER_BYTES = 64 * 2**10
+_MAX_FILE_BYTES = 4 * 2**30  # the arrays of one file, checked before anything is read
+_NPY_MAX_HEADER = 10_000
+# what a damaged or crafted file makes zipfile, zlib and numpy's readers raise
+_READ_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    ValueError,
+    KeyError,
+    NotImplementedError,
+    RuntimeError,
+    OverflowError,
+    SyntaxError,
+    MemoryError,
+    UnicodeDecodeError,
+)
+
+
+def _flag(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def _first(layers) -> Any:
+    return next(iter(layers[0].values()))
+
+
+@pytrees.node(children=("stack",), static=("cell", "batch_first", "unbatched"))
+class _LayerCache:
+    """What `RNNBase.forward` returns for `RNNBase.backward`: the stack's cache and the
+    layout of the layer's arrays. A pytree on JAX (the stack's arrays are its leaves)."""
+
+    __slots__ = ("batch_first", "cell", "stack", "unbatched")
+
+    def __init__(self, stack, cell: str, batch_first: bool, unbatched: bool) -> None:
+        self.stack = stack
+        self.cell = cell
+        self.batch_first = batch_first
+        self.unbatched = unbatched
+
+    def __repr__(self) -> str:
+        return f"<cache of a {self.cell.upper()} layer forward>"
+
+
+class RNNBase:
+    """The base of `LSTM`, `GRU` and `RNN`: a stack of one cell on one backend.
+
+    Not made directly: make an `LSTM`, `GRU` or `RNN`, or `RNNBase.load` a file (which
+    gives the subclass the file holds) or `RNNBase.from_torch` a module.
+
+    Attributes
+    ----------
+    layers : list of dict
+        ``num_layers * num_directions`` parameter dicts in PyTorch's order (layer 0
+        forward, [layer 0 reverse,] layer 1 forward, ...), the column dialect of
+        `multilayer_forward`: gate weights ``(hidden_size, hidden_size + n_in)`` and
+        biases ``(hidden_size, 1)`` (``Wax (hidden_size, n_in)``, ``Waa``, ``ba`` for
+        the RNN), with ``n_in = input_size`` for layer 0 and
+        ``num_directions * hidden_size`` above.
+    """
+
+    #: the cell of the subclass
+    _spec: ClassVar[CellSpec]
+    layers: list
+
+    # set by `_assemble`, the one place that makes an object
+    _input_size: int
+    _hidden_size: int
+    _num_layers: int
+    _bidirectional: bool
+    _batch_first: bool
+    _backend: str
+    _device: Any
+    _dtype: str
+
+    def __init__(
+        self,
+        input_size,
+        hidden_size,
+        num_layers=1,
+        *,
+        bidirectional=False,
+        batch_first=False,
+        seed=None,
+        backend=None,
+        device=None,
+        dtype=None,
+    ) -> None:
+        if type(self) is RNNBase:
+            raise TypeError("RNNBase is the base class; make an LSTM, GRU or RNN")
+        check_sizes(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers)
+        bidirectional = _flag(bidirectional, "bidirectional")
+        batch_first = _flag(batch_first, "batch_first")
+        check_seed(seed)
+        layers = init_multilayer_params(
+            self._spec.name,
+            int(input_size),
+            int(hidden_size),
+            num_layers=int(num_layers),
+            bidirectional=bidirectional,
+            seed=seed,
+            backend=backend,
+            device=device,
+            dtype=dtype,
+        )
+        self._set(layers, input_size, hidden_size, num_layers, bidirectional, batch_first)
+
+    # -- construction -----------------------------------------------------------------
+
+    def _set(self, layers, input_size, hidden_size, num_layers, bidirectional, batch_first):
+        first = _first(layers)
+        self.layers = list(layers)
+        self._input_size = int(input_size)
+        self._hidden_size = int(hidden_size)
+        self._num_layers = int(num_layers)
+        self._bidirectional = bool(bidirectional)
+        self._batch_first = bool(batch_first)
+        self._backend = compat.backend_name(compat.array_namespace(first))
+        self._device = compat.device(first)
+        self._dtype = compat.dtype_name(first.dtype)
+        pytrees.ensure()  # JAX imported by now if the arrays are JAX's: register the classes
+
+    @staticmethod
+    def _assemble(
+        cell: str, layers, input_size, hidden_size, num_layers, bidirectional, batch_first
+    ):
+        """A layer of ``cell`` holding ``layers`` (checked by the caller), without drawing."""
+        obj = object.__new__(_CLASSES[cell])
+        obj._set(layers, input_size, hidden_size, num_layers, bidirectional, batch_first)
+        return obj
+
+    def _like(self, layers):
+        return RNNBase._assemble(
+            self._spec.name,
+            layers,
+            self._input_size,
+            self._hidden_size,
+            self._num_layers,
+            self._bidirectional,
+            self._batch_first,
+        )
+
+    # -- properties -------------------------------------------------------------------
+
+    @property
+    def cell(self) -> str:
+        """The cell: ``"lstm"``, ``"gru"`` or ``"rnn"``."""
+        return self._spec.name
+
+    @property
+    def input_size(self) -> int:
+        """Input features of the first layer."""
+        return self._input_size
+
+    @property
+    def hidden_size(self) -> int:
+        """Hidden units of every layer and direction."""
+        return self._hidden_size
+
+    @property
+    def num_layers(self) -> int:
+        """Layers in the stack."""
+        return self._num_layers
+
+    @property
+    def bidirectional(self) -> bool:
+        """Whether every layer also runs over the reversed sequence."""
+        return self._bidirectional
+
+    @property
+    def batch_first(self) -> bool:
+        """Whether inputs and outputs are ``(N, T, features)`` rather than ``(T, N, features)``."""
+        return self._batch_first
+
+    @property
+    def backend(self) -> str:
+        """The backend of the parameters: ``"numpy"``, ``"jax"``, ``"torch"``..."""
+        return self._backend
+
+    @property
+    def device(self) -> Any:
+        """The device of the parameters, as the backend names it (``"cpu"``, a ``torch.device``)."""
+        return self._device
+
+    @property
+    def dtype(self) -> str:
+        """The dtype of the parameters: ``"float32"`` or ``"float64"``."""
+        return self._dtype
+
+    def num_parameters(self) -> int:
+        """The number of parameters (array elements) of `layers`.
+
+        The column dialect keeps one bias per gate (PyTorch's ``bias_ih + bias_hh``, the GRU's
+        candidate excepted), so this is ``num_layers * num_directions * n_blocks *
+        hidden_size`` fewer than PyTorch counts for the same module (``n_blocks`` 4 for the
+        LSTM, 2 for the GRU, 1 for the RNN).
+
+        Returns
+        -------
+        count : int
+        """
+        return sum(math.prod(v.shape) for layer in self.layers for v in layer.values())
+
+    def __repr__(self) -> str:
+        parts = [str(self._input_size), str(self._hidden_size)]
+        if self._num_layers != 1:
+            parts.append(f"num_layers={self._num_layers}")
+        if self._bidirectional:
+            parts.append("bidirectional=True")
+        if self._batch_first:
+            parts.append("batch_first=True")
+        parts.append(f"backend={self._backend!r}")
+        if self._device is not None and "cpu" not in str(self._device).lower():
+            parts.append(f"device={str(self._device)!r}")
+        parts.append(f"dtype={self._dtype!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    # -- checks and layouts -----------------------------------------------------------
+
+    @property
+    def _directions(self) -> int:
+        return 2 if self._bidirectional else 1
+
+    def _check_array(self, name: str, arr):
+        """``arr``'s namespace, once it is an array of this layer's backend, dtype, device."""
+        check_is_array(name, arr)
+        xp = compat.array_namespace(arr)
+        got = compat.backend_name(xp)
+        what = f"this {type(self).__name__}'s parameters"
+        if got != self._backend:
+            raise TypeError(
+                f"{name} is a {got} array but {what} are {self._backend} arrays; move {name} "
+                f"with portable_rnn.to_backend({name}, {self._backend!r}) or the layer with "
+                f".to(backend={got!r})"
+            )
+        if not xp.isdtype(arr.dtype, "real floating"):
+            raise TypeError(f"{name} must have a real floating dtype, got {arr.dtype}")
+        dtype = compat.dtype_name(arr.dtype)
+        if dtype != self._dtype:
+            raise TypeError(
+                f"{name} has dtype {dtype} but {what} are {self._dtype}; portable_rnn does not "
+                f"mix dtypes: convert {name} (portable_rnn.to_backend(..., dtype=...)) or the "
+                "layer (.to(dtype=...))"
+            )
+        dev = compat.device(arr)
+        if not compat.same_device(dev, self._device):
+            raise ValueError(
+                f"{name} is on device {dev} but {what} are on {self._device}; move {name} "
+                "(portable_rnn.to_backend) or the layer (.to(device=...))"
+            )
+        return xp
+
+    def _layout(self, unbatched: bool, features: str) -> str:
+        if unbatched:
+            return f"(T, {features})"
+        return f"(N, T, {features})" if self._batch_first else f"(T, N, {features})"
+
+    def _check_sequence(self, name: str, arr, width: int, features: str, expect=None):
+        """``(xp, unbatched, N, T)`` of a sequence in the layer's layout, checked."""
+        xp = self._check_array(name, arr)
+        shape = tuple(arr.shape)
+        if expect is not None:
+            unbatched, N, T = expect
+            want = (
+                (T, width) if unbatched else ((N, T, width) if self._batch_first else (T, N, width))
+            )
+            if shape != want:
+                raise ValueError(
+                    f"{name} must have shape {self._layout(unbatched, features)} = {want} "
+                    f"(from the forward), got {shape}"
+                )
+            return xp, unbatched, N, T
+        if len(shape) not in (2, 3):
+            raise ValueError(
+                f"{name} must have shape {self._layout(False, features)} "
+                f"(or {self._layout(True, features)} unbatched), got {shape}"
+            )
+        unbatched = len(shape) == 2
+        if unbatched:
+            (T, got), N = shape, 1
+        else:
+            (N, T, got) = shape if self._batch_first else (shape[1], shape[0], shape[2])
+        if got != width:
+            raise ValueError(
+                f"{name} must have shape {self._layout(unbatched, features)} with "
+                f"{features} = {width}, got {shape}"
+            )
+        if T < 1:
+            raise ValueError(f"{name} must have at least one time step, got shape {shape}")
+        return xp, unbatched, N, T
+
+    def _state_parts(self, name: str, state, optional_parts: bool) -> list:
+        """The state's arrays (``[h]`` or ``[h, c]``, each maybe ``None``), named as given."""
+        if state is None:
+            return [None] * len(self._spec.carry)
+        if len(self._spec.carry) == 1:
+            if isinstance(state, (tuple, list)):
+                raise TypeError(
+                    f"{name} of a {type(self).__name__} is one array "
+                    f"(num_layers * num_directions, N, hidden_size), not a {type(state).__name__}"
+                )
+            return [state]
+        if not isinstance(state, (tuple, list)) or len(state) != 2:
+            got = f"a {type(state).__name__}" + (
+                f" of {len(state)}" if isinstance(state, (tuple, list)) else ""
+            )
+            raise TypeError(f"{name} of an LSTM must be a tuple (h, c) of two arrays, got {got}")
+        if not optional_parts:
+            for k, part in enumerate(state):
+                check_is_array(f"{name}[{k}]", part)
+        return list(state)
+
+    def _check_state(self, name: str, state, unbatched: bool, N: int, optional_parts=False):
+        parts = self._state_parts(name, state, optional_parts)
+        LD, H = self._num_layers * self._directions, self._hidden_size
+        want = (LD, H) if unbatched else (LD, N, H)
+        letters = "(num_layers * num_directions, " + ("" if unbatched else "N, ") + "hidden_size)"
+        many = len(parts) > 1
+        for k, part in enumerate(parts):
+            if part is None:
+                continue
+            where = f"{name}[{k}]" if many else name
+            self._check_array(where, part)
+            if tuple(part.shape) != want:
+                raise ValueError(
+                    f"{where} must have shape {letters} = {want}, got {tuple(part.shape)}"
+                )
+        return parts
+
+    def _seq_in(self, xp, arr, unbatched: bool):
+        """A sequence in the layer's layout -> the column dialect ``(features, N, T)``."""
+        if unbatched:
+            return xp.expand_dims(xp.permute_dims(arr, (1, 0)), axis=1)
+        return xp.permute_dims(arr, (2, 0, 1) if self._batch_first else (2, 1, 0))
+
+    def _seq_out(self, xp, arr, unbatched: bool):
+        """A column-dialect sequence ``(features, N, T)`` -> the layer's layout."""
+        if unbatched:
+            return xp.permute_dims(arr[:, 0, :], (1, 0))
+        return xp.permute_dims(arr, (1, 2, 0) if self._batch_first else (2, 1, 0))
+
+    @staticmethod
+    def _state_in(xp, arr, unbatched: bool):
+        if arr is None:
+            return None
+        if unbatched:
+            return xp.expand_dims(arr, axis=2)
+        return xp.permute_dims(arr, (0, 2, 1))
+
+    @staticmethod
+    def _state_out(xp, arr, unbatched: bool):
+        if arr is None:
+            return None
+        if unbatched:
+            return arr[:, :, 0]
+        return xp.permute_dims(arr, (0, 2, 1))
+
+    def _pack(self, parts):
+        return tuple(parts) if len(self._spec.carry) > 1 else parts[0]
+
+    # -- running ----------------------------------------------------------------------
+
+    def forward(self, x, state=None, *, lengths=None):
+        """Run the stack and keep what `backward` needs.
+
+        Parameters
+        ----------
+        x : array, shape (T, N, input_size), or (N, T, input_size) with ``batch_first``
+            The input sequences, on the layer's backend and device, in its dtype; or one
+            unbatched sequence ``(T, input_size)``.
+        state : array or tuple of two arrays, optional
+            The initial state, shape (num_layers * num_directions, N, hidden_size)
+            (``(num_layers * num_directions, hidden_size)`` unbatched), as PyTorch lays it
+            out: ``h0`` for the GRU and RNN, ``(h0, c0)`` for the LSTM. Zeros when omitted.
+        lengths : array of int, shape (N,), or list of int, optional, keyword-only
+            Each sequence's number of real steps, with PyTorch's packed-sequence semantics
+            (see `multilayer_forward`); batched inputs only.
+
+        Returns
+        -------
+        out : array, shape (T, N, num_directions * hidden_size), or (N, T, ...) with ``batch_first``
+            The last layer's hidden states, both directions stacked (forward first); zero at
+            padded steps. ``(T, num_directions * hidden_size)`` unbatched.
+        state : array or tuple of two arrays
+            The final state, laid out as ``state`` (``(h_n, c_n)`` for the LSTM).
+        cache : object
+            For `backward`; opaque (a pytree on JAX).
+        """
+        pytrees.ensure()
+        xp, unbatched, N, _ = self._check_sequence("x", x, self._input_size, "input_size")
+        parts = self._check_state("state", state, unbatched, N)
+        if lengths is not None and unbatched:
+            raise ValueError("lengths needs batched x (T, N, input_size); x is one sequence")
+        inits = [self._state_in(xp, p, unbatched) for p in parts]
+        out, a_n, c_n, stack = multilayer_forward(
+            self._seq_in(xp, x, unbatched),
+            self.layers,
+            cell=self._spec.name,
+            bidirectional=self._bidirectional,
+            a0=inits[0],
+            c0=inits[1] if len(inits) > 1 else None,
+            lengths=lengths,
+        )
+        finals = [self._state_out(xp, s, unbatched) for s in (a_n, c_n)[: len(parts)]]
+        cache = _LayerCache(stack, self._spec.name, self._batch_first, unbatched)
+        return self._seq_out(xp, out, unbatched), self._pack(finals), cache
+
+    def __call__(self, x, state=None, *, lengths=None):
+        """Run the stack: ``out, state = layer(x, state)``, as ``torch.nn.LSTM`` does.
+
+        Parameters
+        ----------
+        x : array, shape (T, N, input_size), or (N, T, input_size) with ``batch_first``
+            As for `forward`; or ``(T, input_size)`` unbatched.
+        state : array or tuple of two arrays, optional
+            Shape (num_layers * num_directions, N, hidden_size); ``(h0, c0)`` for the LSTM.
+        lengths : array of int, shape (N,), or list of int, optional, keyword-only
+            As for `forward`.
+
+        Returns
+        -------
+        out : array, shape (T, N, num_directions * hidden_size), or (N, T, ...) with ``batch_first``
+            The last layer's hidden states.
+        state : array or tuple of two arrays
+            Shape (num_layers * num_directions, N, hidden_size); ``(h_n, c_n)`` for the LSTM.
+        """
+        out, state, _ = self.forward(x, state, lengths=lengths)
+        return out, state
+
+    def backward(self, dout, cache, *, dstate=None):
+        """Backpropagation through time through the forward that made ``cache``.
+
+        Parameters
+        ----------
+        dout : array, shape (T, N, num_directions * hidden_size), or (N, T, ...) if batch_first
+            Gradient of the loss with respect to ``out`` (laid out as ``out``).
+        cache : object
+            From `forward` of this layer (or one of the same configuration).
+        dstate : array or tuple, optional, keyword-only
+            Gradient with respect to the final state, shape (num_layers * num_directions, N,
+            hidden_size); for the LSTM a tuple ``(dh_n, dc_n)``, either of which may be
+            ``None``. ``None``: no gradient there.
+
+        Returns
+        -------
+        dx : array, shape (T, N, input_size), or (N, T, input_size) with ``batch_first``
+            Gradient with respect to ``x`` (zero at padded steps).
+        dstate0 : array or tuple of two arrays
+            Gradient with respect to the initial state, shape (num_layers * num_directions,
+            N, hidden_size); ``(dh0, dc0)`` for the LSTM.
+        grads : list of dict
+            One dict per dict of `layers`, each key prefixed with ``d`` (``dWf``, ``dbf``...;
+            ``dWax``, ``dWaa``, ``dba`` for the RNN), each of its parameter's shape.
+        """
+        name = type(self).__name__
+        if not isinstance(cache, _LayerCache):
+            raise TypeError(
+                f"cache must be the cache returned by {name}.forward, got {type(cache).__name__}"
+            )
+        stack = cache.stack
+        n_x, N, T = (int(d) for d in stack.x.shape)
+        if cache.cell != self._spec.name:
+            raise ValueError(
+                f"cache comes from the forward of a {_CLASSES[cache.cell].__name__}, "
+                f"not of this {self!r}"
+            )
+        made = (n_x, stack.n_a, stack.L, stack.D == 2, cache.batch_first)
+        mine = (
+            self._input_size,
+            self._hidden_size,
+            self._num_layers,
+            self._bidirectional,
+            self._batch_first,
+        )
+        if made != mine:
+            raise ValueError(
+                f"cache comes from the forward of {_CLASSES[cache.cell].__name__}({made[0]}, "
+                f"{made[1]}, num_layers={made[2]}, bidirectional={made[3]}, "
+                f"batch_first={made[4]}), not of this {self!r}"
+            )
+        unbatched = cache.unbatched
+        width = self._directions * self._hidden_size
+        features = "num_directions * hidden_size"
+        xp, *_ = self._check_sequence("dout", dout, width, features, (unbatched, N, T))
+        parts = self._check_state("dstate", dstate, unbatched, N, optional_parts=True)
+        dfinals = [self._state_in(xp, p, unbatched) for p in parts]
+        g = multilayer_backward(
+            self._seq_in(xp, dout, unbatched),
+            stack,
+            da_n=dfinals[0],
+            dc_n=dfinals[1] if len(dfinals) > 1 else None,
+        )
+        dinits = [g["da0"], g.get("dc0")][: len(parts)]
+        dstate0 = self._pack([self._state_out(xp, d, unbatched) for d in dinits])
+        return self._seq_out(xp, g["dx"], unbatched), dstate0, g["layers"]
+
+    # -- moving -----------------------------------------------------------------------
+
+    def to(self, backend=None, device=None, dtype=None):
+        """This layer on another backend, device or dtype: a new object (this one is unchanged).
+
+        Parameters
+        ----------
+        backend : str, optional
+            ``"numpy"``, ``"jax"``, ``"torch"``, ``"cupy"``, ``"array_api_strict"``; ``None``
+            keeps the layer's.
+        device : str or device object, optional
+            ``"cpu"``, ``"gpu:0"``...; ``None`` keeps the layer's device when the backend is
+            kept, else the new backend's default.
+        dtype : {"float32", "float64"}, optional
+            ``None`` keeps the layer's.
+
+        Returns
+        -------
+        layer : same class
+            Its `layers` moved with `portable_rnn.to_backend` (DLPack where it can; arrays
+            that need no move are shared with this layer, not copied).
+        """
+        if backend is None:
+            backend = self._backend
+            if device is None:
+                device = self._device
+        return self._like(to_backend(self.layers, backend, device, dtype=dtype))
+
+    # -- PyTorch ----------------------------------------------------------------------
+
+    @classmethod
+    def from_torch(cls, module, *, backend=None, device=None, dtype=None):
+        """A layer holding the weights of a ``torch.nn.LSTM``, ``GRU`` or ``RNN``.
+
+        Parameters
+        ----------
+        module : torch.nn.LSTM, torch.nn.GRU or torch.nn.RNN
+            ``nonlinearity="tanh"`` for the RNN, no projection for the LSTM; any
+            ``num_layers``; ``bidirectional`` and ``batch_first`` are copied. ``dropout``
+            (between layers, in training mode only) is not: the layer runs as the module in
+            ``eval()`` mode. Called on `RNNBase`, any of the three; on a subclass, its own.
+        backend, device, dtype : optional, keyword-only
+            Where the layer goes, as for `to`; by default PyTorch tensors on the module's
+            device, in its dtype.
+
+        Returns
+        -------
+        layer : LSTM, GRU or RNN
+            Outputs and gradients equal the module's (see `portable_rnn.interop.from_torch`).
+        """
+        found = interop.from_torch(module)  # refuses anything but PyTorch's recurrent modules
+        import torch
+
+        if not isinstance(module, torch.nn.RNNBase):
+            raise TypeError(
+                f"module must be a torch.nn.LSTM, GRU or RNN (a whole sequence), got "
+                f"{type(module).__name__}; a cell's weights go to portable_rnn.interop.from_torch"
+            )
+        cell = next(
+            n for n, s in CELLS.items() if isinstance(module, getattr(torch.nn, s.torch_module))
+        )
+        if cls is not RNNBase and cls._spec.name != cell:
+            raise TypeError(
+                f"module is a torch.nn.{CELLS[cell].torch_module}, not a torch.nn."
+                f"{cls._spec.torch_module}; use portable_rnn.{_CLASSES[cell].__name__}.from_torch "
+                "or portable_rnn.RNNBase.from_torch"
+            )
+        layers = found if isinstance(found, list) else [found]
+        layer = RNNBase._assemble(
+            cell,
+            layers,
+            module.input_size,
+            module.hidden_size,
+            module.num_layers,
+            module.bidirectional,
+            module.batch_first,
+        )
+        if backend is None and device is None and dtype is None:
+            return layer
+        return layer.to(backend, device, dtype)
+
+    def to_torch(self):
+        """A ``torch.nn.LSTM``, ``GRU`` or ``RNN`` holding this layer's weights.
+
+        Returns
+        -------
+        module : torch.nn.LSTM, GRU or RNN
+            With this layer's ``num_layers``, ``bidirectional`` and ``batch_first``, on its
+            device when the layer is PyTorch's (else the CPU), in its dtype (see
+            `portable_rnn.interop.to_torch`).
+        """
+        return interop.to_torch(
+            self.layers, bidirectional=self._bidirectional, batch_first=self._batch_first
+        )
+
+    # -- files ------------------------------------------------------------------------
+
+    def save(self, path):
+        """Write the layer to a ``.npz`` file, atomically.
+
+        The file holds every parameter as a NumPy array under ``layers.{k}.{name}`` (``k``
+        the index in `layers`), in the layer's dtype, and ``header``: a JSON object
+        (format and version, cell, sizes, ``num_layers``, ``bidirectional``,
+        ``batch_first``, dtype) stored as a uint8 array. It is written to a temporary file
+        beside ``path`` and renamed over it, so an interrupted save leaves the previous file.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file, written as named (no suffix is added).
+
+        Returns
+        -------
+        path : pathlib.Path
+
+        Raises
+        ------
+        ValueError
+            A layer of a half-precision dtype (convert it with `to` first).
+        OSError
+            The file could not be written; a previous file at ``path`` is as it was.
+        """
+        if self._dtype not in DTYPES:
+            raise ValueError(
+                f"save writes float32 or float64 layers; this one is {self._dtype}: save "
+                "layer.to(dtype='float32') instead"
+            )
+        header = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "cell": self._spec.name,
+            "input_size": self._input_size,
+            "hidden_size": self._hidden_size,
+            "num_layers": self._num_layers,
+            "bidirectional": self._bidirectional,
+            "batch_first": self._batch_first,
+            "dtype": self._dtype,
+        }
+        arrays: dict[str, Any] = {"header": np.frombuffer(json.dumps(header).encode(), np.uint8)}
+        for k, layer in enumerate(self.layers):
+            for key, value in layer.items():
+                arrays[f"layers.{k}.{key}"] = np.ascontiguousarray(to_numpy(value))
+        path = Path(path)
+        directory = path.parent if str(path.parent) else Path(".")
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, **arrays)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path, *, backend=None, device=None, dtype=None):
+        """Read a layer written by `save`, defensively.
+
+        Nothing is unpickled, and nothing is read before it is checked: every header field
+        (format, version, cell, sizes, flags, dtype), the set of arrays the header implies,
+        and each array's dtype and shape (from its ``.npy`` header, before its data) at most
+        4 GiB in all. The parameters must be finite.
+
+        Parameters
+        ----------
+        path : str or path-like
+            A file written by `save`.
+        backend, device : optional, keyword-only
+            Where the layer goes; the configuration's by default (see `set_config`).
+        dtype : {"float32", "float64"}, optional, keyword-only
+            Convert to it; the file's dtype by default.
+
+        Returns
+        -------
+        layer : LSTM, GRU or RNN
+            The class the file holds. Called on a subclass (``LSTM.load``), a file of another
+            cell is refused.
+
+        Raises
+        ------
+        FileNotFoundError
+            No file at ``path``.
+        ValueError
+            The file is truncated, not a layer file, of another format version or cell, or
+            holds a field, array, shape, dtype or value it should not (one line, naming the
+            path and the field or array).
+        """
+        header, arrays = _read(Path(path))
+        cell = header["cell"]
+        where = _where(path)
+        if cls is not RNNBase and cell != cls._spec.name:
+            raise ValueError(
+                f"{where} holds a {_CLASSES[cell].__name__}, not a {cls.__name__}; load it "
+                f"with portable_rnn.{_CLASSES[cell].__name__}.load or portable_rnn.RNNBase.load"
+            )
+        D = 2 if header["bidirectional"] else 1
+        keys = CELLS[cell].layer_keys
+        host = [
+            {key: arrays[f"layers.{k}.{key}"] for key in keys}
+            for k in range(header["num_layers"] * D)
+        ]
+        layers = to_backend(host, backend, device, dtype=dtype)
+        return RNNBase._assemble(
+            cell,
+            layers,
+            header["input_size"],
+            header["hidden_size"],
+            header["num_layers"],
+            header["bidirectional"],
+            header["batch_first"],
+        )
+
+
+# -- reading a file -----------------------------------------------------------------------
+
+
+def _where(path) -> str:
+    return f"layer file {str(path)!r}"
+
+
+def _guard(where: str, fn, *args):
+    """``fn(*args)``, what a damaged file makes the readers raise as one ``ValueError`` line."""
+    try:
+        return fn(*args)
+    except _FileError:
+        raise
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{where} does not exist") from None
+    except _READ_ERRORS as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise _FileError(
+            f"{where} is truncated or not a portable_rnn layer file "
+            f"({type(exc).__name__}: {detail})"
+        ) from None
+
+
+class _FileError(ValueError):
+    """A layer file refused (a ``ValueError``; private so the guard passes it through)."""
+
+
+def _npy_meta(zf: zipfile.ZipFile, name: str, key: str, where: str):
+    """``(shape, dtype, data bytes)`` from a member's ``.npy`` header, without its data."""
+    info = zf.getinfo(name)
+    with zf.open(info) as fp:
+        version = npy_format.read_magic(fp)
+        if version == (1, 0):
+            shape, _, dtype = npy_format.read_array_header_1_0(fp, max_header_size=_NPY_MAX_HEADER)
+        elif version == (2, 0):
+            shape, _, dtype = npy_format.read_array_header_2_0(fp, max_header_size=_NPY_MAX_HEADER)
+        else:
+            raise _FileError(f"{where}: {key} is a .npy of version {version}, not 1.0 or 2.0")
+    if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
+        raise _FileError(f"{where}: {key} holds Python objects or records ({dtype}); refused")
+    return tuple(shape), dtype
+
+
+def _read_member(zf: zipfile.ZipFile, name: str):
+    with zf.open(name) as fp:
+        return npy_format.read_array(fp, allow_pickle=False)
+
+
+def _check_header(header, where: str) -> dict:
+    if not isinstance(header, dict):
+        raise _FileError(f"{where}: header is a JSON {type(header).__name__}, not an object")
+    missing = [k for k in _HEADER_KEYS if k not in header]
+    extra = sorted(k for k in header if k not in _HEADER_KEYS)
+    if missing or extra:
+        what = (
+            "lacks " + ", ".join(missing) if missing else "has unknown fields " + ", ".join(extra)
+        )
+        raise _FileError(f"{where}: header {what}")
+    if header["format"] != FORMAT:
+        raise _FileError(f"{where}: header format is {header['format']!r:.60}, not {FORMAT!r}")
+    version = header["version"]
+    if type(version) is not int or version != FORMAT_VERSION:
+        raise _FileError(
+            f"{where}: header version is {version!r:.60}; this portable_rnn reads {FORMAT_VERSION}"
+        )
+    if header["cell"] not in CELLS:
+        raise _FileError(
+            f"{where}: header cell is {header['cell']!r:.60}; expected one of {', '.join(CELLS)}"
+        )
+    for key in ("input_size", "hidden_size", "num_layers"):
+        value = header[key]
+        if type(value) is not int or value < 1:
+            raise _FileError(f"{where}: header {key} must be a positive integer, got {value!r:.60}")
+    for key in ("bidirectional", "batch_first"):
+        if type(header[key]) is not bool:
+            raise _FileError(
+                f"{where}: header {key} must be true or false, got {header[key]!r:.60}"
+            )
+    if header["dtype"] not in DTYPES:
+        raise _FileError(
+            f"{where}: header dtype is {header['dtype']!r:.60}; expected float32 or float64"
+        )
+    return header
+
+
+def _expected_shapes(header: dict) -> dict:
+    spec = CELLS[header["cell"]]
+    D = 2 if header["bidirectional"] else 1
+    n_a = header["hidden_size"]
+    shapes = {}
+    for k in range(header["num_layers"] * D):
+        n_x = header["input_size"] if k < D else D * n_a
+        for key in spec.layer_keys:
+            shapes[f"layers.{k}.{key}"] = spec.shape(key, n_x, n_a, 1)
+    return shapes
+
+
+def _read(path: Path) -> tuple[dict, dict]:
+    """The checked header and host arrays of a layer file."""
+    where = _where(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{where} does not exist")
+    if not path.is_file():
+        raise _FileError(f"{where} is not a regular file")
+    zf = _guard(where, zipfile.ZipFile, path)
+    with zf:
+        names = _guard(where, zf.namelist)
+        keys = {}
+        for name in names:
+            key = name.removesuffix(".npy")
+            if key == name or key in keys:
+                raise _FileError(f"{where} holds {name!r:.60}, which is not one array of a layer")
+            keys[key] = name
+        if "header" not in keys:
+            raise _FileError(f"{where} is not a portable_rnn layer file (no header)")
+        shape, dtype = _guard(where, _npy_meta, zf, keys["header"], "header", where)
+        if dtype != np.uint8 or len(shape) != 1 or shape[0] > _MAX_HEADER_BYTES:
+            raise _FileError(
+                f"{where}: header must be a uint8 array of at most {_MAX_HEADER_BYTES} bytes, "
+                f"got {dtype} of shape {shape}"
+            )
+        raw = _guard(where, _read_member, zf, keys["header"])
+        try:
+            header = json.loads(bytes(raw).decode("utf-8"))
+        except (ValueError, RecursionError) as exc:
+            raise _FileError(f"{where}: header is not UTF-8 JSON ({type(exc).__name__})") from None
+        header = _check_header(header, where)
+        spec = CELLS[header["cell"]]
+        D = 2 if header["bidirectional"] else 1
+        count = header["num_layers"] * D * len(spec.layer_keys)
+        if len(keys) - 1 != count:  # checked before the names are built: a huge num_layers
+            raise _FileError(f"{where} holds {len(keys) - 1} arrays; its header implies {count}")
+        shapes = _expected_shapes(header)
+        unexpected = sorted(k for k in keys if k != "header" and k not in shapes)
+        if unexpected:
+            raise _FileError(
+                f"{where} holds arrays its header does not: {', '.join(unexpected[:3])}"
+            )
+        want = np.dtype(header["dtype"])
+        total = sum(math.prod(s) for s in shapes.values()) * want.itemsize
+        if total > _MAX_FILE_BYTES:
+            raise _FileError(
+                f"{where}: its header implies {total:,} bytes of parameters, more than "
+                f"{_MAX_FILE_BYTES:,}"
+            )
+        arrays = {}
+        for key, expected in shapes.items():
+            shape, dtype = _guard(where, _npy_meta, zf, keys[key], key, where)
+            if dtype.kind != "f" or dtype.newbyteorder("=") != want:
+                raise _FileError(f"{where}: {key} has dtype {dtype}, its header says {want}")
+            if shape != expected:
+                raise _FileError(f"{where}: {key} has shape {shape}, its header implies {expected}")
+            arr = _guard(where, _read_member, zf, keys[key])
+            arr = np.ascontiguousarray(arr, dtype=want)
+            if tuple(arr.shape) != expected:  # pragma: no cover - read_array follows the header
+                raise _FileError(f"{where}: {key} has shape {arr.shape}, expected {expected}")
+            if not np.isfinite(arr).all():
+                raise _FileError(f"{where}: {key} holds NaN or infinite values")
+            arrays[key] = arr
+    return header, arrays
+
+
+# -- the cells ----------------------------------------------------------------------------
+
+_CHILDREN = ("layers",)
+_STATIC = (
+    "_input_size",
+    "_hidden_size",
+    "_num_layers",
+    "_bidirectional",
+    "_batch_first",
+    "_backend",
+    "_device",
+    "_dtype",
+)
+
+
+@pytrees.node(children=_CHILDREN, static=_STATIC)
+class LSTM(RNNBase):
+    """A stack of LSTM layers, as ``torch.nn.LSTM`` (without ``proj_size`` and dropout).
+
+    ``LSTM(input_size, hidden_size, num_layers=1, *, bidirectional=False, batch_first=False,
+    seed=None, backend=None, device=None, dtype=None)``. ``out, (h_n, c_n) = lstm(x)``.
+    The methods (`RNNBase.forward`, `RNNBase.backward`, `RNNBase.to`, `RNNBase.save`,
+    `RNNBase.load`, `RNNBase.from_torch`...) and properties are documented on `RNNBase`.
+
+    Parameters
+    ----------
+    input_size : int
+        Input features.
+    hidden_size : int
+        Hidden units of every layer and direction.
+    num_layers : int, optional
+        Layers in the stack.
+    bidirectional : bool, optional, keyword-only
+        Also run every layer over the reversed sequence (``num_directions = 2``).
+    batch_first : bool, optional, keyword-only
+        Inputs and outputs ``(N, T, features)`` rather than ``(T, N, features)``.
+    seed : int or None, optional, keyword-only
+        As for `init_multilayer_params` (uniform in ``±1/sqrt(hidden_size)``); one seed gives
+        the same numbers on every backend.
+    backend, device, dtype : optional, keyword-only
+        Where the parameters go; the configuration's by default (see `set_config`).
+
+    Attributes
+    ----------
+    layers : list of dict
+        ``num_layers * num_directions`` dicts in PyTorch's order: ``Wf``, ``Wi``, ``Wc``,
+        ``Wo`` (hidden_size, hidden_size + n_in), ``bf``, ``bi``, ``bc``, ``bo``
+        (hidden_size, 1), ``n_in`` being ``input_size`` for layer 0 and
+        ``num_directions * hidden_size`` above.
+
+    Examples
+    --------
+    >>> import numpy as np, portable_rnn as prnn
+    >>> lstm = prnn.LSTM(3, 4, num_layers=2, seed=0, backend="numpy", dtype="float64")
+    >>> out, (h_n, c_n) = lstm(np.ones((5, 2, 3)))          # x (T, N, input_size)
+    >>> out.shape, h_n.shape, c_n.shape
+    ((5, 2, 4), (2, 2, 4), (2, 2, 4))
+    """
+
+    _spec = CELLS["lstm"]
+
+
+@pytrees.node(children=_CHILDREN, static=_STATIC)
+class GRU(RNNBase):
+    """A stack of GRU layers, as ``torch.nn.GRU`` (without dropout).
+
+    ``GRU(input_size, hidden_size, num_layers=1, *, bidirectional=False, batch_first=False,
+    seed=None, backend=None, device=None, dtype=None)``. ``out, h_n = gru(x)``.
+    The methods (`RNNBase.forward`, `RNNBase.backward`, `RNNBase.to`, `RNNBase.save`,
+    `RNNBase.load`, `RNNBase.from_torch`...) and properties are documented on `RNNBase`.
+
+    Parameters
+    ----------
+    input_size : int
+        Input features.
+    hidden_size : int
+        Hidden units of every layer and direction.
+    num_layers : int, optional
+        Layers in the stack.
+    bidirectional, batch_first, seed, backend, device, dtype : optional, keyword-only
+        As for `LSTM`.
+
+    Attributes
+    ----------
+    layers : list of dict
+        ``num_layers * num_directions`` dicts in PyTorch's order: ``Wr``, ``Wz``, ``Wn``
+        (hidden_size, hidden_size + n_in), ``br``, ``bz``, ``bn``, ``bhn`` (hidden_size, 1).
+    """
+
+    _spec = CELLS["gru"]
+
+
+@pytrees.node(children=_CHILDREN, static=_STATIC)
+class RNN(RNNBase):
+    """A stack of vanilla (tanh) RNN layers, as ``torch.nn.RNN`` (without dropout).
+
+    ``RNN(input_size, hidden_size, num_layers=1, *, bidirectional=False, batch_first=False,
+    seed=None, backend=None, device=None, dtype=None)``. ``out, h_n = rnn(x)``.
+    The methods (`RNNBase.forward`, `RNNBase.backward`, `RNNBase.to`, `RNNBase.save`,
+    `RNNBase.load`, `RNNBase.from_torch`...) and properties are documented on `RNNBase`.
+
+    Parameters
+    ----------
+    input_size : int
+        Input features.
+    hidden_size : int
+        Hidden units of every layer and direction.
+    num_layers : int, optional
+        Layers in the stack.
+    bidirectional, batch_first, seed, backend, device, dtype : optional, keyword-only
+        As for `LSTM`.
+
+    Attributes
+    ----------
+    layers : list of dict
+        ``num_layers * num_directions`` dicts in PyTorch's order: ``Wax``
+        (hidden_size, n_in), ``Waa`` (hidden_size, hidden_size), ``ba`` (hidden_size, 1).
+    """
+
+    _spec = CELLS["rnn"]
+
+
+_CLASSES: dict[str, type[RNNBase]] = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
