@@ -8,6 +8,9 @@ over a leading batch of sequences of the LSTM and the multi-layer stacks equals 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -174,3 +177,18 @@ def test_a_jitted_backward_is_traced_once(name):
             cache = _jitted(fwd, {**fwd.args, "x": fwd.args["x"] * scale})[-1]
             jitted({**bwd.args, key: cache})
     assert len(traces) == 1
+
+
+def test_a_blocked_jax_import_is_not_imported_jax():
+    """``sys.modules["jax"] = None`` (the standard way to block an import) leaves
+    portable_rnn usable on NumPy: caches are made without registering anything."""
+    code = (
+        "import sys; sys.modules['jax'] = None\n"
+        "import numpy as np, portable_rnn as prnn\n"
+        "p = prnn.init_lstm_params(3, 4, 2, seed=0)\n"
+        "a, y, c, caches = prnn.lstm_forward(np.ones((3, 2, 5)), None, p)\n"
+        "print(prnn.lstm_backward(np.ones_like(a), caches)['dx'].shape)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "(3, 2, 5)"

@@ -96,7 +96,8 @@ def ensure() -> None:
     Cheap after the first time: a length comparison, and a look-up in ``sys.modules``.
     """
     global _registered
-    if _registered == len(_RECORDS) or "jax" not in sys.modules:
+    # sys.modules["jax"] = None blocks the import (the standard way): that is "not imported"
+    if _registered == len(_RECORDS) or sys.modules.get("jax") is None:
         return
     from jax import tree_util
 
