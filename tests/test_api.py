@@ -4,6 +4,8 @@ import inspect
 
 import portable_rnn as prnn
 import portable_rnn.testing as prnn_testing
+import portable_rnn.jax as prnn_jax
+import portable_rnn.torch as prnn_torch
 from portable_rnn import interop, rnn_layers, train
 
 SEED_SIGNATURES = {
@@ -57,6 +59,8 @@ def test_all_is_the_public_api():
     assert sorted(rnn_layers.__all__) == _public(rnn_layers)
     assert sorted(interop.__all__) == _public(interop)
     assert sorted(train.__all__) == _public(train)
+    assert sorted(prnn_jax.__all__) == _public(prnn_jax)
+    assert sorted(prnn_torch.__all__) == _public(prnn_torch)
 
 
 def test_seed_signatures_are_kept():
@@ -67,7 +71,7 @@ def test_seed_signatures_are_kept():
 
 
 def test_every_public_function_has_a_numpydoc_docstring_with_shapes():
-    for module in (prnn, prnn_testing, rnn_layers, interop, train):
+    for module in (prnn, prnn_testing, rnn_layers, interop, train, prnn_jax, prnn_torch):
         for name in module.__all__:
             obj = getattr(module, name)
             if not callable(obj) or (inspect.isclass(obj) and issubclass(obj, Exception)):

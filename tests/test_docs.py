@@ -15,6 +15,8 @@ MODULES = [
     "portable_rnn.interop",
     "portable_rnn.testing",
     "portable_rnn.train",
+    "portable_rnn.jax",
+    "portable_rnn.torch",
 ]
 
 
