@@ -7,7 +7,14 @@ no input to follow: `init_rnn_params`, `init_lstm_params`, `init_state` and
 Precedence: `config_context` (current thread or task) over `set_config`
 (process-wide) over the environment variables ``PORTABLE_RNN_BACKEND``,
 ``PORTABLE_RNN_DEVICE`` and ``PORTABLE_RNN_DTYPE`` (read once, on first use)
-over the defaults (``numpy``, its default device, ``float64``).
+over the defaults (``numpy``, its default device, and the backend's default dtype:
+``float64``, but ``float32`` on JAX unless ``jax_enable_x64`` is on).
+
+The dtypes: ``float32`` and ``float64`` everywhere, and the half-precision ``float16``
+and ``bfloat16`` on the backends that have them (torch and JAX both, NumPy and CuPy
+``float16``, array_api_strict neither); the functions compute half-precision inputs in
+float32 and return results in the half dtype (`portable_rnn._validate.float32_inside`).
+A dtype the backend lacks is a ``ValueError`` naming the backend and the dtypes it has.
 
 Every ``PORTABLE_RNN_*`` variable portable_rnn, its tests and its CI scripts read is
 listed in `ENVIRONMENT`; any other variable of that prefix in the environment is
@@ -110,13 +117,16 @@ class Config:
     device : str or device object or None
         ``"cpu"``, ``"gpu"``, ``"gpu:N"``, ``"cuda:N"``, a backend's own device
         object, or ``None`` for the backend's default device.
-    dtype : str
-        ``"float32"`` or ``"float64"``.
+    dtype : str or None
+        ``"float32"``, ``"float64"``, ``"float16"`` or ``"bfloat16"`` (the last two
+        where the backend has them), or ``None``: the backend's default, ``float64``,
+        but ``float32`` on JAX unless ``jax_enable_x64`` is on (float64 on JAX asked
+        for explicitly without it is an error saying how to enable it).
     """
 
     backend: str = "numpy"
     device: object = None
-    dtype: str = "float64"
+    dtype: str | None = None
 
 
 def _from_env() -> Config:
@@ -127,7 +137,8 @@ def _from_env() -> Config:
             config, backend=check_backend(env["backend"].strip(), _ENV["backend"])
         )
     if env["dtype"] is not None:
-        config = dataclasses.replace(config, dtype=check_dtype(env["dtype"].strip(), _ENV["dtype"]))
+        name = check_dtype(env["dtype"].strip(), _ENV["dtype"], config.backend)
+        config = dataclasses.replace(config, dtype=name)
     if env["device"] is not None:
         config = dataclasses.replace(config, device=check_device(env["device"], _ENV["device"]))
     return config
@@ -168,6 +179,9 @@ def _updated(caller: str, backend=None, device=None, dtype=None) -> Config:
     if dtype is not None:
         changes["dtype"] = check_dtype(dtype, f"{caller}(dtype=...)")
     new = dataclasses.replace(config, **changes)
+    if new.dtype is not None:  # a half dtype the (new) backend lacks: refused now
+        source = f"{caller}(dtype=...)" if dtype is not None else f"{caller}(backend=...)"
+        check_dtype(new.dtype, source, new.backend)
     # fail now, not at first use: a device object of another backend, or none at all
     # (device=5), a GPU that is not there, CuPy with no GPU
     resolve_device(new.backend, new.device, f"{caller}(device=...)")
@@ -189,7 +203,9 @@ def set_config(backend=None, device=None, dtype=None) -> Config:
         ``"cpu"``, ``"gpu"``, ``"gpu:N"``, ``"cuda:N"``, or the backend's own
         device object (``jax.Device``, ``torch.device``, ``cupy.cuda.Device``,
         ``array_api_strict.Device``).
-    dtype : {"float32", "float64"} or dtype, optional
+    dtype : {"float32", "float64", "float16", "bfloat16"} or dtype, optional
+        float16 and bfloat16 only where the backend has them (torch and JAX both,
+        NumPy and CuPy float16); the functions compute them in float32.
 
     Returns
     -------
@@ -202,7 +218,7 @@ def set_config(backend=None, device=None, dtype=None) -> Config:
         A device that is neither a name nor a device object of the backend.
     ValueError
         Unknown backend, device or dtype name (the message lists the valid
-        ones), or a device the backend does not have.
+        ones), or a device or dtype the backend does not have.
     ImportError
         The backend is not installed (the message names the extra).
     RuntimeError

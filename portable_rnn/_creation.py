@@ -12,12 +12,15 @@ import numpy as np
 
 from ._backend import compat, devices
 from ._backend.devices import (
-    DTYPES,
+    FLOAT_DTYPES,
+    backend_dtypes,
     check_backend,
     check_dtype,
+    default_dtype,
     dtype_of,
     from_numpy,
     from_numpy_as,
+    lacking,
 )
 from ._config import get_config
 from ._core.spec import GRU, LSTM, RNN, CellSpec, cell_spec
@@ -35,8 +38,8 @@ __all__ = [
 ]
 
 
-def resolve_target(backend, device, dtype):
-    """Resolve (backend, device, dtype) keywords against the configuration."""
+def _resolve_place(backend, device):
+    """Resolve (backend, device) keywords against the configuration: name, namespace, device."""
     config = get_config()
     if backend is None:
         backend = config.backend
@@ -45,8 +48,24 @@ def resolve_target(backend, device, dtype):
     else:
         backend = check_backend(backend, "backend")
     dev = devices.resolve_device(backend, device)  # first: no GPU for CuPy is one clear line
-    xp = compat.namespace_for(backend)
-    name = config.dtype if dtype is None else check_dtype(dtype, "dtype")
+    return backend, compat.namespace_for(backend), dev
+
+
+def resolve_target(backend, device, dtype):
+    """Resolve (backend, device, dtype) keywords against the configuration.
+
+    The dtype: ``dtype`` if given, else the configured one, else the backend's default
+    (float64, but float32 on JAX without ``jax_enable_x64``); one the backend lacks is a
+    ``ValueError`` naming the backend and the dtypes it has.
+    """
+    config = get_config()
+    backend, xp, dev = _resolve_place(backend, device)
+    if dtype is not None:
+        name = check_dtype(dtype, "dtype", backend)
+    elif config.dtype is not None:
+        name = check_dtype(config.dtype, "the configuration", backend)
+    else:  # float64, but float32 on JAX without jax_enable_x64
+        name = default_dtype(backend)
     return backend, xp, dev, name
 
 
@@ -97,7 +116,9 @@ def init_rnn_params(n_x, n_a, n_y, *, seed=None, backend=None, device=None, dtyp
         float64 on the CPU, then converted), so one seed gives the same
         numbers on every backend. ``None`` draws fresh values.
     backend, device, dtype : optional, keyword-only
-        Override the configuration for this call.
+        Override the configuration for this call. ``dtype``: ``"float32"``,
+        ``"float64"``, or ``"float16"`` / ``"bfloat16"`` where the backend has them;
+        default the configured one, else float64 (float32 on JAX without x64).
 
     Returns
     -------
@@ -119,7 +140,9 @@ def init_lstm_params(n_x, n_a, n_y, *, seed=None, backend=None, device=None, dty
     seed : int or None, keyword-only
         As for `init_rnn_params`.
     backend, device, dtype : optional, keyword-only
-        Override the configuration for this call.
+        Override the configuration for this call. ``dtype``: ``"float32"``,
+        ``"float64"``, or ``"float16"`` / ``"bfloat16"`` where the backend has them;
+        default the configured one, else float64 (float32 on JAX without x64).
 
     Returns
     -------
@@ -141,7 +164,9 @@ def init_gru_params(n_x, n_a, n_y, *, seed=None, backend=None, device=None, dtyp
     seed : int or None, keyword-only
         As for `init_rnn_params`.
     backend, device, dtype : optional, keyword-only
-        Override the configuration for this call.
+        Override the configuration for this call. ``dtype``: ``"float32"``,
+        ``"float64"``, or ``"float16"`` / ``"bfloat16"`` where the backend has them;
+        default the configured one, else float64 (float32 on JAX without x64).
 
     Returns
     -------
@@ -180,7 +205,9 @@ def init_multilayer_params(
     seed : int or None, keyword-only
         One seed for the whole stack; each dict is drawn from its own stream of it.
     backend, device, dtype : optional, keyword-only
-        Override the configuration for this call.
+        Override the configuration for this call. ``dtype``: ``"float32"``,
+        ``"float64"``, or ``"float16"`` / ``"bfloat16"`` where the backend has them;
+        default the configured one, else float64 (float32 on JAX without x64).
 
     Returns
     -------
@@ -210,7 +237,9 @@ def init_state(n_a, m, *, backend=None, device=None, dtype=None):
     n_a, m : int
         Hidden units and batch size.
     backend, device, dtype : optional, keyword-only
-        Override the configuration for this call.
+        Override the configuration for this call. ``dtype``: ``"float32"``,
+        ``"float64"``, or ``"float16"`` / ``"bfloat16"`` where the backend has them;
+        default the configured one, else float64 (float32 on JAX without x64).
 
     Returns
     -------
@@ -248,17 +277,19 @@ def _move(arr, backend: str, xp, dev, dtype, where: str):
     src_xp = compat.array_namespace(arr)
     src = compat.backend_name(src_xp)
     target = None
-    if src_xp.isdtype(arr.dtype, "real floating"):
-        # Floating arrays keep their dtype unless one is asked for; checked
-        # before moving, so that JAX without x64 never downcasts silently.
-        if dtype is None and compat.dtype_name(arr.dtype) not in DTYPES:
+    src_name = compat.dtype_name(arr.dtype)
+    if src_name in FLOAT_DTYPES:
+        # Floating arrays keep their dtype unless one is asked for (or it is float64 to
+        # JAX without x64); checked before moving (a dtype the target lacks).
+        if dtype is None and src_name not in backend_dtypes(backend):
             raise ValueError(
-                f"{where} has dtype {compat.dtype_name(arr.dtype)}, which portable_rnn does "
-                "not compute in; pass dtype='float32' or dtype='float64' to convert it"
+                f"{where} has dtype {src_name}, {lacking(backend)}; pass dtype=... to convert it"
             )
-        name = check_dtype(arr.dtype if dtype is None else dtype, "dtype")
+        name = src_name if dtype is None else check_dtype(dtype, "dtype", backend)
+        if dtype is None and name == "float64" and default_dtype(backend) == "float32":
+            name = "float32"  # JAX without x64: its default, as for the init_* functions
         target = dtype_of(xp, backend, name)
-        if compat.dtype_name(arr.dtype) not in DTYPES:  # float16: convert where it is known
+        if name != src_name and _has_dtype(src, name):  # convert where it is, then move
             arr = src_xp.astype(arr, getattr(src_xp, name))
     if src == backend and (dev is None or compat.same_device(compat.device(arr), dev)):
         out = arr  # already there: no copy
@@ -267,6 +298,13 @@ def _move(arr, backend: str, xp, dev, dtype, where: str):
     if target is not None and out.dtype != target:
         out = xp.astype(out, target)
     return out
+
+
+def _has_dtype(backend: str, name: str) -> bool:
+    """Whether arrays of ``backend`` can be of dtype ``name`` here (JAX float64: x64 on)."""
+    return name in backend_dtypes(backend) and (
+        backend != "jax" or name != "float64" or default_dtype("jax") == "float64"
+    )
 
 
 def to_backend(obj, backend=None, device=None, *, dtype=None) -> Any:
@@ -285,16 +323,21 @@ def to_backend(obj, backend=None, device=None, *, dtype=None) -> Any:
     device : str or device object, optional
         Target device; the configured one when ``backend`` is also ``None``,
         else that backend's default.
-    dtype : {"float32", "float64"}, optional, keyword-only
-        Convert floating arrays to this dtype; by default they keep theirs.
+    dtype : {"float32", "float64", "float16", "bfloat16"}, optional, keyword-only
+        Convert floating arrays to this dtype; by default they keep theirs, except that
+        float64 arrays become float32 on JAX without ``jax_enable_x64`` (its default
+        dtype then; ``dtype="float64"`` there is an error saying how to enable x64).
+        float16 and bfloat16 only where the target backend has them (torch and JAX both,
+        NumPy and CuPy float16, array_api_strict neither).
 
     Returns
     -------
     moved : same structure as ``obj``
         With every array on the target backend and device.
 
-    Floating arrays of other dtypes (float16, bfloat16) are refused unless ``dtype``
-    is given, naming the array (``obj['Wf']``) and its dtype; integer and boolean
+    A floating array whose dtype the target backend lacks (bfloat16 to NumPy, float16 or
+    bfloat16 to array_api_strict) is refused unless ``dtype`` is given, naming the array
+    (``obj['Wf']``), its dtype and the dtypes the backend has; integer and boolean
     arrays are moved as they are. NumPy masked arrays are refused (their mask would
     be dropped).
 
@@ -303,12 +346,14 @@ def to_backend(obj, backend=None, device=None, *, dtype=None) -> Any:
     TypeError
         A NumPy masked array.
     ValueError
-        float64 asked of JAX without ``jax_enable_x64`` (never a silent downcast); a
-        float16 or bfloat16 array with no ``dtype`` given.
+        ``dtype="float64"`` asked of JAX without ``jax_enable_x64``; a dtype the target
+        backend does not have, asked for or kept.
     RuntimeError
         A GPU that is not there (also CuPy on a machine where it sees no GPU).
     """
-    backend, xp, dev, _ = resolve_target(backend, device, dtype)
+    backend, xp, dev = _resolve_place(backend, device)
+    if dtype is not None:
+        check_dtype(dtype, "dtype", backend)
 
     def move(o, where):
         if isinstance(o, dict):

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 from ._backend.compat import array_namespace, backend_name, device, same_device
 from ._backend.seam import arange_like, snapshot
-from ._validate import Dims, check_arrays, check_is_array, unpack_cache
+from ._validate import Dims, check_arrays, check_is_array, float32_inside, unpack_cache
 
 __all__ = [
     "temporal_affine_backward",
@@ -137,6 +137,7 @@ def _one_hot(xp, idx, n: int, dtype):
 # -- temporal affine ------------------------------------------------------------------
 
 
+@float32_inside(returns_cache=True)
 def temporal_affine_forward(x, w, b):
     """An affine layer applied at every time step, ``out = x @ w + b``.
 
@@ -167,6 +168,7 @@ def temporal_affine_forward(x, w, b):
     return out, _AffineCache(snapshot(xp, x), snapshot(xp, w))
 
 
+@float32_inside(caches="cache")
 def temporal_affine_backward(dout, cache):
     """Backward pass of `temporal_affine_forward`.
 
@@ -201,6 +203,7 @@ def temporal_affine_backward(dout, cache):
 # -- temporal softmax loss ------------------------------------------------------------
 
 
+@float32_inside(skip=("y", "mask"))
 def temporal_softmax_loss(x, y, mask):
     """Softmax cross-entropy summed over the unmasked time steps, averaged over the batch.
 
@@ -275,6 +278,7 @@ def temporal_softmax_loss(x, y, mask):
 # -- word embeddings --------------------------------------------------------------------
 
 
+@float32_inside(returns_cache=True, skip=("x",))
 def word_embedding_forward(x, W):
     """Look up the embedding of every word, ``out[n, t] = W[x[n, t]]``.
 
@@ -310,6 +314,7 @@ def word_embedding_forward(x, W):
     return xp.reshape(rows, (N, T, D)), _EmbeddingCache(snapshot(xp, x), W)
 
 
+@float32_inside(caches="cache")
 def word_embedding_backward(dout, cache):
     """Backward pass of `word_embedding_forward`: the gradient of the embedding matrix.
 

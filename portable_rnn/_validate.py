@@ -7,11 +7,17 @@ The rules (documented in ``docs/conventions.md``):
   array_api_strict...), all from the same backend -> else ``TypeError``; ``None`` only
   where the signature says the argument is optional, and never a NumPy masked array
   (its mask would be ignored);
-* every array has a real floating dtype -> else ``TypeError``;
+* every array has a floating dtype the backend has: float32, float64, and the
+  half-precision float16 and bfloat16 where the backend has them (torch and JAX both,
+  NumPy and CuPy float16, array_api_strict neither) -> else ``TypeError`` naming the
+  backend's dtypes (an integer array; bfloat16 on NumPy);
 * **mixed floating dtypes are refused**: every array must have the dtype of
   the first array argument (``x`` or ``xt`` for the forwards, the upstream
   gradient for the backwards) -> else ``TypeError`` naming both.  Nothing is
   promoted silently, as in ``torch.nn.LSTM``;
+* **half precision is computed in float32** (`float32_inside`, the one place): every
+  public function upcasts float16 / bfloat16 inputs to float32 before its checks, runs
+  in float32, and rounds its results back to the input dtype; caches keep float32;
 * all arrays are on one device -> else ``ValueError`` naming both;
 * every shape is checked against the sizes read from the other arguments ->
   else ``ValueError`` naming the argument, the expected and the actual shape;
@@ -22,9 +28,13 @@ The rules (documented in ``docs/conventions.md``):
 
 from __future__ import annotations
 
+import contextvars
+import functools
+import inspect
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from ._backend import pytrees
 from ._backend.compat import (
     array_namespace,
     backend_name,
@@ -34,6 +44,7 @@ from ._backend.compat import (
     is_traced,
     same_device,
 )
+from ._backend.devices import FLOAT_DTYPES, HALF_DTYPES, backend_dtypes, lacking
 from ._backend.seam import snapshot
 
 __all__ = [
@@ -43,6 +54,7 @@ __all__ = [
     "check_backward_lengths",
     "check_is_array",
     "check_lengths",
+    "float32_inside",
     "get_params",
     "unpack_cache",
 ]
@@ -87,18 +99,32 @@ def check_arrays(named: Mapping[str, Any], optional: Collection[str] = ()):
                 f"{backend_name(other)} array; pass arrays of one backend "
                 "(portable_rnn.to_backend moves them)"
             )
+    backend = backend_name(xp)
+    widened = _WIDENED.get()  # arrays float32_inside upcast: id -> their caller's dtype
+    names = []
     for name, arr in items:
-        if not xp.isdtype(arr.dtype, "real floating"):
+        dt = dtype_name(arr.dtype)
+        dt = widened.get(id(arr), dt) if widened else dt
+        if dt not in FLOAT_DTYPES:
             raise TypeError(
-                f"{name} must have a real floating dtype (float32 or float64), got {arr.dtype}"
+                f"{name} must have a real floating dtype (on {backend}: "
+                f"{', '.join(backend_dtypes(backend))}), got {dt}"
             )
-    dtype = first.dtype
-    for name, arr in items[1:]:
-        if arr.dtype != dtype:
+        if dt not in backend_dtypes(backend):
+            raise TypeError(f"{name} has dtype {dt}, {lacking(backend)}")
+        names.append(dt)
+    for (name, _), dt in zip(items[1:], names[1:], strict=True):
+        if dt != names[0]:
             raise TypeError(
-                f"{name} has dtype {arr.dtype} but {first_name} has dtype {dtype}; "
+                f"{name} has dtype {dt} but {first_name} has dtype {names[0]}; "
                 "portable_rnn does not mix floating dtypes: convert them to one "
                 "(for example with portable_rnn.to_backend(..., dtype=...))"
+            )
+    for name, arr in items:
+        if _is_half(arr.dtype):  # a public function without float32_inside: a bug here
+            raise RuntimeError(
+                f"portable_rnn internal error: {name} reached the arithmetic in "
+                f"{dtype_name(arr.dtype)}; half precision must be upcast by float32_inside"
             )
     dev = device(first)
     for name, arr in items[1:]:
@@ -109,6 +135,212 @@ def check_arrays(named: Mapping[str, Any], optional: Collection[str] = ()):
                 "pass arrays on one device (portable_rnn.to_backend moves them)"
             )
     return xp
+
+
+# -- half precision: computed in float32 ----------------------------------------------------
+
+#: Inside a `float32_inside` call: ``id(array) -> dtype name`` of the arrays it upcast from
+#: a half dtype (and of the float32 arrays of a half call's caches), so that `check_arrays`
+#: checks and names the dtypes the caller gave.
+_WIDENED: contextvars.ContextVar[dict[int, str] | None] = contextvars.ContextVar(
+    "portable_rnn_widened", default=None
+)
+
+
+def _is_half(dtype) -> bool:
+    """Whether ``dtype`` (of any backend) is float16 or bfloat16 (cheap for the others)."""
+    return getattr(dtype, "itemsize", 2) == 2 and dtype_name(dtype) in HALF_DTYPES
+
+
+def _first_half(obj):
+    """The first float16 / bfloat16 array in ``obj`` (itself, or in dicts, lists and tuples,
+    nested), or ``None``. Cheap where there is none: a look at each leaf's ``dtype``."""
+    if isinstance(obj, (dict, Mapping)):
+        for v in obj.values():
+            found = _first_half(v)
+            if found is not None:
+                return found
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            found = _first_half(v)
+            if found is not None:
+                return found
+    else:
+        dtype = getattr(obj, "dtype", None)
+        if dtype is not None and _is_half(dtype) and is_array(obj):
+            return obj
+    return None
+
+
+def _cast(obj: Any, convert) -> Any:
+    """``obj`` with every array ``a`` in dicts, lists and tuples replaced by ``convert(a)``.
+
+    Containers with nothing replaced are returned as they are (the same object), so
+    that named tuples and the caller's own objects keep their identity; changed dicts
+    become dicts, lists lists, tuples (named tuples) tuples of their type.
+    """
+    if isinstance(obj, Mapping):
+        items = {k: _cast(v, convert) for k, v in obj.items()}
+        if all(items[k] is v for k, v in obj.items()):
+            return obj
+        return items
+    if isinstance(obj, (list, tuple)):
+        items = [_cast(v, convert) for v in obj]
+        if all(a is b for a, b in zip(items, obj, strict=True)):
+            return obj
+        if isinstance(obj, list):
+            return items
+        return type(obj)(*items) if hasattr(obj, "_fields") else type(obj)(items)
+    if obj is not None and is_array(obj):
+        return convert(obj)
+    return obj
+
+
+def float32_inside(*, caches: str | None = None, returns_cache: bool = False, skip=()):
+    """Decorator of every public array function: half precision is computed in float32.
+
+    The one place of the rule. A call whose arrays (outside its cache) include a
+    float16 or bfloat16 array of a backend that has that dtype runs as follows:
+
+    * every array of that dtype in the arguments (in dicts, lists and tuples too: the
+      parameter dicts, multi-layer lists, seed-style cell caches) is upcast to float32
+      (exactly: every half value is a float32 value), and so are the float32 arrays of
+      the cache argument ``caches`` counted as that dtype (a half call's caches hold
+      float32, so that the backward also accumulates in float32);
+    * the function checks its arguments against the dtypes the caller gave
+      (`check_arrays` reads them from `_WIDENED`): a mix, say a float16 ``x`` with
+      float32 parameters, is refused as always, naming both;
+    * it computes in float32, and every floating result is rounded back to the half
+      dtype (once, at the end), except the cache a forward returns last
+      (``returns_cache``), which keeps float32.
+
+    Every other call runs unchanged (one walk over the arguments' arrays to look).
+
+    Parameters
+    ----------
+    caches : str, optional
+        The name of the argument holding a forward's cache(s), if any.
+    returns_cache : bool
+        Whether the function returns a tuple whose last element is a cache.
+    skip : tuple of str
+        Arguments that are not floating inputs (integer labels, masks of any dtype,
+        ``lengths``): left alone.
+    """
+    skipped = {"lengths", *skip}
+
+    def decorate(fn):
+        params = list(inspect.signature(fn).parameters)
+        position = {name: k for k, name in enumerate(params)}
+        cache_at = position.get(caches) if caches is not None else None
+
+        #: the positions of the floating inputs (not the cache, not the skipped)
+        looked = [k for k, n in enumerate(params) if n != caches and n not in skipped]
+
+        def split(args, kwargs):
+            """The floating inputs, as (position or name, value)."""
+            inputs = [(k, args[k]) for k in looked if k < len(args)]
+            inputs += [(n, a) for n, a in kwargs.items() if n != caches and n not in skipped]
+            return inputs
+
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            half = None
+            for k in looked:
+                if k < len(args) and (half := _first_half(args[k])) is not None:
+                    break
+            if half is None:
+                for n, v in kwargs.items():
+                    if n != caches and n not in skipped and (half := _first_half(v)) is not None:
+                        break
+            if half is None:
+                if _WIDENED.get() is None:
+                    return fn(*args, **kwargs)
+                # called inside another half call (portable_rnn.jax/torch call the plain
+                # functions on what they upcast, some as new objects, e.g. JAX tracers):
+                # every array here is float32, and so is the call
+                token = _WIDENED.set(None)
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    _WIDENED.reset(token)
+            inputs = split(args, kwargs)
+            xp = array_namespace(half)
+            name = dtype_name(half.dtype)
+            if name not in backend_dtypes(backend_name(xp)):
+                return fn(*args, **kwargs)  # check_arrays refuses it, naming the backend
+            widened: dict[int, str] = dict(_WIDENED.get() or {})
+            f32 = xp.float32
+
+            def up(a):
+                if dtype_name(a.dtype) != name:
+                    return a
+                out = xp.astype(a, f32)
+                widened[id(out)] = name
+                return out
+
+            def counted(a):  # the cache's float32 arrays stand for the call's dtype
+                if dtype_name(a.dtype) == "float32":
+                    widened[id(a)] = name
+                    return a
+                return up(a)
+
+            args, kwargs = list(args), dict(kwargs)
+            for key, value in inputs:
+                if isinstance(key, int):
+                    args[key] = _cast(value, up)
+                else:
+                    kwargs[key] = _cast(value, up)
+            if cache_at is not None and cache_at < len(args):
+                args[cache_at] = _cast(args[cache_at], counted)
+                _count_cache(args[cache_at], widened, name)
+            elif caches in kwargs:
+                kwargs[caches] = _cast(kwargs[caches], counted)
+                _count_cache(kwargs[caches], widened, name)
+            target = getattr(xp, name)
+            token = _WIDENED.set(widened)
+            try:
+                result = fn(*args, **kwargs)
+            finally:
+                _WIDENED.reset(token)
+
+            def down(a):
+                return xp.astype(a, target) if dtype_name(a.dtype) == "float32" else a
+
+            if returns_cache:
+                *outputs, cache = result
+                return (*_cast(tuple(outputs), down), cache)
+            return _cast(result, down)
+
+        return run
+
+    return decorate
+
+
+def _count_cache(cache, widened: dict[int, str], name: str) -> None:
+    """Count the float32 arrays inside a cache's own objects (which `_cast` does not open:
+    the forwards' step caches, JAX pytrees of their arrays) as of dtype ``name``."""
+    for arr in _cache_arrays(cache):
+        if dtype_name(arr.dtype) == "float32":
+            widened.setdefault(id(arr), name)
+
+
+def _cache_arrays(obj):
+    """Every array of a cache: in dicts, lists, tuples and the recorded cache classes
+    (`portable_rnn._backend.pytrees` records which attributes of each hold its arrays)."""
+    if isinstance(obj, Mapping):
+        for v in obj.values():
+            yield from _cache_arrays(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _cache_arrays(v)
+    elif obj is not None and is_array(obj):
+        yield obj
+    else:
+        for cls, children, _, _ in pytrees._RECORDS:  # a cache's own objects
+            if type(obj) is cls:
+                for child in children:
+                    yield from _cache_arrays(getattr(obj, child))
+                return
 
 
 def check_is_array(name: str, arr) -> None:

@@ -115,6 +115,7 @@ def _lengths(lengths, x):
     return _validate.check_lengths(lengths, x, int(shape[1]), int(shape[2]))
 
 
+@_validate.float32_inside()
 def multilayer_forward(x, layers, *, cell, bidirectional=False, a0=None, c0=None, lengths=None):
     """`portable_rnn.multilayer_forward` whose VJP is `portable_rnn.multilayer_backward`.
 
@@ -215,6 +216,7 @@ def _column(spec: specs.CellSpec, x, a0, c0, parameters, lengths):
     return a, y, None if c_n is None else c_n[0, :, :]
 
 
+@_validate.float32_inside()
 def rnn_forward(x, a0, parameters, *, lengths=None):
     """`portable_rnn.rnn_forward` whose VJP is the hand-written backward, without caches.
 
@@ -248,6 +250,7 @@ def rnn_forward(x, a0, parameters, *, lengths=None):
     return a, y
 
 
+@_validate.float32_inside()
 def gru_forward(x, a0, parameters, *, lengths=None):
     """`portable_rnn.gru_forward` whose VJP is the hand-written backward, without caches.
 
@@ -280,6 +283,7 @@ def gru_forward(x, a0, parameters, *, lengths=None):
     return a, y
 
 
+@_validate.float32_inside()
 def lstm_forward(x, a0, parameters, *, c0=None, lengths=None):
     """`portable_rnn.lstm_forward` whose VJP is the hand-written backward, without caches.
 

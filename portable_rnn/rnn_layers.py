@@ -48,6 +48,7 @@ from ._validate import Dims as _Dims
 from ._validate import check_arrays as _check_arrays
 from ._validate import check_backward_lengths as _check_backward_lengths
 from ._validate import check_lengths as _check_lengths
+from ._validate import float32_inside as _float32_inside
 
 __all__ = [
     "gru_backward",
@@ -166,6 +167,7 @@ def _backward_mask(xp, run: _SequenceCache, lengths, what: str):
     return _sequence.step_mask(xp, run.lengths, run.x.shape[-1])
 
 
+@_float32_inside()
 def last_state(h, lengths, h0=None):
     """Each sequence's hidden state after its last real step: the rows twin of
     `portable_rnn.last_state`.
@@ -220,6 +222,7 @@ def _rnn_dims(x_name, x, x_letters, h_name, h, Wx, Wh, b):
     return dims
 
 
+@_float32_inside(returns_cache=True)
 def rnn_step_forward(x, prev_h, Wx, Wh, b):
     """One vanilla RNN step, ``next_h = tanh(x @ Wx + prev_h @ Wh + b)``.
 
@@ -250,6 +253,7 @@ def rnn_step_forward(x, prev_h, Wx, Wh, b):
     return next_h, _RNNStepCache(*kept)
 
 
+@_float32_inside(caches="cache")
 def rnn_step_backward(dnext_h, cache):
     """Backward pass of one vanilla RNN step.
 
@@ -276,6 +280,7 @@ def rnn_step_backward(dnext_h, cache):
     return (Wx @ dz).T, dprev.T, (dz @ x).T, (dz @ prev_h).T, xp.sum(dz, axis=1)
 
 
+@_float32_inside(returns_cache=True)
 def rnn_forward(x, h0, Wx, Wh, b, *, lengths=None):
     """Run a vanilla RNN over a whole sequence.
 
@@ -313,6 +318,7 @@ def rnn_forward(x, h0, Wx, Wh, b, *, lengths=None):
     return _hidden_states(xp, states, mask), cache
 
 
+@_float32_inside(caches="cache")
 def rnn_backward(dh, cache, *, lengths=None):
     """Backpropagation through time for the vanilla RNN.
 
@@ -428,6 +434,7 @@ def _gated_backward(cell: _sequence.Cell, dh, cache, what: str, lengths=None):
     return grads if g.dw.bhn is None else (*grads, g.dw.bhn[:, 0])
 
 
+@_float32_inside(returns_cache=True)
 def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     """One LSTM step (CS231n gate order i, f, o, g).
 
@@ -467,6 +474,7 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     return s.a.T, s.c.T, _GatedStepCache(_spec.LSTM, concat, c_prev, W, values, H)
 
 
+@_float32_inside(caches="cache")
 def lstm_step_backward(dnext_h, dnext_c, cache):
     """Backward pass of one LSTM step.
 
@@ -502,6 +510,7 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
     return dconcat[H:, :].T, dconcat[:H, :].T, dc_prev.T, dWx, dWh, db
 
 
+@_float32_inside(returns_cache=True)
 def lstm_forward(x, h0, Wx, Wh, b, *, lengths=None):
     """Run an LSTM over a whole sequence; the cell state starts at zero.
 
@@ -530,6 +539,7 @@ def lstm_forward(x, h0, Wx, Wh, b, *, lengths=None):
     return _gated_forward(_lstm.CELL, x, h0, Wx, Wh, b, lengths=lengths)
 
 
+@_float32_inside(caches="cache")
 def lstm_backward(dh, cache, *, lengths=None):
     """Backpropagation through time for the LSTM.
 
@@ -559,6 +569,7 @@ def lstm_backward(dh, cache, *, lengths=None):
 #   b (3H,) = [b_ir + b_hr, b_iz + b_hz, b_in], bhn (H,) = b_hn.
 
 
+@_float32_inside(returns_cache=True)
 def gru_step_forward(x, prev_h, Wx, Wh, b, bhn):
     """One GRU step, PyTorch equations, gate order r, z, n.
 
@@ -599,6 +610,7 @@ def gru_step_forward(x, prev_h, Wx, Wh, b, bhn):
     return s.a.T, _GatedStepCache(_spec.GRU, x, a_prev, W, (s.r, s.z, s.n, s.hn), H)
 
 
+@_float32_inside(caches="cache")
 def gru_step_backward(dnext_h, cache):
     """Backward pass of one GRU step.
 
@@ -630,6 +642,7 @@ def gru_step_backward(dnext_h, cache):
     return ((W[:, H:].T @ dxw).T, dprev.T, dWx, dWh, db, dbhn[:, 0])
 
 
+@_float32_inside(returns_cache=True)
 def gru_forward(x, h0, Wx, Wh, b, bhn, *, lengths=None):
     """Run a GRU over a whole sequence (PyTorch equations, gate order r, z, n).
 
@@ -659,6 +672,7 @@ def gru_forward(x, h0, Wx, Wh, b, bhn, *, lengths=None):
     return _gated_forward(_gru.CELL, x, h0, Wx, Wh, b, bhn, lengths)
 
 
+@_float32_inside(caches="cache")
 def gru_backward(dh, cache, *, lengths=None):
     """Backpropagation through time for the GRU.
 

@@ -48,7 +48,23 @@ __all__ = [
 #:   largest). 1e-4 relative, 1e-5 absolute (for entries near zero, whose
 #:   error is set by their larger neighbours) leave more than 10x margin.
 #:   On GPUs this assumes full float32 matrix products (no TF32).
-TOLERANCES = {"float64": (1e-10, 1e-12), "float32": (1e-4, 1e-5)}
+#: * float16 and bfloat16 (unit roundoff 4.9e-4 and 3.9e-3): the functions compute half
+#:   inputs in float32 and round each result once, at the end
+#:   (`portable_rnn._validate.float32_inside`). The reference is computed from the same
+#:   half-rounded inputs, so the difference is float32's (a few 1e-6 relative, as above)
+#:   plus that one rounding: at most one unit roundoff relative. Observed (every public
+#:   function, tests/test_half.py, NumPy, JAX and PyTorch on the CPU): 4.7e-4 in
+#:   float16 and 3.8e-3 in bfloat16, just under one unit roundoff. rtol is four unit
+#:   roundoffs (2e-3, 1.6e-2): 4x margin, and a wrong term (O(1e-2) or larger in
+#:   float16) still fails. atol covers entries
+#:   near zero, whose float32 error is set by their larger neighbours (the same 1e-5 as
+#:   float32) and, in float16, the subnormal spacing (6e-8) below 6.1e-5.
+TOLERANCES = {
+    "float64": (1e-10, 1e-12),
+    "float32": (1e-4, 1e-5),
+    "float16": (2e-3, 1e-5),
+    "bfloat16": (1.6e-2, 1e-5),
+}
 
 #: ``(rtol, atol)`` for whole float64 training runs (`portable_rnn.train`): losses
 #: and parameters after 20 steps of Adam, compared across backends and with
@@ -89,7 +105,7 @@ def tolerances(dtype) -> tuple[float, float]:
     Parameters
     ----------
     dtype : dtype or str
-        ``float32`` or ``float64`` of any backend.
+        ``float32``, ``float64``, ``float16`` or ``bfloat16`` of any backend.
 
     Returns
     -------
@@ -116,7 +132,7 @@ def to_numpy(arr) -> np.ndarray:
     Returns
     -------
     out : numpy.ndarray
-        Same shape and dtype.
+        Same shape and dtype (bfloat16, which NumPy lacks, as float32: exactly).
     """
     return _devices.to_numpy(arr)
 

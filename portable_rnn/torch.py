@@ -37,6 +37,7 @@ from ._core import sequence as _sequence
 from ._core import spec as _cells
 from ._validate import Dims as _Dims
 from ._validate import check_arrays as _check_arrays
+from ._validate import float32_inside as _float32_inside
 from ._validate import get_params as _get_params
 from .interop import _column
 
@@ -132,6 +133,7 @@ def _stack_layers(spec: _cells.CellSpec, layers) -> list:
     return [_get_params(layer, spec.layer_keys, f"layers[{k}]") for k, layer in enumerate(layers)]
 
 
+@_float32_inside()
 def multilayer_forward(x, layers, *, cell, bidirectional=False, a0=None, c0=None, lengths=None):
     """`portable_rnn.multilayer_forward` on PyTorch tensors, differentiable by autograd.
 
@@ -208,6 +210,7 @@ def _one_layer(spec: _cells.CellSpec, x, a0, parameters, c0, lengths):
     return a, y, (None if c_n is None else c_n[0])
 
 
+@_float32_inside()
 def rnn_forward(x, a0, parameters, *, lengths=None):
     """`portable_rnn.rnn_forward` on PyTorch tensors, differentiable by autograd.
 
@@ -237,6 +240,7 @@ def rnn_forward(x, a0, parameters, *, lengths=None):
     return a, y
 
 
+@_float32_inside()
 def gru_forward(x, a0, parameters, *, lengths=None):
     """`portable_rnn.gru_forward` on PyTorch tensors, differentiable by autograd.
 
@@ -266,6 +270,7 @@ def gru_forward(x, a0, parameters, *, lengths=None):
     return a, y
 
 
+@_float32_inside()
 def lstm_forward(x, a0, parameters, *, c0=None, lengths=None):
     """`portable_rnn.lstm_forward` on PyTorch tensors, differentiable by autograd.
 

@@ -317,8 +317,8 @@ PUBLIC = sorted(
     | {f"rnn_layers.{n}" for n in rnn_layers.__all__}
     | {f"interop.{n}" for n in interop.__all__}
 )
-#: public functions that take no array (configuration, creation, interop with PyTorch):
-#: covered by their own tests in test_errors.py, test_config.py and test_interop.py
+#: public functions that take no array (configuration, creation), or a PyTorch module
+#: (interop): covered by their own tests in test_errors.py, test_config.py and test_interop.py
 NO_ARRAYS = {
     "config_context",
     "get_config",
@@ -331,4 +331,5 @@ NO_ARRAYS = {
     "to_backend",
     "interop.from_torch",
     "interop.to_torch",
+    "interop.grads_to_torch",
 }

@@ -3,8 +3,8 @@
 import inspect
 
 import portable_rnn as prnn
-import portable_rnn.testing as prnn_testing
 import portable_rnn.jax as prnn_jax
+import portable_rnn.testing as prnn_testing
 import portable_rnn.torch as prnn_torch
 from portable_rnn import interop, rnn_layers, train
 

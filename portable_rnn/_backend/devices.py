@@ -19,15 +19,20 @@ from . import compat
 __all__ = [
     "BACKENDS",
     "DTYPES",
+    "FLOAT_DTYPES",
+    "HALF_DTYPES",
     "BackendInfo",
+    "backend_dtypes",
     "check_backend",
     "check_device",
     "check_dtype",
+    "default_dtype",
     "dtype_of",
     "from_numpy",
     "from_numpy_as",
     "gpu_count",
     "is_installed",
+    "lacking",
     "resolve_device",
     "to_numpy",
 ]
@@ -48,7 +53,21 @@ BACKENDS: dict[str, BackendInfo] = {
     "torch": BackendInfo("torch", "portable_rnn[torch]"),
     "array_api_strict": BackendInfo("array_api_strict", "portable_rnn[test]"),
 }
+#: The dtypes the arithmetic runs in.
 DTYPES = ("float32", "float64")
+#: The half-precision dtypes: accepted where the backend has them, computed in float32
+#: (inputs upcast once, results rounded back: `portable_rnn._validate.float32_inside`).
+HALF_DTYPES = ("float16", "bfloat16")
+#: Every floating dtype portable_rnn accepts, in the order messages list them.
+FLOAT_DTYPES = DTYPES + HALF_DTYPES
+#: The half dtypes each backend has (the array API standard has none: array_api_strict).
+_HALVES = {
+    "numpy": ("float16",),
+    "cupy": ("float16",),
+    "jax": ("float16", "bfloat16"),
+    "torch": ("float16", "bfloat16"),
+    "array_api_strict": (),
+}
 _DEVICE_RE = re.compile(r"^(cpu|gpu|cuda)(?::(\d+))?$")
 
 
@@ -74,12 +93,57 @@ def check_backend(backend, source: str) -> str:
     return backend
 
 
-def check_dtype(dtype, source: str) -> str:
-    """The name (``"float32"``/``"float64"``) of a floating dtype of any backend, or a name."""
+def check_dtype(dtype, source: str, backend: str | None = None) -> str:
+    """The name of a floating dtype portable_rnn accepts (a dtype of any backend, or a name).
+
+    ``float32``, ``float64``, ``float16`` and ``bfloat16``; with ``backend``, only those
+    that backend has (`backend_dtypes`). Anything else is a one-line ``ValueError``
+    naming ``source`` and the valid dtypes.
+    """
     name = compat.dtype_name(dtype)
-    if name not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r} in {source}; valid dtypes: {', '.join(DTYPES)}")
+    if name not in FLOAT_DTYPES:
+        raise ValueError(
+            f"unknown dtype {dtype!r} in {source}; valid dtypes: {', '.join(FLOAT_DTYPES)}"
+        )
+    if backend is not None and name not in backend_dtypes(backend):
+        what = "dtype" if source == "dtype" else f"dtype (from {source})"
+        raise ValueError(f"{what} is {name}, {lacking(backend)}")
     return name
+
+
+def backend_dtypes(backend: str) -> tuple[str, ...]:
+    """The floating dtypes ``backend`` has: float32, float64 and its half dtypes.
+
+    torch and JAX have ``float16`` and ``bfloat16``; NumPy and CuPy ``float16``;
+    array_api_strict neither (the array API standard has no half-precision dtype).
+    (float64 on JAX also needs ``jax_enable_x64``: see `dtype_of`.)
+    """
+    return DTYPES + _HALVES.get(backend, ())
+
+
+def lacking(backend: str) -> str:
+    """``"which backend 'numpy' does not have (its floating dtypes: ...)"``: the one wording
+    of every message about a dtype a backend lacks (the configuration, `to_backend`, the
+    ``init_*`` functions and the functions' input checks)."""
+    why = "; the array API standard has no half dtype" if not _HALVES.get(backend) else ""
+    return (
+        f"which backend {backend!r} does not have "
+        f"(its floating dtypes: {', '.join(backend_dtypes(backend))}{why})"
+    )
+
+
+def default_dtype(backend: str) -> str:
+    """The dtype created when none is configured: float64, but float32 on JAX without x64."""
+    if backend == "jax" and not _jax_x64():
+        return "float32"
+    return "float64"
+
+
+def _jax_x64() -> bool:
+    import jax
+
+    # jax_enable_x64 is a config flag set at run time; jax's stubs do not declare it
+    return bool(jax.config.jax_enable_x64)  # pyright: ignore[reportAttributeAccessIssue]
 
 
 def check_device(device, source: str):
@@ -252,16 +316,18 @@ def resolve_device(backend: str, device, source: str = "device"):
 
 
 def dtype_of(xp, backend: str, name: str):
-    """The dtype ``name`` of namespace ``xp``; float64 on JAX needs ``jax_enable_x64``."""
-    if backend == "jax" and name == "float64":
-        import jax
+    """The dtype ``name`` of namespace ``xp``; float64 on JAX needs ``jax_enable_x64``.
 
-        # jax_enable_x64 is a config flag set at run time; jax's stubs do not declare it
-        if not jax.config.jax_enable_x64:  # pyright: ignore[reportAttributeAccessIssue]
-            raise ValueError(
-                "float64 on JAX needs jax.config.update('jax_enable_x64', True) "
-                "(or JAX_ENABLE_X64=1); otherwise choose dtype='float32'"
-            )
+    A dtype the backend lacks (bfloat16 on NumPy, any half dtype on array_api_strict)
+    is a one-line ``ValueError`` naming the backend and the dtypes it has.
+    """
+    if name in HALF_DTYPES:
+        check_dtype(name, "dtype", backend)
+    if backend == "jax" and name == "float64" and not _jax_x64():
+        raise ValueError(
+            "float64 on JAX needs jax.config.update('jax_enable_x64', True) "
+            "(or JAX_ENABLE_X64=1); otherwise choose dtype='float32'"
+        )
     return getattr(xp, name)
 
 
@@ -277,15 +343,23 @@ def from_numpy(xp, backend: str, host: np.ndarray, dev):
 
 def from_numpy_as(xp, backend: str, arr: np.ndarray, dev, dtype_name: str):
     """A new array of ``backend`` on ``dev`` holding ``arr`` converted to ``dtype_name``."""
+    target = dtype_of(xp, backend, dtype_name)  # refuse float64 on JAX without x64
+    if dtype_name == "bfloat16":  # NumPy has no bfloat16: round on the backend, from float64
+        wide = "float64" if default_dtype(backend) == "float64" else "float32"
+        return xp.astype(from_numpy(xp, backend, np.asarray(arr, dtype=wide), dev), target)
     host = np.asarray(arr, dtype=np.dtype(dtype_name))
-    dtype_of(xp, backend, dtype_name)  # refuse float64 on JAX without x64
     return from_numpy(xp, backend, host, dev)
 
 
 def to_numpy(arr) -> np.ndarray:
-    """An explicit copy to host memory (the caller asked for a move)."""
+    """An explicit copy to host memory (the caller asked for a move).
+
+    NumPy has no bfloat16: a bfloat16 array comes back as float32 (exactly).
+    """
     xp = compat.array_namespace(arr)
     name = compat.backend_name(xp)
+    if compat.dtype_name(arr.dtype) == "bfloat16" and name != "numpy":
+        arr = xp.astype(arr, xp.float32)
     if name == "torch":
         return arr.detach().cpu().numpy()
     if name == "cupy":  # pragma: no cover - needs a GPU

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from .._core import activations as core
-from .._validate import check_arrays
+from .._validate import check_arrays, float32_inside
 
 __all__ = ["sigmoid", "softmax"]
 
 
+@float32_inside()
 def sigmoid(z):
     """Logistic sigmoid ``1 / (1 + exp(-z))``, elementwise and overflow-free.
 
@@ -29,6 +30,7 @@ def sigmoid(z):
     return core.sigmoid(xp, z)
 
 
+@float32_inside()
 def softmax(z, axis: int = 0):
     """Softmax along ``axis`` (per column by default), numerically stable.
 

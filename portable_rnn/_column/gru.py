@@ -43,7 +43,7 @@ from .._core import sequence
 from .._core.activations import softmax
 from .._core.sequence import zero_padded
 from .._core.spec import GRU
-from .._validate import Dims, check_arrays
+from .._validate import Dims, check_arrays, float32_inside
 from .caches import StepCaches, backward_mask, check_da, sequence_caches
 from .checks import check_inputs, check_state, column_params, forward_lengths
 
@@ -66,6 +66,7 @@ class GRUCellCache(NamedTuple):
 # -- cell -------------------------------------------------------------------
 
 
+@float32_inside(returns_cache=True)
 def gru_cell_forward(xt, a_prev, parameters):
     """One step of the GRU (PyTorch/cuDNN equations, see the module docs).
 
@@ -113,6 +114,7 @@ def gru_cell_forward(xt, a_prev, parameters):
     return s.a, yt_pred, GRUCellCache(s.a, a_prev, s.r, s.z, s.n, s.hn, xt, parameters)
 
 
+@float32_inside(caches="cache")
 def gru_cell_backward(da_next, cache):
     """Backward pass of one GRU step.
 
@@ -171,6 +173,7 @@ class _StepCaches(StepCaches):
         return GRUCellCache(s.a, a_prev, s.r, s.z, s.n, s.hn, self.x[:, :, t], self.parameters)
 
 
+@float32_inside(returns_cache=True)
 def gru_forward(x, a0, parameters, *, lengths=None):
     """Run the GRU over a whole sequence.
 
@@ -223,6 +226,7 @@ def gru_forward(x, a0, parameters, *, lengths=None):
     return a, y, (_StepCaches(x_run, init, states, w, parameters, lengths=lengths), x)
 
 
+@float32_inside(caches="caches")
 def gru_backward(da, caches, *, lengths=None):
     """Backpropagation through time for the GRU.
 

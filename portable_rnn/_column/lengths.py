@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from .._core import sequence
-from .._validate import Dims, check_arrays, check_lengths
+from .._validate import Dims, check_arrays, check_lengths, float32_inside
 
 __all__ = ["last_state"]
 
 
+@float32_inside()
 def last_state(a, lengths, a0=None):
     """Each example's hidden state after its last real step.
 

@@ -34,7 +34,7 @@ from .._core import sequence
 from .._core.activations import softmax
 from .._core.sequence import zero_padded
 from .._core.spec import LSTM
-from .._validate import Dims, check_arrays
+from .._validate import Dims, check_arrays, float32_inside
 from .caches import StepCaches, backward_mask, check_da, seed_style_caches, sequence_caches
 from .checks import check_inputs, check_state, column_params, forward_lengths
 
@@ -59,6 +59,7 @@ class LSTMCellCache(NamedTuple):
 # -- cell -------------------------------------------------------------------
 
 
+@float32_inside(returns_cache=True)
 def lstm_cell_forward(xt, a_prev, c_prev, parameters):
     """One step of the LSTM.
 
@@ -123,6 +124,7 @@ def _cell_cache(cache, name="cache"):
     return dict(zip(names, arrays, strict=True)), p
 
 
+@float32_inside(caches="cache")
 def lstm_cell_backward(da_next, dc_next, cache):
     """Backward pass of one LSTM step.
 
@@ -180,6 +182,7 @@ class _StepCaches(StepCaches):
         )
 
 
+@float32_inside(returns_cache=True)
 def lstm_forward(x, a0, parameters, *, c0=None, lengths=None):
     """Run the LSTM over a whole sequence.
 
@@ -258,6 +261,7 @@ def _seed_steps(xp, arrays):
     return states, core.Carry(arrays[0][2], arrays[0][3])
 
 
+@float32_inside(caches="caches")
 def lstm_backward(da, caches, *, lengths=None):
     """Backpropagation through time for the LSTM.
 

@@ -26,7 +26,7 @@ from .._core import sequence
 from .._core.activations import softmax
 from .._core.sequence import zero_padded
 from .._core.spec import RNN
-from .._validate import Dims, check_arrays
+from .._validate import Dims, check_arrays, float32_inside
 from .caches import StepCaches, backward_mask, check_da, seed_style_caches, sequence_caches
 from .checks import (
     check_inputs,
@@ -53,6 +53,7 @@ class RNNCellCache(NamedTuple):
 # -- cell -------------------------------------------------------------------
 
 
+@float32_inside(returns_cache=True)
 def rnn_cell_forward(xt, a_prev, parameters):
     """One step of the vanilla RNN.
 
@@ -107,6 +108,7 @@ def _cell_cache(cache, name="cache"):
     return dict(zip(names, arrays, strict=True)), p
 
 
+@float32_inside(caches="cache")
 def rnn_cell_backward(da_next, cache):
     """Backward pass of one RNN step.
 
@@ -153,6 +155,7 @@ class _StepCaches(StepCaches):
         return RNNCellCache(self.states[t].a, a_prev, self.x[:, :, t], self.parameters)
 
 
+@float32_inside(returns_cache=True)
 def rnn_forward(x, a0, parameters, *, lengths=None):
     """Run the vanilla RNN over a whole sequence.
 
@@ -231,6 +234,7 @@ def _seed_steps(xp, arrays):
     return ListSteps([core.Step(a_next) for a_next, _, _ in arrays]), core.Carry(arrays[0][1])
 
 
+@float32_inside(caches="caches")
 def rnn_backward(da, caches, *, lengths=None):
     """Backpropagation through time for the vanilla RNN.
 

@@ -17,7 +17,7 @@ from .._backend.seam import zeros_like_state
 from .._core import lstm, rnn, sequence
 from .._core.activations import softmax
 from .._core.spec import LSTM
-from .._validate import Dims, check_arrays, get_params
+from .._validate import Dims, check_arrays, float32_inside, get_params
 
 __all__ = ["LSTMfwdProp", "fwdProp", "fwdPropSeq", "sftmax"]
 
@@ -40,6 +40,7 @@ def _check_rnn(dims: Dims, p: dict) -> None:
     dims.check("by", p["by"], "n_y 1")
 
 
+@float32_inside()
 def sftmax(x):
     """Seed 000's softmax, per column (shifted by each column's own maximum).
 
@@ -56,6 +57,7 @@ def sftmax(x):
     return softmax(xp, x, axis=0)
 
 
+@float32_inside(returns_cache=True)
 def fwdProp(hprev, xt, params):
     """One vanilla RNN step with seed 000's names and transposed weights.
 
@@ -89,6 +91,7 @@ def fwdProp(hprev, xt, params):
     return ht, yt, [(hprev, ht, xt, params)]
 
 
+@float32_inside(returns_cache=True)
 def fwdPropSeq(x, h0, params):
     """The vanilla RNN over a sequence, seed 000's ``fwdPropSeq``.
 
@@ -123,6 +126,7 @@ def fwdPropSeq(x, h0, params):
     return Ypred, H, caches
 
 
+@float32_inside()
 def LSTMfwdProp(X, h0, c0, params):
     """The LSTM over a sequence, seed 000's ``LSTMfwdProp``, carrying the cell state.
 

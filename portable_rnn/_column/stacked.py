@@ -21,7 +21,14 @@ from .._backend.seam import snapshot
 from .._core import sequence
 from .._core import stacked as core
 from .._core.spec import CellSpec, cell_spec
-from .._validate import Dims, check_arrays, check_backward_lengths, check_lengths, get_params
+from .._validate import (
+    Dims,
+    check_arrays,
+    check_backward_lengths,
+    check_lengths,
+    float32_inside,
+    get_params,
+)
 from .checks import check_state, input_width, refuse_batch_major
 
 __all__ = ["multilayer_backward", "multilayer_forward"]
@@ -95,6 +102,7 @@ def _checked_layers(spec: CellSpec, layers, n_x: int, directions: int):
     return params, n_a, len(layers) // directions
 
 
+@float32_inside(returns_cache=True)
 def multilayer_forward(x, layers, *, cell, bidirectional=False, a0=None, c0=None, lengths=None):
     """Run a stack of RNN, LSTM or GRU layers, optionally bidirectional.
 
@@ -176,6 +184,7 @@ def multilayer_forward(x, layers, *, cell, bidirectional=False, a0=None, c0=None
     return out, finals[0], finals[1] if len(finals) > 1 else None, cache
 
 
+@float32_inside(caches="cache")
 def multilayer_backward(dout, cache, *, da_n=None, dc_n=None, lengths=None):
     """Backpropagation through time through a stack from `multilayer_forward`.
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from .._config import get_config
 from ._checkpoint import CheckpointError, printable
 from ._loop import LN2, DivergenceError, Terminated, _pyplot, fit, plot_history
-from ._runfile import TrainConfig, read_run, saved_config
+from ._runfile import RUN_DTYPES, TrainConfig, master_dtype, read_run, saved_config
 from ._sample import MAX_SAMPLE_LENGTH
 from ._text import CorpusError, Vocabulary
 
@@ -53,7 +53,12 @@ def add_train_parser(sub) -> None:
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this long")
     p.add_argument("--sample-length", type=int, default=None, help="sample printed (default 200)")
     p.add_argument("--seed", type=int, default=None, help="initialisation seed (default 0)")
-    _add_target(p, "default: PORTABLE_RNN_DTYPE, else float32")
+    _add_target(
+        p,
+        "default: PORTABLE_RNN_DTYPE, else float32; float16 and bfloat16 (where the backend "
+        "has them) train in mixed precision: float32 parameters and Adam state, the model "
+        "run on a half copy",
+    )
     p.add_argument("--out", default=None, help=f"checkpoint (default {DEFAULT_OUT}, or --resume)")
     p.add_argument(
         "--keep-best",
@@ -96,7 +101,7 @@ def add_sample_parser(sub) -> None:
 def _add_target(p, dtype_help: str) -> None:
     p.add_argument("--backend", default=None, help="numpy, jax, torch, cupy... (default: config)")
     p.add_argument("--device", default=None, help="cpu, gpu, gpu:N... (default: config)")
-    p.add_argument("--dtype", choices=("float32", "float64"), default=None, help=dtype_help)
+    p.add_argument("--dtype", choices=RUN_DTYPES, default=None, help=dtype_help)
 
 
 def _enable_x64_if_needed(backend, dtype) -> None:
@@ -237,7 +242,7 @@ def run_sample(args) -> int:
         lines = saved_config(header)["split_lines"]  # a model of lines samples line by line
         vocab, params = Vocabulary(header["vocab"]), arrays["params"]
         check_prime(vocab, args.prime)
-        dtype = args.dtype or header["dtype"]
+        dtype = args.dtype or master_dtype(header["dtype"])  # a half run's: its float32
         _enable_x64_if_needed(args.backend, dtype)
         params = to_backend(params, args.backend, args.device, dtype=dtype)
         text = sample(

@@ -11,11 +11,13 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .. import __version__
 from .._backend import compat as _compat
+from .._backend.devices import HALF_DTYPES, check_dtype
 from .._backend.seam import compile_function
 from .._config import get_config
 from .._creation import to_backend
@@ -40,6 +42,7 @@ from ._runfile import (
     TrainConfig,
     check_model_size,
     check_structural,
+    master_dtype,
     placement,
     read_run,
     saved_config,
@@ -109,7 +112,7 @@ class TrainResult:
     best: Path | None = None
 
 
-def evaluate(params, batches: TextBatches | LineBatches) -> float:
+def evaluate(params, batches: TextBatches | LineBatches, *, dtype=None) -> float:
     """Mean loss of the model over every chunk of ``batches``, forward only.
 
     Starts from the zero state and carries it from chunk to chunk, as training
@@ -122,12 +125,16 @@ def evaluate(params, batches: TextBatches | LineBatches) -> float:
         From `init_char_model` or a checkpoint, on any backend.
     batches : TextBatches or LineBatches
         The text to score.
+    dtype : {"float16", "bfloat16"}, optional, keyword-only
+        Run the model on a copy of ``params`` in this half dtype, as a mixed-precision
+        run trains it (`in_dtype`); by default in ``params``' own dtype.
 
     Returns
     -------
     loss : float
         Nats per character (divide by ``log 2`` for bits per character).
     """
+    params = in_dtype(params, dtype)
     if isinstance(batches, LineBatches):
         return _evaluate_lines(params, batches)
     forward = compile_function(_eval_step, params["Wy"])
@@ -162,15 +169,36 @@ def _eval_lines_step(params, x, y, lengths):
     return char_model_forward(params, x, y, None, lengths)[0]
 
 
-def _make_train_step(clip: float, betas, eps: float, lines: bool = False):
-    """One training step; ``lines``: its ``state`` argument is the batch's lengths instead."""
+def in_dtype(tree: Any, dtype) -> Any:
+    """The arrays of a dict (parameters, gradients, state) in ``dtype``; ``None``: as they are.
+
+    Mixed precision (``--dtype float16`` / ``bfloat16``): the run keeps its parameters and
+    Adam's moments in float32 (the master weights); each step runs the model on their
+    copy in the half dtype (its recurrence computed in float32 inside the library, its
+    loss in float32), and the half gradients are upcast for clipping and Adam.
+    """
+    if dtype is None or tree is None:
+        return tree
+    out = {}
+    for k, v in tree.items():
+        xp = _compat.array_namespace(v)
+        out[k] = v if _compat.dtype_name(v.dtype) == dtype else xp.astype(v, getattr(xp, dtype))
+    return out
+
+
+def _make_train_step(clip: float, betas, eps: float, lines: bool = False, compute=None):
+    """One training step; ``lines``: its ``state`` argument is the batch's lengths instead.
+    ``compute``: a half dtype to run the model in (`in_dtype`), or ``None``."""
 
     def step(params, m, v, state, x, y, step_size, bc2_sqrt):
+        model = in_dtype(params, compute)
         if lines:  # every line from the zero state; nothing is carried
-            loss, grads, _ = char_model_loss_and_grads(params, x, y, None, state)
+            loss, grads, _ = char_model_loss_and_grads(model, x, y, None, state)
             state = None
         else:
-            loss, grads, state = char_model_loss_and_grads(params, x, y, state)
+            loss, grads, state = char_model_loss_and_grads(model, x, y, in_dtype(state, compute))
+        if compute is not None:  # clipping and Adam on the float32 master weights
+            grads = in_dtype(grads, _compat.dtype_name(params["Wy"].dtype))
         if clip > 0:
             grads, norm = clip_grad_norm(grads, clip)
         else:
@@ -274,6 +302,13 @@ class _Run:
         if resume is not None:
             header, arrays = read_run(resume)
             check_structural(resume, saved_config(header), asdict(config))
+        dtype = config.dtype or (header["dtype"] if header is not None else None)
+        #: the half dtype the model runs in (mixed precision, `in_dtype`), or None
+        self.compute = dtype if dtype in HALF_DTYPES else None
+        if self.compute is not None:  # one the backend lacks: refused before any work
+            check_dtype(self.compute, "dtype", config.backend or get_config().backend)
+        if resume is not None:
+            assert header is not None  # read just above
             if corpus is None and header["corpus"]["source"] != _text.DEFAULT_CORPUS:
                 corpus = header["corpus"]["source"]
         read = _text.read_corpus(corpus)
@@ -329,7 +364,7 @@ class _Run:
         """``(params, adam state, carried state, step, train_loss, val_loss)`` on the target."""
         c = self.config
         if self.header is None:
-            itemsize = 8 if (c.dtype or get_config().dtype) == "float64" else 4
+            itemsize = 8 if (c.dtype or get_config().dtype) == "float64" else 4  # the masters
             check_model_size(c, len(self.vocab), itemsize)  # before allocating it
             params = init_char_model(
                 len(self.vocab),
@@ -340,12 +375,12 @@ class _Run:
                 seed=c.seed,
                 backend=c.backend,
                 device=c.device,
-                dtype=c.dtype,
+                dtype=master_dtype(c.dtype),
             )
             return params, adam_init(params), None, 0, [], []
         a = self.arrays
         assert a is not None  # loaded with self.header, which is not None here
-        dtype = c.dtype or self.header["dtype"]
+        dtype = master_dtype(c.dtype or self.header["dtype"])
         moved = to_backend(
             {k: a[k] for k in ("params", "adam_m", "adam_v", "state") if k in a},
             c.backend,
@@ -384,7 +419,8 @@ class _Run:
                 **asdict(c),
                 **{k: v if isinstance(v, str) else None for k, v in placement(c).items()},
             },
-            "dtype": _compat.dtype_name(params["Wy"].dtype),
+            # the dtype the run computes in (its arrays: float32 for a half run)
+            "dtype": self.compute or _compat.dtype_name(params["Wy"].dtype),
             "vocab": self.vocab.chars,
             "step": step,
             "corpus": {"source": self.source, "sha256": self.digest, "chars": self.chars},
@@ -400,8 +436,8 @@ class _Run:
                 "val": np.asarray(val_loss, dtype=np.float64).reshape(-1, 2),
             },
         }
-        if state is not None:
-            arrays["state"] = state
+        if state is not None:  # stored in the parameters' dtype, as the layout says
+            arrays["state"] = in_dtype(state, _compat.dtype_name(params["Wy"].dtype))
         return save_checkpoint(path, header, arrays)
 
 
@@ -505,7 +541,8 @@ def fit(
             log(f"removed {str(stale)!r}, left by an interrupted checkpoint write")
     like = params["Wy"]
     train_step = compile_function(
-        _make_train_step(config.clip, config.betas, config.eps, config.split_lines), like
+        _make_train_step(config.clip, config.betas, config.eps, config.split_lines, run.compute),
+        like,
     )
     save_every = config.save_every or config.eval_every
     result = TrainResult(params, run.vocab, step, train_loss, val_loss)
@@ -584,7 +621,7 @@ def fit(
                 )
                 if step % config.eval_every == 0 or last:
                     with _quiet_floats():
-                        val = evaluate(params, run.val)
+                        val = evaluate(params, run.val, dtype=run.compute)
                     if not math.isfinite(val):
                         raise diverged(step, f"the validation loss is {val}")
                     is_best = all(val < earlier for _, earlier in val_loss)
@@ -708,9 +745,15 @@ def _startup_line(config: TrainConfig, params, run: _Run) -> str:
     lines = ", split into lines" if config.split_lines else ""
     return (
         f"{config.cell} {config.layers} x {config.hidden} ({count:,} parameters) "
-        f"on {_compat.backend_name(xp)} {_device_label(like)} {_compat.dtype_name(like.dtype)}; "
+        f"on {_compat.backend_name(xp)} {_device_label(like)} {_dtype_label(run, like)}; "
         f"corpus {printable(run.source)} ({run.chars:,} chars, {len(run.vocab)} symbols){lines}"
     )
+
+
+def _dtype_label(run: _Run, like) -> str:
+    """``float32``, or ``bfloat16 (float32 master weights)`` for a mixed-precision run."""
+    master = _compat.dtype_name(like.dtype)
+    return master if run.compute is None else f"{run.compute} ({master} master weights)"
 
 
 def _leaves(tree):

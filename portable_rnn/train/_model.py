@@ -25,7 +25,7 @@ import numpy as np
 from .. import init_multilayer_params, multilayer_backward, multilayer_forward
 from .._backend import compat as _compat
 from .._backend import pytrees as _pytrees
-from .._backend.devices import from_numpy, from_numpy_as
+from .._backend.devices import HALF_DTYPES, from_numpy, from_numpy_as
 from .._backend.seam import arange_like, zeros_like_state
 from .._core.spec import CELLS, cell_spec
 from .._creation import check_sizes, resolve_target
@@ -334,6 +334,7 @@ def char_model_forward(params, inputs, targets, state=None, lengths=None):
     Returns
     -------
     loss : array, shape ()
+        (float32 for a float16 / bfloat16 model: computed from its logits upcast.)
         Mean over the ``m * T`` predictions (with ``lengths``: over the
         ``sum(lengths)`` real ones) of ``-log p(target)``, in nats (divide by
         ``log 2`` for bits per character); as ``torch.nn.CrossEntropyLoss``
@@ -350,6 +351,8 @@ def char_model_forward(params, inputs, targets, state=None, lengths=None):
     n = m * T
     V = spec["vocab_size"]
     y = xp.reshape(targets, (1, n))
+    if _compat.dtype_name(logits.dtype) in HALF_DTYPES:  # the loss in float32, not rounded
+        logits = xp.astype(logits, xp.float32)
     if lengths is None:
         # all-True mask, on the labels' device: every prediction counts
         total, dz = temporal_softmax_loss(xp.reshape(logits.T, (1, n, V)), y, y == y)
@@ -379,6 +382,8 @@ def char_model_backward(cache) -> dict:
     params, emb_cache, rnn_cache, flat, (m, T), dz, n = cache  # n: predictions counted
     xp = _compat.array_namespace(flat)
     dlogits = xp.reshape(dz, (m * T, -1)).T / n  # (V, m*T)
+    if dlogits.dtype != flat.dtype:  # a half-precision model: its loss was float32
+        dlogits = xp.astype(dlogits, flat.dtype)
     H = int(flat.shape[0])
     grads = {}
     dflat = params["Wy"].T @ dlogits

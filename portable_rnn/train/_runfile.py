@@ -27,7 +27,19 @@ from ._checkpoint import (
 from ._sample import MAX_SAMPLE_LENGTH
 from ._text import Vocabulary
 
-__all__ = ["STRUCTURAL", "TrainConfig"]
+__all__ = ["RUN_DTYPES", "STRUCTURAL", "TrainConfig", "master_dtype"]
+
+#: The dtypes a run computes in. float16 and bfloat16 (where the backend has them) are
+#: mixed precision: the parameters and Adam's moments stay float32 (the master weights,
+#: which checkpoints store), and each step runs the model on a copy in the half dtype
+#: (the library computes the recurrence in float32 inside; the loss is float32).
+RUN_DTYPES = ("float32", "float64", "float16", "bfloat16")
+
+
+def master_dtype(dtype):
+    """The dtype a run keeps its parameters and Adam state in: float32 for a half run."""
+    return "float32" if dtype in ("float16", "bfloat16") else dtype
+
 
 #: Options that fix the model or the batches: a resumed run must keep them.
 STRUCTURAL = (
@@ -164,8 +176,10 @@ class TrainConfig:
             )
         if not _is_int(self.seed) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {shown(self.seed)}")
-        if self.dtype not in (None, "float32", "float64"):
-            raise ValueError(f"dtype must be float32, float64 or None, got {shown(self.dtype)}")
+        if self.dtype not in (None, *RUN_DTYPES):
+            raise ValueError(
+                f"dtype must be {', '.join(RUN_DTYPES)} or None, got {shown(self.dtype)}"
+            )
         if self.backend is not None and not isinstance(self.backend, str):
             raise ValueError(f"backend must be a str or None, got {shown(self.backend)}")
         if not isinstance(self.split_lines, bool):
@@ -251,8 +265,8 @@ def check_header(header: dict, path) -> tuple[TrainConfig, Vocabulary]:
     step = header["step"]
     if not _is_int(step) or step < 0:
         raise bad("step", "an integer >= 0", step)
-    if header["dtype"] not in ("float32", "float64"):
-        raise bad("dtype", "float32 or float64", header["dtype"])
+    if header["dtype"] not in RUN_DTYPES:
+        raise bad("dtype", ", ".join(RUN_DTYPES), header["dtype"])
     corpus = header["corpus"]
     if not isinstance(corpus, dict):
         raise bad("corpus", "a JSON object with source, sha256 and chars", corpus)
@@ -307,7 +321,7 @@ def model_layout(header: dict, path) -> dict[str, ArraySpec]:
     spec = CELLS[config.cell]
     H, L = config.hidden, config.layers
     shapes = param_shapes(config, len(vocab))
-    dtype = (header["dtype"],)
+    dtype = (master_dtype(header["dtype"]),)  # a half-precision run keeps float32
     layout = {
         f"{group}/{key}": ArraySpec(shape, dtype)
         for group in ("params", "adam_m", "adam_v")
