@@ -191,18 +191,8 @@ def _column(spec: specs.CellSpec, x, a0, c0, parameters, lengths):
     ``c0``, ``parameters``' keys, ``lengths``), runs the stack's custom VJP, and
     computes ``y`` from ``a`` outside it, as the plain forward does.
     """
-    p = checks.column_params(spec, parameters)
-    has_c = "c" in spec.carry
-    states = {"a0": a0, "c0": c0} if has_c else {"a0": a0}
-    xp = _validate.check_arrays({"x": x, **states, **p}, optional=tuple(states))
-    _require_jax(xp, {"x": x, **states, **p})
-    dims = _validate.Dims()
-    checks.check_inputs(dims, spec, "x", x, "n_x m T_x", p)
-    dims.require_steps("T_x", "x", x)
-    for name, state in states.items():
-        if state is not None:
-            checks.check_state(dims, name, state, "n_a m")
-    lengths = _validate.check_lengths(lengths, x, dims["m"], dims["T_x"])
+    xp, p, _, lengths, mask = checks.check_sequence(spec, x, a0, parameters, c0, lengths)
+    _require_jax(xp, {"x": x, "a0": a0, "c0": c0, **p})
 
     layer = {key: p[key] for key in spec.layer_keys}
     static = _Static(spec.name, False, a0 is not None, c0 is not None)
@@ -211,7 +201,6 @@ def _column(spec: specs.CellSpec, x, a0, c0, parameters, lengths):
     w_key, b_key = spec.output_keys
     y = None
     if w_key in p:  # differentiated by JAX: the same code as the plain forward's
-        mask = sequence.step_mask(xp, lengths, dims["T_x"])
         y = sequence.zero_padded(xp, sequence.outputs(xp, p[w_key], p[b_key], a), mask)
     return a, y, None if c_n is None else c_n[0, :, :]
 

@@ -30,12 +30,9 @@ from typing import Any
 
 from ._backend import compat as _compat
 from ._column import stacked as _stacked
-from ._column.checks import check_inputs as _check_inputs
-from ._column.checks import column_params as _column_params
-from ._column.checks import forward_lengths as _forward_lengths
+from ._column.checks import check_sequence as _check_sequence
 from ._core import sequence as _sequence
 from ._core import spec as _cells
-from ._validate import Dims as _Dims
 from ._validate import check_arrays as _check_arrays
 from ._validate import float32_inside as _float32_inside
 from ._validate import get_params as _get_params
@@ -183,16 +180,8 @@ def multilayer_forward(x, layers, *, cell, bidirectional=False, a0=None, c0=None
 
 def _one_layer(spec: _cells.CellSpec, x, a0, parameters, c0, lengths):
     """The one-layer case: checks as the column forward, `_Stack`, then the output layer."""
-    p = _column_params(spec, parameters)
-    xp = _check_arrays({"x": x, "a0": a0, "c0": c0, **p}, optional=("a0", "c0"))
+    xp, p, _, lengths, mask = _check_sequence(spec, x, a0, parameters, c0, lengths)
     _require_torch(xp, "x")
-    dims = _Dims()
-    _check_inputs(dims, spec, "x", x, "n_x m T_x", p)
-    dims.require_steps("T_x", "x", x)
-    for name, state in (("a0", a0), ("c0", c0)):
-        if state is not None:
-            dims.check(name, state, "n_a m")
-    lengths, mask = _forward_lengths(xp, lengths, x, dims)
     layer = {key: p[key] for key in spec.layer_keys}
     a, _, c_n = _apply(
         spec,

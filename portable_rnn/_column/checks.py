@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 from .._core import sequence
 from .._core.spec import CellSpec
-from .._validate import Dims, check_lengths, get_params
+from .._validate import Dims, check_arrays, check_lengths, get_params
 
 __all__ = [
+    "SequenceArgs",
     "check_inputs",
     "check_layer",
+    "check_sequence",
     "check_state",
     "column_params",
     "forward_lengths",
@@ -115,3 +119,32 @@ def forward_lengths(xp, lengths, x, dims: Dims):
     without lengths."""
     checked = check_lengths(lengths, x, dims["m"], dims["T_x"])
     return checked, sequence.step_mask(xp, checked, dims["T_x"])
+
+
+class SequenceArgs(NamedTuple):
+    """What `check_sequence` read from a column sequence forward's arguments."""
+
+    xp: Any  #: the arrays' namespace
+    p: dict  #: the parameter dict, checked (output layer included when given)
+    dims: Dims  #: ``n_x``, ``m``, ``T_x``, ``n_a`` (and ``n_y``)
+    lengths: Any  #: checked ``lengths``, or ``None``
+    mask: Any  #: its `sequence.step_mask` ``(T_x, 1, m)``, or ``None``
+
+
+def check_sequence(spec: CellSpec, x, a0, parameters, c0=None, lengths=None) -> SequenceArgs:
+    """Every check of a column sequence forward (`rnn_forward`, `lstm_forward`,
+    `gru_forward`, and their `portable_rnn.jax` and `portable_rnn.torch` versions), in
+    order: the parameter keys, the arrays' backend, dtype and device, ``x`` (a
+    features-last ``x`` named with its transpose) and the layer's shapes, at least one
+    step, the states (``c0`` for the LSTM only), and ``lengths``."""
+    p = column_params(spec, parameters)
+    states = {"a0": a0, "c0": c0} if "c" in spec.carry else {"a0": a0}
+    xp = check_arrays({"x": x, **states, **p}, optional=tuple(states))
+    dims = Dims()
+    check_inputs(dims, spec, "x", x, "n_x m T_x", p)
+    dims.require_steps("T_x", "x", x)
+    for name, state in states.items():
+        if state is not None:
+            check_state(dims, name, state, "n_a m")
+    checked, mask = forward_lengths(xp, lengths, x, dims)
+    return SequenceArgs(xp, p, dims, checked, mask)

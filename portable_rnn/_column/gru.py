@@ -45,7 +45,7 @@ from .._core.sequence import zero_padded
 from .._core.spec import GRU
 from .._validate import Dims, check_arrays, float32_inside
 from .caches import StepCaches, backward_mask, check_da, sequence_caches
-from .checks import check_inputs, check_state, column_params, forward_lengths
+from .checks import check_inputs, check_sequence, check_state, column_params
 
 __all__ = ["gru_backward", "gru_cell_backward", "gru_cell_forward", "gru_forward"]
 
@@ -206,14 +206,7 @@ def gru_forward(x, a0, parameters, *, lengths=None):
         share no memory with the caches, and changing ``x``, ``a0`` or the parameters
         afterwards does not change them (see "Aliasing" in the conventions).
     """
-    p = column_params(GRU, parameters)
-    xp = check_arrays({"x": x, "a0": a0, **p}, optional=("a0",))
-    dims = Dims()
-    check_inputs(dims, GRU, "x", x, "n_x m T_x", p)
-    dims.require_steps("T_x", "x", x)
-    if a0 is not None:
-        check_state(dims, "a0", a0, "n_a m")
-    lengths, mask = forward_lengths(xp, lengths, x, dims)
+    xp, p, dims, lengths, mask = check_sequence(GRU, x, a0, parameters, lengths=lengths)
     if a0 is None:
         a0 = zeros_like_state(xp, (dims["n_a"], dims["m"]), x)
     else:

@@ -36,7 +36,7 @@ from .._core.sequence import zero_padded
 from .._core.spec import LSTM
 from .._validate import Dims, check_arrays, float32_inside
 from .caches import StepCaches, backward_mask, check_da, seed_style_caches, sequence_caches
-from .checks import check_inputs, check_state, column_params, forward_lengths
+from .checks import check_inputs, check_sequence, check_state, column_params
 
 __all__ = ["lstm_backward", "lstm_cell_backward", "lstm_cell_forward", "lstm_forward"]
 
@@ -221,16 +221,8 @@ def lstm_forward(x, a0, parameters, *, c0=None, lengths=None):
         share no memory with the caches, and changing ``x``, ``a0``, ``c0`` or the
         parameters afterwards does not change them (see "Aliasing" in the conventions).
     """
-    p = column_params(LSTM, parameters)
-    xp = check_arrays({"x": x, "a0": a0, "c0": c0, **p}, optional=("a0", "c0"))
-    dims = Dims()
-    check_inputs(dims, LSTM, "x", x, "n_x m T_x", p)
-    dims.require_steps("T_x", "x", x)
+    xp, p, dims, lengths, mask = check_sequence(LSTM, x, a0, parameters, c0, lengths)
     shape = (dims["n_a"], dims["m"])
-    for name, state in (("a0", a0), ("c0", c0)):
-        if state is not None:
-            check_state(dims, name, state, "n_a m")
-    lengths, mask = forward_lengths(xp, lengths, x, dims)
     has_c0 = c0 is not None
     a0 = zeros_like_state(xp, shape, x) if a0 is None else snapshot(xp, a0)
     c0 = zeros_like_state(xp, shape, x) if c0 is None else snapshot(xp, c0)

@@ -28,15 +28,7 @@ from .._core.sequence import zero_padded
 from .._core.spec import RNN
 from .._validate import Dims, check_arrays, float32_inside
 from .caches import StepCaches, backward_mask, check_da, seed_style_caches, sequence_caches
-from .checks import (
-    check_inputs,
-    check_layer,
-    check_state,
-    column_params,
-    forward_lengths,
-    input_width,
-    refuse_batch_major,
-)
+from .checks import check_inputs, check_sequence, check_state, column_params
 
 __all__ = ["rnn_backward", "rnn_cell_backward", "rnn_cell_forward", "rnn_forward"]
 
@@ -194,16 +186,7 @@ def rnn_forward(x, a0, parameters, *, lengths=None):
     The input product ``Wax @ x`` and the output product ``Wya @ a`` are each
     one matrix product over all steps; only ``Waa @ a<t-1>`` runs per step.
     """
-    p = column_params(RNN, parameters)
-    xp = check_arrays({"x": x, "a0": a0, **p}, optional=("a0",))
-    dims = Dims()
-    refuse_batch_major("x", x, input_width(RNN, p))
-    dims.check("x", x, "n_x m T_x")
-    dims.require_steps("T_x", "x", x)
-    check_layer(dims, RNN, p, "x")
-    if a0 is not None:
-        check_state(dims, "a0", a0, "n_a m")
-    lengths, mask = forward_lengths(xp, lengths, x, dims)
+    xp, p, dims, lengths, mask = check_sequence(RNN, x, a0, parameters, lengths=lengths)
     if a0 is None:
         a0 = zeros_like_state(xp, (dims["n_a"], dims["m"]), x)
     else:
