@@ -17,22 +17,26 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
-import zipfile
-import zlib
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import numpy.lib.format as npy_format
 
 from . import interop
 from ._backend import compat, pytrees
-from ._backend.devices import DTYPES, to_numpy
+from ._backend.devices import (
+    FLOAT_DTYPES,
+    HALF_DTYPES,
+    backend_dtypes,
+    check_backend,
+    lacking,
+    to_numpy,
+)
 from ._column.stacked import multilayer_backward, multilayer_forward
+from ._config import get_config
 from ._core.spec import CELLS, CellSpec
 from ._creation import check_seed, check_sizes, init_multilayer_params, to_backend
+from ._npz import ArraySpec, NpzFile, write_atomic
 from ._validate import check_is_array
 
 __all__ = ["GRU", "LSTM", "RNN", "RNNBase"]
@@ -54,23 +58,8 @@ _HEADER_KEYS = (
 )
 _MAX_HEADER_BYTES = 64 * 2**10
 _MAX_FILE_BYTES = 4 * 2**30  # the arrays of one file, checked before anything is read
-_NPY_MAX_HEADER = 10_000
-# what a damaged or crafted file makes zipfile, zlib and numpy's readers raise
-_READ_ERRORS = (
-    zipfile.BadZipFile,
-    zipfile.LargeZipFile,
-    zlib.error,
-    EOFError,
-    OSError,
-    ValueError,
-    KeyError,
-    NotImplementedError,
-    RuntimeError,
-    OverflowError,
-    SyntaxError,
-    MemoryError,
-    UnicodeDecodeError,
-)
+#: the dtype a layer's arrays are stored in: NumPy has no bfloat16 (float32 holds it exactly)
+_STORED = {"bfloat16": "float32"}
 
 
 def _flag(value, name: str) -> bool:
@@ -655,8 +644,11 @@ class RNNBase:
         The file holds every parameter as a NumPy array under ``layers.{k}.{name}`` (``k``
         the index in `layers`), in the layer's dtype, and ``header``: a JSON object
         (format and version, cell, sizes, ``num_layers``, ``bidirectional``,
-        ``batch_first``, dtype) stored as a uint8 array. It is written to a temporary file
-        beside ``path`` and renamed over it, so an interrupted save leaves the previous file.
+        ``batch_first``, dtype) stored as a uint8 array. A bfloat16 layer's arrays are
+        stored as float32 (which holds them exactly; NumPy has no bfloat16), the header
+        saying ``"bfloat16"``. It is written to a temporary file beside ``path`` and renamed
+        over it, so an interrupted save leaves the previous file (a symbolic link is written
+        through).
 
         Parameters
         ----------
@@ -669,16 +661,9 @@ class RNNBase:
 
         Raises
         ------
-        ValueError
-            A layer of a half-precision dtype (convert it with `to` first).
         OSError
             The file could not be written; a previous file at ``path`` is as it was.
         """
-        if self._dtype not in DTYPES:
-            raise ValueError(
-                f"save writes float32 or float64 layers; this one is {self._dtype}: save "
-                "layer.to(dtype='float32') instead"
-            )
         header = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
@@ -692,20 +677,10 @@ class RNNBase:
         }
         arrays: dict[str, Any] = {"header": np.frombuffer(json.dumps(header).encode(), np.uint8)}
         for k, layer in enumerate(self.layers):
-            for key, value in layer.items():
+            for key, value in layer.items():  # bfloat16 comes back as float32, exactly
                 arrays[f"layers.{k}.{key}"] = np.ascontiguousarray(to_numpy(value))
         path = Path(path)
-        directory = path.parent if str(path.parent) else Path(".")
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, arrays)
         return path
 
     @classmethod
@@ -723,8 +698,9 @@ class RNNBase:
             A file written by `save`.
         backend, device : optional, keyword-only
             Where the layer goes; the configuration's by default (see `set_config`).
-        dtype : {"float32", "float64"}, optional, keyword-only
-            Convert to it; the file's dtype by default.
+        dtype : {"float32", "float64", "float16", "bfloat16"}, optional, keyword-only
+            Convert to it; the file's dtype by default (a half dtype the backend lacks,
+            bfloat16 on NumPy, is refused unless ``dtype`` is given).
 
         Returns
         -------
@@ -739,11 +715,11 @@ class RNNBase:
         ValueError
             The file is truncated, not a layer file, of another format version or cell, or
             holds a field, array, shape, dtype or value it should not (one line, naming the
-            path and the field or array).
+            path and the field or array); a half dtype the backend lacks.
         """
-        header, arrays = _read(Path(path))
+        where = f"layer file {str(path)!r}"
+        header, arrays = _read(path, where)
         cell = header["cell"]
-        where = _where(path)
         if cls is not RNNBase and cell != cls._spec.name:
             raise ValueError(
                 f"{where} holds a {_CLASSES[cell].__name__}, not a {cls.__name__}; load it "
@@ -755,6 +731,14 @@ class RNNBase:
             {key: arrays[f"layers.{k}.{key}"] for key in keys}
             for k in range(header["num_layers"] * D)
         ]
+        if dtype is None and header["dtype"] in HALF_DTYPES:
+            place = get_config().backend if backend is None else check_backend(backend, "backend")
+            if header["dtype"] not in backend_dtypes(place):
+                raise ValueError(
+                    f"{where} holds a {header['dtype']} layer, {lacking(place)}; "
+                    "load it with dtype='float32' (or another the backend has)"
+                )
+            dtype = header["dtype"]  # bfloat16 is stored as float32
         layers = to_backend(host, backend, device, dtype=dtype)
         return RNNBase._assemble(
             cell,
@@ -770,162 +754,85 @@ class RNNBase:
 # -- reading a file -----------------------------------------------------------------------
 
 
-def _where(path) -> str:
-    return f"layer file {str(path)!r}"
-
-
-def _guard(where: str, fn, *args):
-    """``fn(*args)``, what a damaged file makes the readers raise as one ``ValueError`` line."""
-    try:
-        return fn(*args)
-    except _FileError:
-        raise
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{where} does not exist") from None
-    except _READ_ERRORS as exc:
-        detail = " ".join(str(exc).split())[:200]
-        raise _FileError(
-            f"{where} is truncated or not a portable_rnn layer file "
-            f"({type(exc).__name__}: {detail})"
-        ) from None
-
-
-class _FileError(ValueError):
-    """A layer file refused (a ``ValueError``; private so the guard passes it through)."""
-
-
-def _npy_meta(zf: zipfile.ZipFile, name: str, key: str, where: str):
-    """``(shape, dtype, data bytes)`` from a member's ``.npy`` header, without its data."""
-    info = zf.getinfo(name)
-    with zf.open(info) as fp:
-        version = npy_format.read_magic(fp)
-        if version == (1, 0):
-            shape, _, dtype = npy_format.read_array_header_1_0(fp, max_header_size=_NPY_MAX_HEADER)
-        elif version == (2, 0):
-            shape, _, dtype = npy_format.read_array_header_2_0(fp, max_header_size=_NPY_MAX_HEADER)
-        else:
-            raise _FileError(f"{where}: {key} is a .npy of version {version}, not 1.0 or 2.0")
-    if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
-        raise _FileError(f"{where}: {key} holds Python objects or records ({dtype}); refused")
-    return tuple(shape), dtype
-
-
-def _read_member(zf: zipfile.ZipFile, name: str):
-    with zf.open(name) as fp:
-        return npy_format.read_array(fp, allow_pickle=False)
-
-
-def _check_header(header, where: str) -> dict:
-    if not isinstance(header, dict):
-        raise _FileError(f"{where}: header is a JSON {type(header).__name__}, not an object")
+def _check_header(header: dict, where: str) -> dict:
     missing = [k for k in _HEADER_KEYS if k not in header]
     extra = sorted(k for k in header if k not in _HEADER_KEYS)
     if missing or extra:
         what = (
-            "lacks " + ", ".join(missing) if missing else "has unknown fields " + ", ".join(extra)
+            f"lacks {', '.join(missing)}" if missing else f"has unknown fields {', '.join(extra)}"
         )
-        raise _FileError(f"{where}: header {what}")
+        raise ValueError(f"{where}: header {what}")
     if header["format"] != FORMAT:
-        raise _FileError(f"{where}: header format is {header['format']!r:.60}, not {FORMAT!r}")
+        raise ValueError(f"{where}: header format is {header['format']!r:.60}, not {FORMAT!r}")
     version = header["version"]
     if type(version) is not int or version != FORMAT_VERSION:
-        raise _FileError(
+        raise ValueError(
             f"{where}: header version is {version!r:.60}; this portable_rnn reads {FORMAT_VERSION}"
         )
     if header["cell"] not in CELLS:
-        raise _FileError(
+        raise ValueError(
             f"{where}: header cell is {header['cell']!r:.60}; expected one of {', '.join(CELLS)}"
         )
     for key in ("input_size", "hidden_size", "num_layers"):
         value = header[key]
         if type(value) is not int or value < 1:
-            raise _FileError(f"{where}: header {key} must be a positive integer, got {value!r:.60}")
+            raise ValueError(f"{where}: header {key} must be a positive integer, got {value!r:.60}")
     for key in ("bidirectional", "batch_first"):
         if type(header[key]) is not bool:
-            raise _FileError(
+            raise ValueError(
                 f"{where}: header {key} must be true or false, got {header[key]!r:.60}"
             )
-    if header["dtype"] not in DTYPES:
-        raise _FileError(
-            f"{where}: header dtype is {header['dtype']!r:.60}; expected float32 or float64"
+    if header["dtype"] not in FLOAT_DTYPES:
+        raise ValueError(
+            f"{where}: header dtype is {header['dtype']!r:.60}; expected one of "
+            f"{', '.join(FLOAT_DTYPES)}"
         )
     return header
 
 
-def _expected_shapes(header: dict) -> dict:
+def _expected(header: dict) -> dict[str, ArraySpec]:
+    """Every array the header implies: its name, shape and stored dtype; finite values."""
     spec = CELLS[header["cell"]]
     D = 2 if header["bidirectional"] else 1
     n_a = header["hidden_size"]
-    shapes = {}
+    name: str = header["dtype"]
+    dtypes = (_STORED.get(name, name),)
+    found = {}
     for k in range(header["num_layers"] * D):
         n_x = header["input_size"] if k < D else D * n_a
         for key in spec.layer_keys:
-            shapes[f"layers.{k}.{key}"] = spec.shape(key, n_x, n_a, 1)
-    return shapes
+            shape = spec.shape(key, n_x, n_a, 1)
+            found[f"layers.{k}.{key}"] = ArraySpec(shape=shape, dtypes=dtypes, finite=True)
+    return found
 
 
-def _read(path: Path) -> tuple[dict, dict]:
+def _read(path, where: str) -> tuple[dict, dict]:
     """The checked header and host arrays of a layer file."""
-    where = _where(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{where} does not exist")
-    if not path.is_file():
-        raise _FileError(f"{where} is not a regular file")
-    zf = _guard(where, zipfile.ZipFile, path)
-    with zf:
-        names = _guard(where, zf.namelist)
-        keys = {}
-        for name in names:
-            key = name.removesuffix(".npy")
-            if key == name or key in keys:
-                raise _FileError(f"{where} holds {name!r:.60}, which is not one array of a layer")
-            keys[key] = name
-        if "header" not in keys:
-            raise _FileError(f"{where} is not a portable_rnn layer file (no header)")
-        shape, dtype = _guard(where, _npy_meta, zf, keys["header"], "header", where)
-        if dtype != np.uint8 or len(shape) != 1 or shape[0] > _MAX_HEADER_BYTES:
-            raise _FileError(
-                f"{where}: header must be a uint8 array of at most {_MAX_HEADER_BYTES} bytes, "
-                f"got {dtype} of shape {shape}"
-            )
-        raw = _guard(where, _read_member, zf, keys["header"])
-        try:
-            header = json.loads(bytes(raw).decode("utf-8"))
-        except (ValueError, RecursionError) as exc:
-            raise _FileError(f"{where}: header is not UTF-8 JSON ({type(exc).__name__})") from None
-        header = _check_header(header, where)
+    with NpzFile(
+        path,
+        what="portable_rnn layer file",
+        where=where,
+        missing=FileNotFoundError,
+        limit=_MAX_FILE_BYTES,
+        limit_name="a layer file may hold",
+    ) as npz:
+        header = _check_header(
+            npz.read_json("header", kind="uint8", max_bytes=_MAX_HEADER_BYTES), where
+        )
         spec = CELLS[header["cell"]]
         D = 2 if header["bidirectional"] else 1
         count = header["num_layers"] * D * len(spec.layer_keys)
-        if len(keys) - 1 != count:  # checked before the names are built: a huge num_layers
-            raise _FileError(f"{where} holds {len(keys) - 1} arrays; its header implies {count}")
-        shapes = _expected_shapes(header)
-        unexpected = sorted(k for k in keys if k != "header" and k not in shapes)
+        held = len(npz.members) - 1
+        if held != count:  # checked before the names are built: a huge num_layers
+            raise ValueError(f"{where} holds {held} arrays; its header implies {count}")
+        specs = _expected(header)
+        unexpected = sorted(k for k in npz.members if k != "header" and k not in specs)
         if unexpected:
-            raise _FileError(
+            raise ValueError(
                 f"{where} holds arrays its header does not: {', '.join(unexpected[:3])}"
             )
-        want = np.dtype(header["dtype"])
-        total = sum(math.prod(s) for s in shapes.values()) * want.itemsize
-        if total > _MAX_FILE_BYTES:
-            raise _FileError(
-                f"{where}: its header implies {total:,} bytes of parameters, more than "
-                f"{_MAX_FILE_BYTES:,}"
-            )
-        arrays = {}
-        for key, expected in shapes.items():
-            shape, dtype = _guard(where, _npy_meta, zf, keys[key], key, where)
-            if dtype.kind != "f" or dtype.newbyteorder("=") != want:
-                raise _FileError(f"{where}: {key} has dtype {dtype}, its header says {want}")
-            if shape != expected:
-                raise _FileError(f"{where}: {key} has shape {shape}, its header implies {expected}")
-            arr = _guard(where, _read_member, zf, keys[key])
-            arr = np.ascontiguousarray(arr, dtype=want)
-            if tuple(arr.shape) != expected:  # pragma: no cover - read_array follows the header
-                raise _FileError(f"{where}: {key} has shape {arr.shape}, expected {expected}")
-            if not np.isfinite(arr).all():
-                raise _FileError(f"{where}: {key} holds NaN or infinite values")
-            arrays[key] = arr
+        npz.check_declared(specs)
+        arrays = {key: npz.read_array(key, s) for key, s in specs.items()}
     return header, arrays
 
 

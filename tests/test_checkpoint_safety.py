@@ -24,6 +24,7 @@ import pytest
 import portable_rnn.train._checkpoint as checkpoint_module
 from portable_rnn import train as tr
 from portable_rnn.__main__ import main
+from portable_rnn._npz import NpzFile
 from portable_rnn.train._runfile import read_run
 
 from .test_train_cli import make_text, one_error_line
@@ -455,14 +456,14 @@ def test_sample_reads_only_the_parameters(run, tmp_path, capsys):
     bad = with_member(run, tmp_path / "bad.npz", "adam_m/Wy",
                       npy(shape=(10**7, 10**7), descr="<f8", data=b""))  # fmt: skip
     read = []
-    real = checkpoint_module._read_array
+    real = NpzFile.read_array
 
-    def spy(zf, info, key, *args):
+    def spy(self, key, *args):
         read.append(key)
-        return real(zf, info, key, *args)
+        return real(self, key, *args)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(checkpoint_module, "_read_array", spy)
+        mp.setattr(NpzFile, "read_array", spy)
         assert main(["sample", "--checkpoint", str(bad), "--length", "5", "--seed", "0"]) == 0
     assert read and all(key.startswith("params/") for key in read)
     out, err = capsys.readouterr()
