@@ -2,8 +2,8 @@
 # The checks CI runs, in the environment made by ci/setup.sh (or any
 # environment with portable_rnn[dev] installed). Usage: bash ci/test.sh
 # With --after-readme (CI, after ci/newcomer.sh ran the suite and the main job): the
-# suite's step runs only the CuPy kernel traces (CuPy is installed only now), and the
-# short training run is skipped.
+# suite's step runs only the tests that change once CuPy is installed (it is installed
+# only now), and the short training run is skipped.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 after_readme=0
@@ -20,8 +20,10 @@ step "types: basedpyright (basic mode, portable_rnn/)"
 "$PY" -m basedpyright || status=1
 
 if [ "$after_readme" -eq 1 ]; then
-    suite=(tests/test_fused.py)
-    step "tests: CuPy's kernel traces (tests/test_fused.py), CuPy required; the suite ran in ci/newcomer.sh"
+    # the tests that behave differently once CuPy is installed (it is not in the README's
+    # environment): its kernel traces, and a GPU asked of an installed CuPy with no GPU
+    suite=(tests/test_fused.py tests/test_config.py tests/test_fuzz.py)
+    step "tests: with CuPy installed (its kernel traces required), ${suite[*]}; the suite ran in ci/newcomer.sh"
 else
     suite=()
     step "tests: the README's test command, every CPU backend required"

@@ -37,6 +37,7 @@ longer search.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import re
 
@@ -269,6 +270,8 @@ DTYPE = (
     st.sampled_from(["float8", "int32", 7, "double"]),
 )
 CELL = (st.sampled_from(["rnn", "lstm", "gru"]), st.sampled_from(["LSTM", "cnn", None, 3]))
+#: whether CuPy is installed here: a GPU asked of it is then a RuntimeError, else an ImportError
+CUPY_INSTALLED = importlib.util.find_spec("cupy") is not None
 #: asked for on this machine, which has no GPU: a RuntimeError saying so
 NO_GPU = {"device": st.sampled_from(["gpu", "cuda:1"]), "backend": st.just("cupy")}
 
@@ -305,6 +308,10 @@ def _expect(fn, bad: str | None, gpu: bool):
     except RuntimeError as exc:
         assert gpu, f"{exc!r} where no GPU was asked for"
         assert "GPU" in str(exc), exc
+        return None
+    except ImportError as exc:  # a GPU asked of CuPy where CuPy is not installed
+        assert gpu and not CUPY_INSTALLED, f"{exc!r}"
+        assert "backend 'cupy'" in str(exc) and "pip install portable_rnn[cuda" in str(exc), exc
         return None
     assert bad is None and not gpu, f"accepted a bad {bad or 'GPU'}"
     return result

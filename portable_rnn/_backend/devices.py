@@ -303,11 +303,11 @@ def resolve_device(backend: str, device, source: str = "device"):
     if backend == "cupy":
         if kind == "cpu":
             raise ValueError("backend 'cupy' runs on GPUs only, got device 'cpu'")
-        import cupy
-
         found, why = gpu_count("cupy")
         if n >= found:
             raise _gpu_missing(backend, spec, found, why)
+        import cupy
+
         return cupy.cuda.Device(n)
     raise ValueError(f"unknown backend {backend!r}")  # pragma: no cover
 
