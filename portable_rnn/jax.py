@@ -39,7 +39,6 @@ except ImportError as err:  # pragma: no cover - the tests run with JAX installe
 from . import _validate
 from ._backend import compat
 from ._column import checks, stacked
-from ._core import sequence
 from ._core import spec as specs
 
 __all__ = ["gru_forward", "lstm_forward", "multilayer_forward", "rnn_forward"]
@@ -191,18 +190,12 @@ def _column(spec: specs.CellSpec, x, a0, c0, parameters, lengths):
     ``c0``, ``parameters``' keys, ``lengths``), runs the stack's custom VJP, and
     computes ``y`` from ``a`` outside it, as the plain forward does.
     """
-    xp, p, _, lengths, mask = checks.check_sequence(spec, x, a0, parameters, c0, lengths)
-    _require_jax(xp, {"x": x, "a0": a0, "c0": c0, **p})
-
-    layer = {key: p[key] for key in spec.layer_keys}
     static = _Static(spec.name, False, a0 is not None, c0 is not None)
-    a0_s, c0_s = (None if s is None else s[None, :, :] for s in (a0, c0))
-    a, _, c_n = _stack(static, x, [layer], a0_s, c0_s, lengths)
-    w_key, b_key = spec.output_keys
-    y = None
-    if w_key in p:  # differentiated by JAX: the same code as the plain forward's
-        y = sequence.zero_padded(xp, sequence.outputs(xp, p[w_key], p[b_key], a), mask)
-    return a, y, None if c_n is None else c_n[0, :, :]
+
+    def stack(x, layers, a0, c0, lengths):
+        return _stack(static, x, layers, a0, c0, lengths)
+
+    return checks.one_layer(spec, x, a0, c0, parameters, lengths, stack, _require_jax)
 
 
 @_validate.float32_inside()

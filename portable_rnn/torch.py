@@ -30,8 +30,7 @@ from typing import Any
 
 from ._backend import compat as _compat
 from ._column import stacked as _stacked
-from ._column.checks import check_sequence as _check_sequence
-from ._core import sequence as _sequence
+from ._column.checks import one_layer as _one_layer_of
 from ._core import spec as _cells
 from ._validate import check_arrays as _check_arrays
 from ._validate import float32_inside as _float32_inside
@@ -180,23 +179,14 @@ def multilayer_forward(x, layers, *, cell, bidirectional=False, a0=None, c0=None
 
 def _one_layer(spec: _cells.CellSpec, x, a0, parameters, c0, lengths):
     """The one-layer case: checks as the column forward, `_Stack`, then the output layer."""
-    xp, p, _, lengths, mask = _check_sequence(spec, x, a0, parameters, c0, lengths)
-    _require_torch(xp, "x")
-    layer = {key: p[key] for key in spec.layer_keys}
-    a, _, c_n = _apply(
-        spec,
-        x,
-        [layer],
-        False,
-        None if a0 is None else a0[None, ...],
-        None if c0 is None else c0[None, ...],
-        lengths,
-    )
-    Wy, by = spec.output_keys
-    y = None
-    if Wy in p:  # autograd differentiates the output layer: plain torch operations
-        y = _sequence.zero_padded(xp, _sequence.outputs(xp, p[Wy], p[by], a), mask)
-    return a, y, (None if c_n is None else c_n[0])
+
+    def stack(x, layers, a0, c0, lengths):
+        return _apply(spec, x, layers, False, a0, c0, lengths)
+
+    def require(xp, named):
+        _require_torch(xp, "x")
+
+    return _one_layer_of(spec, x, a0, c0, parameters, lengths, stack, require)
 
 
 @_float32_inside()

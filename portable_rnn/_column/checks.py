@@ -17,6 +17,7 @@ __all__ = [
     "column_params",
     "forward_lengths",
     "input_width",
+    "one_layer",
     "refuse_batch_major",
 ]
 
@@ -148,3 +149,26 @@ def check_sequence(spec: CellSpec, x, a0, parameters, c0=None, lengths=None) -> 
             check_state(dims, name, state, "n_a m")
     checked, mask = forward_lengths(xp, lengths, x, dims)
     return SequenceArgs(xp, p, dims, checked, mask)
+
+
+def one_layer(spec: CellSpec, x, a0, c0, parameters, lengths, stack, require):
+    """A column sequence forward as the one-layer case of a differentiable stack:
+    ``(a, y, c_n)``, for `portable_rnn.jax` (its custom VJP) and `portable_rnn.torch` (its
+    autograd Function).
+
+    Checks as the plain forward does (`check_sequence`), then ``require(xp, named)``
+    (the framework's own refusal of other backends); runs
+    ``stack(x, [layer], a0[None], c0[None], lengths) -> (out, a_n, c_n)``; and computes
+    the output layer ``y`` (when the parameters have one) from ``a`` outside the stack,
+    by the plain forward's code, so that the framework differentiates it.
+    """
+    xp, p, _, lengths, mask = check_sequence(spec, x, a0, parameters, c0, lengths)
+    require(xp, {"x": x, "a0": a0, "c0": c0, **p})
+    layer = {key: p[key] for key in spec.layer_keys}
+    a0_s, c0_s = (None if s is None else s[None, :, :] for s in (a0, c0))
+    a, _, c_n = stack(x, [layer], a0_s, c0_s, lengths)
+    w_key, b_key = spec.output_keys
+    y = None
+    if w_key in p:
+        y = sequence.zero_padded(xp, sequence.outputs(xp, p[w_key], p[b_key], a), mask)
+    return a, y, None if c_n is None else c_n[0, :, :]
