@@ -27,6 +27,7 @@ __all__ = [
     "check_device",
     "check_dtype",
     "default_dtype",
+    "dropout_masks",
     "dtype_of",
     "from_numpy",
     "from_numpy_as",
@@ -349,6 +350,27 @@ def from_numpy_as(xp, backend: str, arr: np.ndarray, dev, dtype_name: str):
         return xp.astype(from_numpy(xp, backend, np.asarray(arr, dtype=wide), dev), target)
     host = np.asarray(arr, dtype=np.dtype(dtype_name))
     return from_numpy(xp, backend, host, dev)
+
+
+def dropout_masks(seed: int, p: float, shapes, like) -> list:
+    """Dropout masks: zeros and ``1 / (1 - p)``, one array per shape, on ``like``'s device
+    and in its dtype.
+
+    Drawn on the host by NumPy's ``default_rng(seed)`` (each element kept with probability
+    ``1 - p``) and moved explicitly: the same masks, bit for bit, on every backend and device
+    for the same seed and shapes, and under ``jax.jit`` a constant of the trace. The scale
+    is rounded once, in the array's dtype.
+    """
+    xp = compat.array_namespace(like)
+    backend = compat.backend_name(xp)
+    rng = np.random.default_rng(seed)
+    name = compat.dtype_name(like.dtype)
+    scale = 1.0 / (1.0 - p)
+    dev = None if compat.is_traced(like) else compat.device(like)
+    return [
+        from_numpy_as(xp, backend, np.where(rng.random(shape) >= p, scale, 0.0), dev, name)
+        for shape in shapes
+    ]
 
 
 def to_numpy(arr) -> np.ndarray:

@@ -63,6 +63,9 @@ def input_width(spec: CellSpec, p: dict) -> tuple[int, str] | None:
         return None
     if spec.separate:
         return int(shape[1]), key
+    proj = getattr(p.get("Wp"), "shape", ())
+    if len(proj) == 2:  # a projected LSTM's gates act on [a (n_p rows); x]
+        return int(shape[1]) - int(proj[0]), f"{key} (n_p + n_x columns)"
     return int(shape[1]) - int(shape[0]), f"{key} (n_a + n_x columns)"
 
 

@@ -15,12 +15,14 @@ sequence code as `portable_rnn.lstm_forward` and friends.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import cast
 
+from .._backend.devices import dropout_masks
 from .._backend.seam import snapshot
 from .._core import sequence
 from .._core import stacked as core
-from .._core.spec import CellSpec, cell_spec
+from .._core.spec import OPTION_SHAPES, CellSpec, cell_spec, check_options
 from .._validate import (
     Dims,
     check_arrays,
@@ -31,7 +33,7 @@ from .._validate import (
 )
 from .checks import check_state, input_width, refuse_batch_major
 
-__all__ = ["multilayer_backward", "multilayer_forward"]
+__all__ = ["check_dropout", "multilayer_backward", "multilayer_forward", "option_keys"]
 
 
 def _layer_list(layers) -> None:
@@ -41,15 +43,40 @@ def _layer_list(layers) -> None:
         )
 
 
+def option_keys(spec: CellSpec, layers) -> tuple[str, ...]:
+    """The optional keys (peepholes ``Pi``, ``Pf``, ``Po``; projection ``Wp``) the dicts
+    hold, read from ``layers[0]``: every group all or none, the same in every dict."""
+    found: list[str] = []
+    for option, keys in spec.option_keys.items():
+        first = [k for k in keys if k in layers[0]]
+        if first and len(first) < len(keys):
+            missing = ", ".join(repr(k) for k in keys if k not in first)
+            raise ValueError(
+                f"layers[0] has {', '.join(map(repr, first))} but not {missing}: the {option} "
+                f"keys ({', '.join(keys)}) go together"
+            )
+        for k, layer in enumerate(layers):
+            has = [key for key in keys if key in layer]
+            if bool(has) != bool(first):
+                what = "has" if has else "lacks"
+                raise ValueError(
+                    f"layers[{k}] {what} the {option} keys ({', '.join(keys)}) that layers[0] "
+                    f"{'lacks' if has else 'has'}: every layer of a stack has the same cell"
+                )
+        found += first
+    return tuple(found)
+
+
 def _fits(spec: CellSpec, layers, n_x: int, directions: int) -> bool:
     """Whether the dicts' weights have the input widths of a stack of ``directions``."""
     if len(layers) % directions:
         return False
-    ps = [get_params(layer, spec.layer_keys, f"layers[{k}]") for k, layer in enumerate(layers)]
+    keys = spec.layer_keys + option_keys(spec, layers)
+    ps = [get_params(layer, keys, f"layers[{k}]") for k, layer in enumerate(layers)]
     widths = [input_width(spec, p) for p in ps]
     if any(w is None for w in widths):
         return False
-    n_a = int(ps[0][spec.layer_keys[0]].shape[0])
+    n_a = int(ps[0]["Wp" if "Wp" in keys else spec.layer_keys[0]].shape[0])
     expected = [n_x if k < directions else directions * n_a for k in range(len(layers))]
     return [cast(tuple, w)[0] for w in widths] == expected
 
@@ -73,37 +100,93 @@ def _check_layers(spec: CellSpec, layers, n_x: int, directions: int):
 
 
 def _checked_layers(spec: CellSpec, layers, n_x: int, directions: int):
+    """``(params, n_a, num_layers, n_h)``: ``n_h`` is the hidden state's size (``n_p`` with a
+    projection, else ``n_a``)."""
     _layer_list(layers)
     if len(layers) % directions:
         raise ValueError(
             f"layers must hold num_layers * {directions} dicts (bidirectional), got {len(layers)}"
         )
+    extra = option_keys(spec, layers)
+    proj = "Wp" in extra
     first_key = spec.layer_keys[0]
     shapes = {k: v for k, v in spec.shapes.items() if k not in spec.output_keys}
-    params, n_a = [], None
+    if proj:  # the gates act on [a (n_p rows); x]
+        shapes = {k: v.replace("n_a+n_x", "n_p+n_x") for k, v in shapes.items()}
+    shapes.update({k: OPTION_SHAPES[k] for k in extra})
+    h = "n_p" if proj else "n_a"
+    params, n_a, n_p = [], None, None
     for k, layer in enumerate(layers):
         where = f"layers[{k}]"
-        p = get_params(layer, spec.layer_keys, where)
+        p = get_params(layer, spec.layer_keys + extra, where)
         dims = Dims()
-        n_in = n_x if k < directions else directions * cast(int, n_a)  # set by the layers before
-        dims.define("n_x", n_in, "x" if k < directions else f"the layer below ({directions} * n_a)")
+        # the layers before set n_a (and n_p)
+        n_in = n_x if k < directions else directions * cast(int, n_p if proj else n_a)
+        dims.define("n_x", n_in, "x" if k < directions else f"the layer below ({directions} * {h})")
         if n_a is not None:
             dims.define("n_a", n_a, "layers[0]")
         first = p[first_key]
         if getattr(first, "ndim", None) == 2 and n_a is None:
             dims.define("n_a", first.shape[0], f"{where}['{first_key}']")
-        if "n_a" in dims.size:
+        if proj:
+            if n_p is not None:
+                dims.define("n_p", n_p, "layers[0]['Wp']")
+            elif getattr(p["Wp"], "ndim", None) == 2:
+                dims.define("n_p", p["Wp"].shape[0], f"{where}['Wp']")
+                if "n_a" in dims.size and dims["n_p"] >= dims["n_a"]:
+                    raise ValueError(
+                        f"{where}['Wp'] has {dims['n_p']} rows (the projected size n_p), but a "
+                        f"projection needs n_p < n_a = {dims['n_a']} (PyTorch: proj_size < "
+                        "hidden_size)"
+                    )
+            if "n_p" in dims.size:
+                dims.define("n_p+n_x", dims["n_p"] + dims["n_x"], "n_p + n_x")
+        elif "n_a" in dims.size:
             dims.define("n_a+n_x", dims["n_a"] + dims["n_x"], "n_a + n_x")
         for key, letters in shapes.items():
             dims.check(f"{where}['{key}']", p[key], letters)
         n_a = dims["n_a"]
+        n_p = dims["n_p"] if proj else None
         params.append(p)
     assert n_a is not None  # layers is not empty: every layer sets it
-    return params, n_a, len(layers) // directions
+    return params, n_a, len(layers) // directions, cast(int, n_p if proj else n_a)
+
+
+def check_dropout(dropout, seed, layers: int):
+    """``dropout`` in [0, 1) and, when on, an int ``seed``; returns ``(p, seed)``."""
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
+        raise TypeError(f"dropout must be a number in [0, 1), got {dropout!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    if dropout and seed is None:
+        raise ValueError(
+            "dropout needs seed= (an int): the masks are drawn from it, so that a backward "
+            "uses the forward's masks and a run is the same on every backend; pass "
+            "dropout=0 to evaluate"
+        )
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise TypeError(f"seed must be a non-negative int, got {seed!r}")
+    return float(dropout), seed
 
 
 @float32_inside(returns_cache=True)
-def multilayer_forward(x, layers, *, cell, bidirectional=False, a0=None, c0=None, lengths=None):
+def multilayer_forward(
+    x,
+    layers,
+    *,
+    cell,
+    bidirectional=False,
+    a0=None,
+    c0=None,
+    lengths=None,
+    nonlinearity="tanh",
+    reset_after=True,
+    clip=None,
+    input_forget=False,
+    reverse=False,
+    dropout=0.0,
+    seed=None,
+):
     """Run a stack of RNN, LSTM or GRU layers, optionally bidirectional.
 
     Parameters
@@ -132,6 +215,31 @@ def multilayer_forward(x, layers, *, cell, bidirectional=False, a0=None, c0=None
         real step, and a reverse direction starts at that step. ``None`` (the default):
         every example is ``T_x`` steps long. See "Variable-length sequences" in the
         conventions.
+    nonlinearity : {"tanh", "relu"}, keyword-only
+        The RNN's activation (PyTorch's ``nonlinearity``).
+    reset_after : bool, keyword-only
+        The GRU's candidate: ``True`` (PyTorch's) resets after the recurrent product,
+        ``False`` (Keras ``reset_after=False``, ONNX ``linear_before_reset=0``) before it.
+    clip : float, optional, keyword-only
+        The LSTM's cell clip (ONNX): gate pre-activations clipped to ``[-clip, clip]``.
+    input_forget : bool, keyword-only
+        The LSTM's coupled gates (ONNX): ``f = 1 - i``.
+    reverse : bool, keyword-only
+        Run every layer of a unidirectional stack from the last step to the first
+        (outputs in time order; ONNX ``direction="reverse"``). With ``lengths``, each
+        example starts at its own last real step.
+    dropout : float, keyword-only
+        Dropout probability on the inputs of every layer but the first (PyTorch's
+        placement), in ``[0, 1)``; ``0`` (the default, and for evaluation): none.
+    seed : int, optional, keyword-only
+        The dropout masks' seed, required with ``dropout``: the same seed gives the same
+        masks on every backend and device, and the backward uses the forward's.
+
+    The LSTM's peepholes and projection are parameters: every dict may hold ``Pi``,
+    ``Pf``, ``Po`` (each ``(n_a, 1)``; ONNX's ``P``) and ``Wp`` (``(n_p, n_a)``, ``n_p <
+    n_a``; PyTorch's ``weight_hr``). With ``Wp`` the hidden states have ``n_p`` rows
+    (``a0``, ``a_n``, ``out``: ``n_p`` for ``n_a``; the gate weights ``n_p + n_in``
+    columns), the cell states ``n_a``. See "Cell variants" in the conventions.
 
     Returns
     -------
@@ -152,24 +260,40 @@ def multilayer_forward(x, layers, *, cell, bidirectional=False, a0=None, c0=None
     spec = cell_spec(cell)
     D = 2 if bidirectional else 1
     _layer_list(layers)
+    options = check_options(
+        spec, nonlinearity=nonlinearity, reset_after=reset_after, clip=clip,
+        input_forget=input_forget,
+    )
+    if not isinstance(reverse, bool):
+        raise TypeError(f"reverse must be True or False, got {reverse!r}")
+    if reverse and bidirectional:
+        raise ValueError(
+            "reverse=True is for a unidirectional stack; a bidirectional one already runs "
+            "both ways"
+        )
+    extra = option_keys(spec, layers)
+    options = dataclasses.replace(options, peepholes="Pf" in extra, proj="Wp" in extra)
     named = {"x": x, "a0": a0, "c0": c0}
     for k, layer in enumerate(layers):
         named.update(
             {
                 f"layers[{k}]['{key}']": v
-                for key, v in get_params(layer, spec.layer_keys, f"layers[{k}]").items()
+                for key, v in get_params(layer, spec.layer_keys + extra, f"layers[{k}]").items()
             }
         )
     xp = check_arrays(named, optional=("a0", "c0"))
     dims = Dims()
-    refuse_batch_major("x", x, input_width(spec, get_params(layers[0], spec.layer_keys)))
+    first = get_params(layers[0], spec.layer_keys + extra)
+    refuse_batch_major("x", x, input_width(spec, first))
     dims.check("x", x, "n_x m T_x")
     dims.require_steps("T_x", "x", x)
-    params, n_a, L = _check_layers(spec, layers, dims["n_x"], D)
+    params, n_a, L, n_h = _check_layers(spec, layers, dims["n_x"], D)
+    p_drop, seed = check_dropout(dropout, seed, L)
     dims.define("n_a", n_a, "layers[0]")
+    dims.define("n_p", n_h, "layers[0]['Wp']")
     dims.define("L*D", L * D, "len(layers)")
     if a0 is not None:
-        check_state(dims, "a0", a0, "L*D n_a m")
+        check_state(dims, "a0", a0, "L*D n_p m" if options.proj else "L*D n_a m")
     if c0 is not None:
         if "c" not in spec.carry:
             raise ValueError(f"c0 is for the LSTM's cell state; cell {cell!r} has none")
@@ -180,7 +304,14 @@ def multilayer_forward(x, layers, *, cell, bidirectional=False, a0=None, c0=None
     weights = [sequence.fuse(xp, spec, p, keep=True) for p in params]
     inits = tuple(None if s is None else snapshot(xp, s) for s in (a0, c0)[: len(spec.carry)])
     x_run = snapshot(xp, x)
-    out, finals, cache = core.forward(xp, core.CELLS[spec.name], weights, x_run, D, inits, lengths)
+    masks = None
+    if p_drop and L > 1:
+        shape = (D * n_h, dims["m"], dims["T_x"])
+        masks = dropout_masks(cast(int, seed), p_drop, [shape] * (L - 1), x_run)
+    math = core.math(spec.name, options)
+    out, finals, cache = core.forward(
+        xp, math, weights, x_run, D, inits, lengths, reverse=reverse, dropout=masks
+    )
     return out, finals[0], finals[1] if len(finals) > 1 else None, cache
 
 
@@ -224,9 +355,10 @@ def multilayer_backward(dout, cache, *, da_n=None, dc_n=None, lengths=None):
     dims.define("n_a", n_a, "the forward")
     dims.define("L*D", L * D, "the forward")
     dims.check("dout", dout, "D*n_a m T_x")
+    dims.define("n_c", cache.runs[0].w.b.shape[0] // spec.n_blocks, "the forward")
     for name, arr in (("da_n", da_n), ("dc_n", dc_n)):
         if arr is not None:
-            dims.check(name, arr, "L*D n_a m")
+            dims.check(name, arr, "L*D n_c m" if name == "dc_n" else "L*D n_a m")
 
     what = ("multilayer_backward", "multilayer_forward")
     check_backward_lengths(xp, x, cache.lengths, lengths, *what)

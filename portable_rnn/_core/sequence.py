@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 from .._backend.seam import arange_like, snapshot, time_loop, zeros_like_state
 from .._backend.steps import StackedSteps, Steps, previous, select, time_major, zip_steps
 from .activations import softmax
-from .spec import CellSpec
+from .spec import CLASSIC, CellSpec, Options
 
 __all__ = [
     "Cell",
@@ -60,6 +60,9 @@ class Weights(NamedTuple):
     WaT: Any = None  #: Wa.T (n_a, G n_a), for the backward
     W: Any = None  #: [Wa | Wx] (G n_a, n_a + n_x), for the gated cells
     bhn: Any = None  #: the GRU's recurrent candidate bias (n_a, 1)
+    P: Any = None  #: the LSTM's peepholes [Pf; Pi; Po] (3 n_a, 1), or None
+    Wp: Any = None  #: the LSTM's projection (n_p, n_a), or None
+    WpT: Any = None  #: Wp.T (n_a, n_p), for the backward
 
 
 def stacked_weights(W, b, n_a: int, bhn=None) -> Weights:
@@ -93,7 +96,13 @@ def fuse(xp, spec: CellSpec, p, *, keep: bool = False) -> Weights:
         return separate_weights(own(p[kx]), own(p[ka]), own(p[kb]))
     W, b = stack_gates(xp, spec, p)
     hidden = [own(p[key]) for key in spec.hidden_biases.values()]
-    return stacked_weights(W, b, W.shape[0] // spec.n_blocks, *hidden)
+    w = stacked_weights(W, b, W.shape[0] // spec.n_blocks, *hidden)
+    if "Pf" in p:  # peepholes, in the order of the sigmoid gates (f, i, o)
+        w = w._replace(P=xp.concat([p["Pf"], p["Pi"], p["Po"]], axis=0))
+    if "Wp" in p:
+        Wp = own(p["Wp"])
+        w = w._replace(Wp=Wp, WpT=Wp.T)
+    return w
 
 
 def unfuse(xp, spec: CellSpec, w: Weights, *, prefix: str = "") -> dict:
@@ -114,6 +123,11 @@ def unfuse(xp, spec: CellSpec, w: Weights, *, prefix: str = "") -> dict:
         out[f"{prefix}b{g}"] = w.b[k * n_a : (k + 1) * n_a, :]
     for key in spec.hidden_biases.values():
         out[prefix + key] = w.bhn
+    if w.P is not None:
+        for k, g in enumerate(("f", "i", "o")):
+            out[f"{prefix}P{g}"] = w.P[k * n_a : (k + 1) * n_a, :]
+    if w.Wp is not None:
+        out[prefix + "Wp"] = w.Wp
     return out
 
 
@@ -140,6 +154,17 @@ class Cell:
         ``(dxw, dha)`` for the input and recurrent products apart.
     saved, previous : tuple of str
         The fields of ``Step`` and of the previous ``Carry`` that ``step_backward`` reads.
+    options : Options
+        The variant this math computes (bound into ``step`` and ``step_backward``).
+    pre : int
+        How many leading entries of ``dpre`` are pre-activation gradients: 1 (``dz``, for
+        both products) or 2 (``dxw``, ``dha``). Any further entries are per-step values
+        that ``finish`` reads.
+    finish : callable or None
+        ``finish(xp, w, dw, dpre, states, prev, init) -> Weights``: the weight gradients
+        ``dw`` of the generic after-loop products, completed for a variant (peepholes,
+        projection, reset before the product); ``dpre`` are the per-step gradients,
+        ``prev`` the previous carry fields of every step.
     """
 
     spec: CellSpec
@@ -149,6 +174,9 @@ class Cell:
     step_backward: Callable[..., Any]
     saved: tuple[str, ...]
     previous: tuple[str, ...]
+    options: Options = CLASSIC
+    pre: int = 1
+    finish: Callable[..., Any] | None = None
 
 
 class Grads(NamedTuple):
@@ -304,10 +332,10 @@ def backward(
         steps, after the loop).
     """
     n_x, m, T = x.shape
-    n_a = init[0].shape[0]
-    zeros = zeros_like_state(xp, (n_a, m), da)
+    n_a = init[0].shape[0]  # the hidden state's rows (n_p with a projection)
     given = (None,) * len(init) if final is None else final
-    first = cell.Carry(*(zeros if g is None else g for g in given))
+    pairs = zip(init, given, strict=True)
+    first = cell.Carry(*(zeros_like_state(xp, s.shape, da) if g is None else g for s, g in pairs))
     # step t: (da<t>, the saved fields of step t, the previous carry's fields)
     prev = {name: previous(xp, states, name, getattr(init, name)) for name in cell.previous}
     if mask is None:
@@ -323,7 +351,7 @@ def backward(
     # Weight and input gradients: one product each over all steps, after the loop.
     G = w.Wa.shape[0]
     dX = xp.reshape(dpre.last_axis(xp, 0), (G, m * T))
-    dA = dX if dpre.width == 1 else xp.reshape(dpre.last_axis(xp, 1), (G, m * T))
+    dA = dX if cell.pre == 1 else xp.reshape(dpre.last_axis(xp, 1), (G, m * T))
     # a<t-1> of every step, (n_a, m, T): built from the per-step values and init, as the
     # previous carry fields above (the same data movement as stacking the hidden states)
     a_prev = (prev["a"] if "a" in prev else previous(xp, states, "a", init.a)).last_axis(xp, 0)
@@ -332,10 +360,10 @@ def backward(
     dWx = dX @ xp.reshape(x, (n_x, m * T)).T
     dbhn = None
     if w.bhn is not None:  # the GRU's candidate block of the recurrent gradient
+        n_c = G // cell.spec.n_blocks
         j = cell.spec.stacked.index(next(iter(cell.spec.hidden_biases)))
-        dbhn = xp.sum(dA[j * n_a : (j + 1) * n_a, :], axis=1, keepdims=True)
-    return Grads(
-        dx=xp.reshape(w.Wx.T @ dX, (n_x, m, T)),
-        dinit=dinit,
-        dw=Weights(Wa=dWa, Wx=dWx, b=xp.sum(dX, axis=1, keepdims=True), bhn=dbhn),
-    )
+        dbhn = xp.sum(dA[j * n_c : (j + 1) * n_c, :], axis=1, keepdims=True)
+    dw = Weights(Wa=dWa, Wx=dWx, b=xp.sum(dX, axis=1, keepdims=True), bhn=dbhn)
+    if cell.finish is not None:
+        dw = cell.finish(xp, w, dw, dpre, states, prev, init)
+    return Grads(dx=xp.reshape(w.Wx.T @ dX, (n_x, m, T)), dinit=dinit, dw=dw)

@@ -16,7 +16,19 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-__all__ = ["CELLS", "GRU", "LSTM", "RNN", "CellSpec", "cell_spec"]
+__all__ = [
+    "CELLS",
+    "CLASSIC",
+    "GRU",
+    "LSTM",
+    "NONLINEARITIES",
+    "OPTION_SHAPES",
+    "RNN",
+    "CellSpec",
+    "Options",
+    "cell_spec",
+    "check_options",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +64,10 @@ class CellSpec:
         gate weights act on the concatenation ``[a<t-1>; x<t>]``.
     carry : tuple of str
         The state carried from step to step: ``("a",)``, or ``("a", "c")`` for the LSTM.
+    options : tuple of str
+        The fields of `Options` this cell has (the others must keep their defaults).
+    option_keys : mapping of str to tuple of str
+        Optional parameters: option -> the keys that turn it on (all of them, or none).
     """
 
     name: str
@@ -66,6 +82,8 @@ class CellSpec:
     hidden_biases: Mapping[str, str] = dataclasses.field(default_factory=dict)
     separate: tuple[str, ...] = ()
     carry: tuple[str, ...] = ("a",)
+    options: tuple[str, ...] = ()
+    option_keys: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     @property
     def layer_keys(self) -> tuple[str, ...]:
@@ -90,7 +108,9 @@ class CellSpec:
         return tuple(source.index(g) for g in target)
 
 
-def _gated(name, torch_module, *, carry=("a",), hidden_biases=None, **orders) -> CellSpec:
+def _gated(
+    name, torch_module, *, carry=("a",), hidden_biases=None, options=(), option_keys=None, **orders
+) -> CellSpec:
     """A cell whose gate ``g`` has ``W{g}`` (n_a, n_a + n_x) and ``b{g}`` (n_a, 1).
 
     ``orders``: ``gates``, ``stacked``, ``torch_order`` and ``rows_order``.
@@ -103,7 +123,8 @@ def _gated(name, torch_module, *, carry=("a",), hidden_biases=None, **orders) ->
     shapes.update({"Wy": "n_y n_a", "by": "n_y 1"})
     output = ("Wy", "by")
     layout = {"keys": (*keys, *output), "output_keys": output, "shapes": shapes, "carry": carry}
-    return CellSpec(name, torch_module, **layout, hidden_biases=hidden_biases, **orders)
+    extra = {"options": options, "option_keys": dict(option_keys or {})}
+    return CellSpec(name, torch_module, **layout, hidden_biases=hidden_biases, **orders, **extra)
 
 
 #: ``a<t> = tanh(Wax @ x<t> + Waa @ a<t-1> + ba)``
@@ -114,6 +135,7 @@ RNN = CellSpec(
     output_keys=("Wya", "by"),
     shapes={"Waa": "n_a n_a", "Wax": "n_a n_x", "ba": "n_a 1", "Wya": "n_y n_a", "by": "n_y 1"},
     separate=("Wax", "Waa", "ba"),
+    options=("nonlinearity",),
 )
 
 #: Gates f, i, c, o; fused f, i, o, c (sigmoids first); PyTorch i, f, g, o; CS231n i, f, o, g.
@@ -125,6 +147,8 @@ LSTM = _gated(
     torch_order=("i", "f", "c", "o"),
     rows_order=("i", "f", "o", "c"),
     carry=("a", "c"),
+    options=("peepholes", "proj", "clip", "input_forget"),
+    option_keys={"peepholes": ("Pi", "Pf", "Po"), "proj": ("Wp",)},
 )
 
 #: Gates r, z, n in every layout (PyTorch's); the candidate's recurrent bias is ``bhn``.
@@ -136,7 +160,68 @@ GRU = _gated(
     torch_order=("r", "z", "n"),
     rows_order=("r", "z", "n"),
     hidden_biases={"n": "bhn"},
+    options=("reset_after",),
 )
+
+#: the shapes of the optional parameters (``n_p``: the LSTM's projected hidden size)
+OPTION_SHAPES = {"Pi": "n_a 1", "Pf": "n_a 1", "Po": "n_a 1", "Wp": "n_p n_a"}
+
+#: the nonlinearities of the RNN
+NONLINEARITIES = ("tanh", "relu")
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """The variants of a cell, each a field, all off by default (the classic cells).
+
+    Every part reads them from here: the math (`portable_rnn._core`) branches on them in
+    Python (never on array values), the front-ends check them, interop maps them.
+
+    Attributes
+    ----------
+    nonlinearity : {"tanh", "relu"}
+        The RNN's activation (PyTorch's ``nonlinearity``; ONNX ``activations``).
+    reset_after : bool
+        The GRU's candidate: ``True`` (PyTorch, cuDNN, Keras' default, ONNX
+        ``linear_before_reset=1``) applies the reset gate after the recurrent product,
+        ``n = tanh(W_in x + b_in + r * (W_hn a + b_hn))``; ``False`` (Keras
+        ``reset_after=False``, ONNX's default, TensorFlow 1) before it,
+        ``n = tanh(W_in x + b_in + W_hn (r * a) + b_hn)``.
+    peepholes : bool
+        The LSTM's peephole connections (ONNX ``P``): ``i`` and ``f`` also read
+        ``Pi * c<t-1>`` and ``Pf * c<t-1>``, ``o`` reads ``Po * c<t>`` (keys ``Pi``, ``Pf``,
+        ``Po``, each ``(n_a, 1)``).
+    proj : bool
+        The LSTM's projection (PyTorch's ``proj_size``): ``a<t> = Wp @ (o * tanh(c<t>))``
+        with ``Wp`` of shape ``(n_p, n_a)``, ``n_p < n_a``; the hidden state has ``n_p``
+        rows, the cell state ``n_a``.
+    clip : float or None
+        The LSTM's cell clip (ONNX ``clip``): every gate's pre-activation is clipped to
+        ``[-clip, clip]`` before its activation (the cell state itself is not).
+    input_forget : bool
+        The LSTM's coupled input and forget gates (ONNX ``input_forget``): ``f = 1 - i``;
+        ``Wf`` and ``bf`` are kept but not read (their gradients are zero).
+    """
+
+    nonlinearity: str = "tanh"
+    reset_after: bool = True
+    peepholes: bool = False
+    proj: bool = False
+    clip: float | None = None
+    input_forget: bool = False
+
+    def changed(self) -> tuple[str, ...]:
+        """The fields that are not at their defaults, in field order."""
+        default = Options()
+        return tuple(
+            f.name
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != getattr(default, f.name)
+        )
+
+
+#: the classic cells: every option at its default
+CLASSIC = Options()
 
 #: name -> spec, in the order messages list them
 CELLS: dict[str, CellSpec] = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
@@ -147,3 +232,53 @@ def cell_spec(cell) -> CellSpec:
     if cell not in CELLS:
         raise ValueError(f"unknown cell {cell!r}; valid cells: {', '.join(CELLS)}")
     return CELLS[cell]
+
+
+#: option -> the cell that has it, for messages
+_OWNER = {
+    "nonlinearity": "the RNN's",
+    "reset_after": "the GRU's",
+    "peepholes": "the LSTM's",
+    "proj": "the LSTM's",
+    "clip": "the LSTM's",
+    "input_forget": "the LSTM's",
+}
+
+
+def check_options(spec: CellSpec, names: Mapping[str, str] | None = None, **given) -> Options:
+    """`Options` from keyword values, checked before any work.
+
+    ``given`` holds the values a caller passed (``None`` values are left out: the default).
+    A value other than the default for an option ``spec`` does not have is refused, naming
+    the argument (``names`` maps an option to the caller's argument name, e.g.
+    ``{"proj": "proj_size"}``), as is a wrong type or value.
+    """
+    names = dict(names or {})
+    default = CLASSIC
+    values = {}
+    for option, value in given.items():
+        arg = names.get(option, option)
+        if value is None or (value is getattr(default, option) and option != "clip"):
+            continue
+        if option not in spec.options:
+            if value == getattr(default, option):
+                continue
+            raise ValueError(
+                f"{arg}={value!r} is {_OWNER[option]} option; cell {spec.name!r} has no {arg}"
+            )
+        if option == "nonlinearity":
+            if value not in NONLINEARITIES:
+                raise ValueError(
+                    f"nonlinearity must be one of {', '.join(map(repr, NONLINEARITIES))}, "
+                    f"got {value!r}"
+                )
+        elif option == "clip":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"clip must be a positive number or None, got {value!r}")
+            if not value > 0 or value == float("inf"):
+                raise ValueError(f"clip must be a positive finite number or None, got {value!r}")
+            value = float(value)
+        elif not isinstance(value, bool):
+            raise TypeError(f"{arg} must be True or False, got {value!r}")
+        values[option] = value
+    return Options(**values)
