@@ -1,5 +1,6 @@
-"""PyTorch interop: the weights of ``torch.nn.RNN/LSTM/GRU`` (and their cells) as
-portable_rnn parameters, and back.
+"""PyTorch and ONNX interop: the weights of ``torch.nn.RNN/LSTM/GRU`` (and their cells) as
+portable_rnn parameters, and back; `to_onnx` and `from_onnx` do the same with ONNX's
+``RNN``/``LSTM``/``GRU`` operators (see "Deploying with ONNX" in the documentation).
 
 `from_torch` returns arrays of PyTorch (detached copies, on the module's device
 and in its dtype); move them anywhere with `portable_rnn.to_backend`.
@@ -31,13 +32,13 @@ from __future__ import annotations
 
 import warnings
 
-from . import _creation
+from . import _creation, _onnx
 from ._backend import compat as _compat
 from ._core import spec as _spec
 from ._validate import check_is_array as _check_is_array
 from ._validate import get_params as _get_params
 
-__all__ = ["from_torch", "grads_to_torch", "to_torch"]
+__all__ = ["from_onnx", "from_torch", "grads_to_torch", "to_onnx", "to_torch"]
 
 
 def _torch():
@@ -474,3 +475,154 @@ def grads_to_torch(grads, module, *, accumulate=False):
             else:
                 param.grad = value
     return module
+
+
+def to_onnx(
+    layers,
+    *,
+    cell,
+    bidirectional=False,
+    reverse=False,
+    nonlinearity="tanh",
+    reset_after=True,
+    clip=None,
+    input_forget=False,
+    dtype="float32",
+    initial_state=False,
+    variable_lengths=False,
+    opset=_onnx.DEFAULT_OPSET,
+):
+    """An ONNX model of a stack of RNN, LSTM or GRU layers: one ONNX ``RNN``/``LSTM``/``GRU``
+    operator per layer, holding the parameters.
+
+    The model computes what `portable_rnn.multilayer_forward` computes with the same
+    parameters and keywords, in ONNX's time-major layout (``layout=0``): the column
+    dialect's ``x`` (n_x, m, T) is the model's ``x.transpose(2, 1, 0)``, its ``out``
+    (D*n_a, m, T) the model's ``y.transpose(2, 1, 0)``, its states (L*D, n_a, m) the
+    model's ``h_n.transpose(0, 2, 1)``. Time steps and batch are dynamic.
+
+    Parameters
+    ----------
+    layers : dict or list of dict
+        One column-dialect dict per layer and direction, in PyTorch's order (layer 0
+        forward, [layer 0 reverse,] layer 1 forward, ...), as `portable_rnn.multilayer_forward`
+        takes them: ``Wax`` (n_a, n_x), ``Waa`` (n_a, n_a), ``ba`` (n_a, 1) (RNN);
+        ``W{f,i,c,o}`` (n_a, n_a + n_x), ``b{f,i,c,o}`` (n_a, 1) and optionally the peepholes
+        ``Pi``, ``Pf``, ``Po`` (n_a, 1) in every dict (LSTM); ``W{r,z,n}``
+        (n_a, n_a + n_x), ``b{r,z,n}``, ``bhn`` (n_a, 1) (GRU). Later layers read
+        ``D * n_a`` inputs. Arrays of any backend (copied to the host); an output layer
+        (``Wy``/``by``) is ignored. An LSTM projection (``Wp``) has no ONNX operator and is
+        refused.
+    cell : {"rnn", "lstm", "gru"}, keyword-only
+        The cell of every layer.
+    bidirectional : bool, keyword-only
+        Two dicts per layer (``direction="bidirectional"``, forward first).
+    reverse : bool, keyword-only
+        A unidirectional stack run backwards in time (``direction="reverse"``).
+    nonlinearity : {"tanh", "relu"}, keyword-only
+        The RNN's activation (``activations``: ``Tanh`` or ``Relu``).
+    reset_after : bool, keyword-only
+        The GRU's reset gate applied after the recurrent product (PyTorch's GRU,
+        ``linear_before_reset=1``) or before it (``linear_before_reset=0``).
+    clip : float, optional, keyword-only
+        The LSTM's cell clip (ONNX ``clip``): gate pre-activations clipped to
+        ``[-clip, clip]``.
+    input_forget : bool, keyword-only
+        The LSTM's coupled input and forget gates (ONNX ``input_forget=1``).
+    dtype : {"float32", "float64"}, keyword-only
+        The model's dtype; the parameters are converted. ONNX Runtime's CPU recurrent
+        operators run float32 only.
+    initial_state : bool, keyword-only
+        Add the inputs ``h0`` (L*D, batch, n_a) and, for the LSTM, ``c0`` (L*D, batch, n_a);
+        without them the states start at zero.
+    variable_lengths : bool, keyword-only
+        Add the input ``sequence_lens`` (batch,) int32: ``multilayer_forward``'s
+        ``lengths`` (outputs zero past each example's length, final states at its last real
+        step, a reverse direction starting there).
+    opset : int, keyword-only
+        The ONNX opset, 14 (the recurrent operators' newest version) to the onnx
+        package's newest.
+
+    Returns
+    -------
+    model : onnx.ModelProto
+        Checked with ``onnx.checker.check_model``. Inputs ``x`` (T, batch, n_x) [, ``h0``,
+        ``c0`` (L*D, batch, n_a)] [, ``sequence_lens`` (batch,) int32]; outputs ``y``
+        (T, batch, D*n_a), ``h_n`` (L*D, batch, n_a) and, for the LSTM, ``c_n``
+        (L*D, batch, n_a). Save it with ``onnx.save(model, path)``.
+
+    Raises
+    ------
+    ValueError
+        A bad keyword or one for another cell (named), a projection ``Wp``, peepholes on a
+        cell other than the LSTM, a parameter of the wrong shape (named).
+    TypeError
+        ``layers`` not a dict or list of dicts of arrays, a keyword of the wrong type.
+    KeyError
+        A dict without a key the cell needs (a `portable_rnn.MissingParameterError`).
+    ImportError
+        The onnx package is not installed (``pip install portable_rnn[onnx]``).
+    """
+    return _onnx.to_onnx(
+        layers,
+        cell=cell,
+        bidirectional=bidirectional,
+        reverse=reverse,
+        nonlinearity=nonlinearity,
+        reset_after=reset_after,
+        clip=clip,
+        input_forget=input_forget,
+        dtype=dtype,
+        initial_state=initial_state,
+        variable_lengths=variable_lengths,
+        opset=opset,
+    )
+
+
+def from_onnx(model):
+    """The parameters of the ONNX ``RNN``/``LSTM``/``GRU`` operators of a model, and the
+    keywords that make `portable_rnn.multilayer_forward` compute what the model computes.
+
+    Reads models of `to_onnx` and hand-built ones: one or more recurrent operators of one
+    kind (a stack, in graph order), joined only by ``Transpose``, ``Reshape``, ``Slice``,
+    ``Concat``, ``Identity``, ``Squeeze``, ``Unsqueeze`` or ``Constant``, their weights
+    stored in the model (initializers or ``Constant``).
+
+    Parameters
+    ----------
+    model : onnx.ModelProto, str or path-like
+        The model, or the path of a ``.onnx`` file.
+
+    Returns
+    -------
+    layers : list of dict
+        One column-dialect dict per layer and direction, in PyTorch's order, as NumPy
+        arrays of the model's dtype: ``Wax`` (n_a, n_x), ``Waa`` (n_a, n_a), ``ba``
+        (n_a, 1) (RNN); ``W{f,i,c,o}`` (n_a, n_a + n_x), ``b{f,i,c,o}`` (n_a, 1) and,
+        when the operator has ``P``, the peepholes ``Pi``, ``Pf``, ``Po`` (n_a, 1) (LSTM);
+        ``W{r,z,n}`` (n_a, n_a + n_x), ``b{r,z,n}``, ``bhn`` (n_a, 1) (GRU). A bias is
+        ``Wb + Rb`` (the GRU's ``bn`` is ``Wbh``, ``bhn`` is ``Rbh``); a model of
+        `to_onnx` gives its parameters back bit for bit.
+    options : dict
+        ``cell`` and ``bidirectional``, and only where the model differs from the
+        default: ``reverse=True`` (``direction="reverse"``), ``nonlinearity="relu"``,
+        ``reset_after=False`` (a GRU with ``linear_before_reset=0``, ONNX's default),
+        ``clip`` (float), ``input_forget=True``. ``multilayer_forward(x, layers,
+        **options)`` runs the model (``x`` (n_x, m, T) is the model's input transposed).
+
+    Raises
+    ------
+    ValueError
+        Anything portable_rnn does not compute, named: an operator other than the
+        recurrent ones and the glue above, recurrent operators of two kinds, an attribute
+        of the operator that is not supported (``activations`` other than the defaults or
+        the RNN's ``Relu``, ``activation_alpha``/``activation_beta``, ``layout=1``,
+        ``clip`` on an RNN or GRU), a ``hidden_size`` that does not match ``W``, an input
+        ``W``/``R``/``B``/``P`` of the wrong shape or not stored in the model, layers with
+        different options, a file that is not an ONNX model.
+    TypeError
+        ``model`` is neither a ``ModelProto`` nor a path.
+    ImportError
+        The onnx package is not installed (``pip install portable_rnn[onnx]``).
+    """
+    return _onnx.from_onnx(model)
