@@ -5,7 +5,7 @@ function on every installed backend and device and compares it with NumPy
 float64; see `portable_rnn._tools.check`. ``portable-rnn bench`` times the sequences
 next to PyTorch and JAX references; see `portable_rnn._tools.bench`. ``portable-rnn
 train`` and ``portable-rnn sample`` train and sample a character-level language
-model; see `portable_rnn.train`.
+model, and ``portable-rnn export`` writes its ONNX model; see `portable_rnn.train`.
 """
 
 from __future__ import annotations
@@ -97,10 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
         "and report masked / unmasked (default: full)",
     )
     bench.add_argument("--output", default=None, help="also write the report to this file")
-    from .train._cli import add_sample_parser, add_train_parser
+    from .train._cli import add_export_parser, add_sample_parser, add_train_parser
 
     add_train_parser(sub)
     add_sample_parser(sub)
+    add_export_parser(sub)
     return parser
 
 
@@ -113,7 +114,7 @@ def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 
 
 def main(argv=None) -> int:
-    from .train._cli import run_sample, run_train
+    from .train._cli import run_export, run_sample, run_train
 
     parser = build_parser()
     args, extra = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
@@ -133,6 +134,8 @@ def main(argv=None) -> int:
         return run_train(args)
     if args.command == "sample":
         return run_sample(args)
+    if args.command == "export":
+        return run_export(args)
     from ._tools.check import run_check
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None

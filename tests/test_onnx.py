@@ -591,3 +591,169 @@ def test_to_onnx_refuses_bad_layers():
     some[0]["Pi"] = np.zeros((H, 1), np.float32)
     with pytest.raises(MissingParameterError, match="Pf"):
         to_onnx(some, cell="lstm")
+
+
+# --------------------------------------------------------------------------- portable-rnn export
+
+
+def softmax(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Tiny checkpoints (3 steps on NumPy) of every cell, two layers each."""
+    from portable_rnn.__main__ import main
+    from tests.test_train_cli import TINY, make_text
+
+    d = tmp_path_factory.mktemp("export")
+    corpus = d / "corpus.txt"
+    corpus.write_text(make_text(), encoding="utf-8")
+    made = {}
+    for cell in CELLS:
+        made[cell] = d / f"{cell}.npz"
+        args = ["train", *TINY, "--corpus", str(corpus), "--steps", "3", "--layers", "2"]
+        assert main([*args, "--cell", cell, "--out", str(made[cell])]) == 0
+    return made
+
+
+def export(*args):
+    from portable_rnn.__main__ import main
+
+    return main(["export", *(str(a) for a in args)])
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_export_gives_the_library_models_next_character_distribution(
+    cell, checkpoints, tmp_path, capsys
+):
+    """ONNX Runtime's ``probs`` of the exported model equals the softmax of
+    `char_model_logits` (what ``portable-rnn sample`` draws from) to 1e-5 (float32); the
+    state carries over between calls as in the library. Measured: 1e-7."""
+    from portable_rnn.train import load_checkpoint
+    from portable_rnn.train._model import char_model_logits
+
+    out = tmp_path / "model.onnx"
+    assert export("--checkpoint", checkpoints[cell], "--out", out) == 0
+    assert "wrote" in capsys.readouterr().out
+    header, arrays = load_checkpoint(checkpoints[cell], groups=("params",))
+    params = arrays["params"]
+    model = onnx.load(out)
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["vocab"] == header["vocab"] and meta["cell"] == cell and meta["layers"] == "2"
+    V = len(meta["vocab"])
+    rng = np.random.default_rng(0)
+    chars = rng.integers(0, V, (3, 11)).astype(np.int64)
+    s = session(model)
+    zeros = np.zeros((2, 3, 8), np.float32)
+    first = {"chars": chars[:, :5], "h0": zeros, **({"c0": zeros} if cell == "lstm" else {})}
+    logits1, probs1, *state = s.run(None, first)
+    second = {"chars": chars[:, 5:], "h0": state[0], **({"c0": state[1]} if cell == "lstm" else {})}
+    logits2, probs2, *_ = s.run(None, second)
+    f64 = {k: v.astype(np.float64) for k, v in params.items()}
+    want, _ = char_model_logits(f64, chars)  # (m, T, V), one run over the whole text
+    got_logits = np.concatenate([logits1, logits2], axis=1)
+    got_probs = np.concatenate([probs1, probs2], axis=1)
+    assert got_probs.dtype == np.float32 and got_probs.shape == (3, 11, V)
+    assert np.max(np.abs(got_probs - softmax(want))) < 1e-5
+    assert np.max(np.abs(got_logits - want)) < 1e-5
+
+
+def test_export_greedy_decoding_gives_the_text_of_sample(checkpoints, tmp_path):
+    """Greedy decoding in ONNX Runtime, a character at a time, writes what ``sample`` writes
+    at temperature 0."""
+    from portable_rnn.train import load_checkpoint
+    from portable_rnn.train._sample import sample
+    from portable_rnn.train._text import Vocabulary
+
+    out = tmp_path / "model.onnx"
+    assert export("--checkpoint", checkpoints["gru"], "--out", out) == 0
+    header, arrays = load_checkpoint(checkpoints["gru"], groups=("params",))
+    want = sample(arrays["params"], Vocabulary(header["vocab"]), length=40, temperature=0,
+                  prime="the fox")  # fmt: skip
+    model = onnx.load(out)
+    vocab = {p.key: p.value for p in model.metadata_props}["vocab"]
+    s = session(model)
+    ids = [vocab.index(c) for c in "the fox"]
+    h = np.zeros((2, 1, 8), np.float32)
+    _, probs, h = s.run(None, {"chars": np.array([ids], np.int64), "h0": h})
+    text = "the fox"
+    for _ in range(40):
+        nxt = int(np.argmax(probs[0, -1]))
+        text += vocab[nxt]
+        _, probs, h = s.run(None, {"chars": np.array([[nxt]], np.int64), "h0": h})
+    assert text == want
+
+
+def test_export_float64(checkpoints, tmp_path):
+    from portable_rnn.train import load_checkpoint
+    from portable_rnn.train._model import char_model_logits
+
+    out = tmp_path / "model64.onnx"
+    assert export("--checkpoint", checkpoints["rnn"], "--out", out, "--dtype", "float64") == 0
+    model = onnx.load(out)
+    _, arrays = load_checkpoint(checkpoints["rnn"], groups=("params",))
+    f64 = {k: v.astype(np.float64) for k, v in arrays["params"].items()}
+    chars = np.array([[1, 2, 3, 4], [5, 6, 7, 0]], np.int64)
+    got = ReferenceEvaluator(model).run(["logits"], {"chars": chars, "h0": np.zeros((2, 2, 8))})
+    want, _ = char_model_logits(f64, chars)
+    assert got[0].dtype == np.float64
+    assert np.max(np.abs(got[0] - want)) < FLOAT64_TOL
+
+
+def one_error(capsys, *words):
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("portable-rnn export: error: ")
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+def test_export_bad_input_is_one_line_exit_2_and_nothing_written(checkpoints, tmp_path, capsys):
+    out = tmp_path / "model.onnx"
+    assert export("--checkpoint", tmp_path / "missing.npz", "--out", out) == 2
+    one_error(capsys, "--checkpoint", "missing.npz", "does not exist")
+    assert export("--checkpoint", checkpoints["lstm"], "--out", tmp_path / "no" / "m.onnx") == 2
+    one_error(capsys, "--out", "does not exist")
+    assert export("--checkpoint", checkpoints["lstm"], "--out", tmp_path) == 2
+    one_error(capsys, "--out", "is a directory")
+    assert export("--checkpoint", checkpoints["lstm"], "--out", out, "--opset", "13") == 2
+    one_error(capsys, "--opset must be in [14")
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"not a checkpoint")
+    assert export("--checkpoint", junk, "--out", out) == 2
+    one_error(capsys, "--checkpoint", "junk.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.npz"]  # no temporaries either
+
+
+def test_export_does_not_replace_out_when_it_fails(checkpoints, tmp_path, capsys, monkeypatch):
+    from portable_rnn import _onnx
+
+    out = tmp_path / "model.onnx"
+    out.write_bytes(b"previous")
+
+    def refuse(params, vocab, **kwargs):
+        raise ValueError("params['layer0.Wp']: an LSTM with a projection (proj_size) ...")
+
+    monkeypatch.setattr(_onnx, "char_model_to_onnx", refuse)
+    assert export("--checkpoint", checkpoints["lstm"], "--out", out) == 2
+    one_error(capsys, "--checkpoint", "cannot be exported", "Wp")
+    assert out.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+
+
+def test_a_model_with_a_projection_cannot_be_exported(checkpoints):
+    from portable_rnn import _onnx
+    from portable_rnn.train import load_checkpoint
+
+    header, arrays = load_checkpoint(checkpoints["lstm"], groups=("params",))
+    params = {**arrays["params"], "layer0.Wp": np.zeros((4, 8), np.float32)}
+    with pytest.raises(ValueError, match=r"params\['layer0.Wp'\].*proj_size"):
+        _onnx.char_model_to_onnx(params, header["vocab"])
+    with pytest.raises(ValueError, match=r"params\['embed'\] has shape .* expected"):
+        _onnx.char_model_to_onnx(arrays["params"], header["vocab"] + "\x00")
+    with pytest.raises(TypeError, match="vocab must be a non-empty str"):
+        _onnx.char_model_to_onnx(arrays["params"], "")

@@ -1,4 +1,4 @@
-"""``portable-rnn train`` and ``portable-rnn sample``: the command line of `portable_rnn.train`."""
+"""``portable-rnn train``, ``sample`` and ``export``: the command line of `portable_rnn.train`."""
 
 from __future__ import annotations
 
@@ -96,6 +96,37 @@ def add_sample_parser(sub) -> None:
     p.add_argument("--prime", default=None, help="text to start from")
     p.add_argument("--seed", type=int, default=None, help="seed of the generator")
     _add_target(p, "default: the checkpoint's")
+
+
+def add_export_parser(sub) -> None:
+    from .._onnx import DEFAULT_OPSET, MIN_OPSET
+
+    p = sub.add_parser(
+        "export",
+        help="export a checkpoint's model to ONNX",
+        description="Write a checkpoint's language model as an ONNX model: the embedding "
+        "(Gather), the recurrent stack (ONNX RNN/LSTM/GRU operators), the output layer "
+        "(MatMul + Add) and the softmax over the next character after every input. Inputs "
+        "chars (batch, T) int64, h0 (layers, batch, H) [, c0]; outputs logits and probs "
+        "(batch, T, V), h_n [, c_n]; the vocabulary is in the model's metadata_props "
+        "('vocab'). Needs the onnx package (pip install portable_rnn[onnx]). See "
+        "'Deploying with ONNX' in the documentation.",
+    )
+    p.add_argument("--checkpoint", required=True, help="from portable-rnn train")
+    p.add_argument("--out", required=True, help="the .onnx file to write (atomically)")
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        default="float32",
+        help="the model's dtype (default float32; ONNX Runtime's CPU recurrent operators "
+        "run float32 only)",
+    )
+    p.add_argument(
+        "--opset",
+        type=int,
+        default=DEFAULT_OPSET,
+        help=f"the ONNX opset ({MIN_OPSET} to the onnx package's newest; default {DEFAULT_OPSET})",
+    )
 
 
 def _add_target(p, dtype_help: str) -> None:
@@ -257,4 +288,40 @@ def run_sample(args) -> int:
     except USER_ERRORS as exc:
         return _fail("sample", exc)
     print(text)
+    return 0
+
+
+def run_export(args) -> int:
+    try:
+        from .._onnx import _check_opset, char_model_to_onnx, save_model_atomic
+        from ._checkpoint import check_writable
+
+        try:
+            _check_opset(args.opset)  # before any work, as every check below
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"--{exc}") from None
+        out = check_writable(args.out, "--out")
+        try:
+            header, arrays = read_run(args.checkpoint, groups=("params",))  # all checked
+        except CheckpointError as exc:
+            raise CheckpointError(f"--checkpoint: {exc}") from None
+        vocab = Vocabulary(header["vocab"])
+        try:
+            model = char_model_to_onnx(
+                arrays["params"], vocab.chars, dtype=args.dtype, opset=args.opset
+            )
+        except ValueError as exc:
+            raise ValueError(
+                f"--checkpoint {args.checkpoint!r} cannot be exported: {exc}"
+            ) from None
+        save_model_atomic(model, out)
+    except USER_ERRORS as exc:
+        return _fail("export", exc)
+    except OSError as exc:
+        return _fail("export", OSError(f"cannot write --out {str(args.out)!r}: {exc}"))
+    stack = dict((p.key, p.value) for p in model.metadata_props)
+    print(
+        f"wrote {args.out}: {stack['layers']} {stack['cell']} layer(s) of {stack['hidden']}, "
+        f"{len(vocab)} characters, {args.dtype}, opset {args.opset}"
+    )
     return 0
