@@ -546,6 +546,12 @@ def from_onnx(model):
                 f"{where}: options {opts} differ from the first layer's {options}; "
                 "portable_rnn stacks run one set of options"
             )
+        for k, key in ((4, "sequence_lens"), (5, "initial_h"), (6, "initial_c")):
+            if _input(node, k) in constants:
+                raise ValueError(
+                    f"{where}: input {key} is stored in the model; from_onnx reads parameters "
+                    "only (pass states and lengths to multilayer_forward as a0, c0, lengths)"
+                )
         W = _weights(node, constants, where, "W", 1)
         R = _weights(node, constants, where, "R", 2)
         B = _weights(node, constants, where, "B", 3, required=False)

@@ -209,7 +209,7 @@ def test_the_model_has_dynamic_time_and_batch():
 def test_onnx_runtime_agrees_with_multilayer_forward(cell, bidirectional, L, variable):
     """ONNX Runtime (float32: its CPU RNN/LSTM/GRU kernels have no float64) against ours
     (float64 of the same float32 parameters), with initial states and, with lengths, padded
-    steps. Largest difference measured: 3e-7."""
+    steps. Largest difference measured: 6e-7 (RNN), 3e-7 (LSTM, GRU)."""
     D = 2 if bidirectional else 1
     layers = params(cell, L, bidirectional)
     x, a0, c0 = inputs(L, D)
@@ -260,7 +260,7 @@ def test_zero_initial_states_without_the_inputs(cell):
 @pytest.mark.parametrize("cell", CELLS)
 def test_float64_models_agree_in_the_reference_evaluator(cell, bidirectional, L):
     """ONNX's reference evaluator runs float64 (not ``sequence_lens``): 1e-10 (measured
-    4e-16)."""
+    8e-16)."""
     D = 2 if bidirectional else 1
     layers = params(cell, L, bidirectional, "float64")
     x, a0, c0 = inputs(L, D, "float64")
@@ -296,7 +296,9 @@ VARIANTS = [
 )
 def test_cell_variants_agree_with_onnx_runtime(cell, options, L, variable):
     """The variants both ways: to_onnx's model run in ONNX Runtime (float32) equals
-    `multilayer_forward` with the options `from_onnx` reads back from it, to 1e-5."""
+    `multilayer_forward` with the options `from_onnx` reads back from it, to 1e-5 (measured:
+    2e-6 for the bidirectional relu RNN, whose states are not bounded by 1; 4e-7 or less for
+    the others)."""
     options = dict(options)
     peepholes = options.pop("peepholes", False)
     bidirectional = options.get("bidirectional", False)
@@ -439,6 +441,19 @@ def with_node(model, node):
             "operator Sigmoid",
         ),
         (lambda: node_model("LSTM", {}, {}, inputs_=["x", "x", "x"]), "input W"),
+        (
+            lambda: node_model(
+                "RNN",
+                {
+                    "W": np.zeros((1, H, N_X), np.float32),
+                    "R": np.zeros((1, H, H), np.float32),
+                    "h": np.zeros((1, 1, H), np.float32),
+                },
+                {},
+                inputs_=["x", "W", "R", "", "", "h"],
+            ),
+            "input initial_h is stored in the model",
+        ),
         (
             lambda: node_model(
                 "LSTM",
@@ -630,7 +645,8 @@ def test_export_gives_the_library_models_next_character_distribution(
 ):
     """ONNX Runtime's ``probs`` of the exported model equals the softmax of
     `char_model_logits` (what ``portable-rnn sample`` draws from) to 1e-5 (float32); the
-    state carries over between calls as in the library. Measured: 1e-7."""
+    state carries over between calls as in the library. Measured (50 steps, 4 streams):
+    probabilities 1e-8, logits 2e-7."""
     from portable_rnn.train import load_checkpoint
     from portable_rnn.train._model import char_model_logits
 
