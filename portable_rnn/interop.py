@@ -540,8 +540,8 @@ def to_onnx(
         ``lengths`` (outputs zero past each example's length, final states at its last real
         step, a reverse direction starting there).
     opset : int, keyword-only
-        The ONNX opset, 14 (the recurrent operators' newest version) to the onnx
-        package's newest.
+        The ONNX opset, 14 (where the recurrent operators got their ``layout``
+        attribute) to the onnx package's newest; default 17.
 
     Returns
     -------

@@ -96,7 +96,9 @@ def fuse(xp, spec: CellSpec, p, *, keep: bool = False) -> Weights:
         return separate_weights(own(p[kx]), own(p[ka]), own(p[kb]))
     W, b = stack_gates(xp, spec, p)
     hidden = [own(p[key]) for key in spec.hidden_biases.values()]
-    w = stacked_weights(W, b, W.shape[0] // spec.n_blocks, *hidden)
+    # the recurrent columns: the hidden state's rows (n_p for a projected LSTM, else n_a)
+    n_h = p["Wp"].shape[0] if "Wp" in p else W.shape[0] // spec.n_blocks
+    w = stacked_weights(W, b, n_h, *hidden)
     if "Pf" in p:  # peepholes, in the order of the sigmoid gates (f, i, o)
         w = w._replace(P=xp.concat([p["Pf"], p["Pi"], p["Po"]], axis=0))
     if "Wp" in p:
