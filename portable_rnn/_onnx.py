@@ -49,7 +49,7 @@ __all__ = [
 
 #: The opset `to_onnx` writes by default (ONNX 1.12 and later, ONNX Runtime 1.12 and later).
 DEFAULT_OPSET = 17
-#: The oldest opset `to_onnx` writes (the recurrent operators' last change, ``layout``).
+#: The oldest opset `to_onnx` writes (where the recurrent operators got ``layout``).
 MIN_OPSET = 14
 
 #: ONNX's operator of each cell, and its gate blocks in our letters.
@@ -66,15 +66,13 @@ _DEFAULT_ACTIVATIONS = {
     "LSTM": ["Sigmoid", "Tanh", "Tanh"],
     "GRU": ["Sigmoid", "Tanh"],
 }
+#: Every attribute of each operator (ONNX 1.23); `from_onnx` refuses any other.
+_COMMON = ("activation_alpha", "activation_beta", "activations", "clip", "direction")
 _ATTRIBUTES = {
-    "RNN": {"activation_alpha", "activation_beta", "activations", "clip", "direction"},
-    "LSTM": {"activation_alpha", "activation_beta", "activations", "clip", "direction"},
-    "GRU": {"activation_alpha", "activation_beta", "activations", "clip", "direction"},
+    "RNN": {*_COMMON, "hidden_size", "layout"},
+    "LSTM": {*_COMMON, "hidden_size", "layout", "input_forget"},
+    "GRU": {*_COMMON, "hidden_size", "layout", "linear_before_reset"},
 }
-for _attrs in _ATTRIBUTES.values():
-    _attrs |= {"hidden_size", "layout"}
-_ATTRIBUTES["LSTM"] |= {"input_forget"}
-_ATTRIBUTES["GRU"] |= {"linear_before_reset"}
 
 
 def _onnx():
@@ -158,8 +156,14 @@ def _layer_list(layers, what="layers"):
     raise TypeError(f"{what} must be a dict or a non-empty list of dicts, got {got}")
 
 
-def _host_layers(spec, named, D, dtype, what="layers"):
-    """Every layer dict as NumPy arrays of ``dtype``, checked: ``(layers, n_x, H, peepholes)``."""
+def _default_label(name, key):
+    return f"{name}[{key!r}]"
+
+
+def _host_layers(spec, named, D, dtype, what="layers", label=_default_label):
+    """Every layer dict as NumPy arrays of ``dtype``, checked: ``(layers, n_x, H, peepholes)``.
+
+    ``label(name, key)`` names an array in errors (``layers[1]['Wf']``)."""
     if len(named) % D:
         raise ValueError(
             f"{what} must hold num_layers * 2 dicts for a bidirectional stack, got {len(named)}"
@@ -175,16 +179,18 @@ def _host_layers(spec, named, D, dtype, what="layers"):
     for k, (name, p) in enumerate(named):
         if "Wp" in p:
             raise ValueError(
-                f"{name}['Wp']: an LSTM with a projection (proj_size) has no ONNX operator; "
+                f"{label(name, 'Wp')}: an LSTM with a projection (proj_size) has no ONNX operator; "
                 "to_onnx cannot export it"
             )
         p = get_params(p, keys, name)
         for key, value in p.items():
-            check_is_array(f"{name}[{key!r}]", value)
+            check_is_array(label(name, key), value)
         host = {key: np.asarray(to_numpy(v)).astype(dtype) for key, v in p.items()}
         first = host[spec.layer_keys[0]]
         if first.ndim != 2:
-            raise ValueError(f"{name}[{spec.layer_keys[0]!r}] must be 2-D, got shape {first.shape}")
+            raise ValueError(
+                f"{label(name, spec.layer_keys[0])} must be 2-D, got shape {first.shape}"
+            )
         if H is None:
             H = int(host[spec.separate[1]].shape[0] if spec.separate else first.shape[0])
             width = int(first.shape[1]) - (0 if spec.separate else H)
@@ -195,7 +201,7 @@ def _host_layers(spec, named, D, dtype, what="layers"):
             if value.shape != shape:
                 below = "n_x" if k < D else f"{D} * n_a of the layer below"
                 raise ValueError(
-                    f"{name}[{key!r}] has shape {value.shape}, expected {shape} "
+                    f"{label(name, key)} has shape {value.shape}, expected {shape} "
                     f"(n_a = {H}, inputs = {n_in}: {below})"
                 )
         out.append(host)
@@ -672,7 +678,9 @@ def char_model_to_onnx(params, vocab, *, dtype="float32", opset=DEFAULT_OPSET):
         clip=None,
         input_forget=False,
     )
-    host, E, H, peep = _host_layers(spec, named, 1, dtype, "params")
+    host, E, H, peep = _host_layers(  # errors name params['layer1.Wz']
+        spec, named, 1, dtype, "params", lambda name, key: name.replace("*", key)
+    )
     for key in ("embed", "Wy", "by"):
         check_is_array(f"params[{key!r}]", params[key])
     embed, Wy, by = (np.asarray(to_numpy(params[k])).astype(dtype) for k in ("embed", "Wy", "by"))

@@ -773,3 +773,6 @@ def test_a_model_with_a_projection_cannot_be_exported(checkpoints):
         _onnx.char_model_to_onnx(arrays["params"], header["vocab"] + "\x00")
     with pytest.raises(TypeError, match="vocab must be a non-empty str"):
         _onnx.char_model_to_onnx(arrays["params"], "")
+    wrong = {**arrays["params"], "layer1.Wo": np.zeros((8, 12), np.float32)}
+    with pytest.raises(ValueError, match=r"params\['layer1.Wo'\] has shape \(8, 12\)"):
+        _onnx.char_model_to_onnx(wrong, header["vocab"])
