@@ -18,6 +18,12 @@ GRU r, z, n; ``[A | B]`` joins columns, hidden-state columns first):
 | LSTM ``b{f,i,c,o}`` | ``bias_ih[g] + bias_hh[g]`` |
 | GRU ``W{r,z,n}`` | ``[weight_hh[g] \\| weight_ih[g]]`` |
 | GRU ``br``, ``bz``, ``bn``, ``bhn`` | ``b_ir + b_hr``, ``b_iz + b_hz``, ``b_in``, ``b_hn`` |
+| LSTM ``Wp`` (``proj_size``) | ``weight_hr`` |
+
+An ``nn.RNN(nonlinearity="relu")`` maps as the tanh one (its activation is the keyword
+``nonlinearity="relu"`` of `portable_rnn.multilayer_forward`); an ``nn.LSTM(proj_size=p)``
+adds ``Wp`` (p, H) to every dict, whose hidden states then have ``p`` rows (gate weights
+``(H, p + H_in)``). `torch_options` gives the keywords that run a module's dicts.
 
 In the rows (CS231n) dialect: RNN ``Wx = weight_ih.T``, ``Wh = weight_hh.T``,
 ``b = bias_ih + bias_hh``; LSTM the same with the gate blocks reordered to
@@ -38,7 +44,7 @@ from ._core import spec as _spec
 from ._validate import check_is_array as _check_is_array
 from ._validate import get_params as _get_params
 
-__all__ = ["from_onnx", "from_torch", "grads_to_torch", "to_onnx", "to_torch"]
+__all__ = ["from_onnx", "from_torch", "grads_to_torch", "to_onnx", "to_torch", "torch_options"]
 
 
 def _torch():
@@ -69,9 +75,10 @@ def _blocks(xp, M, H, order):
     return xp.concat([M[k * H : (k + 1) * H, ...] for k in order], axis=0)
 
 
-def _column(spec: _spec.CellSpec, xp, W_ih, W_hh, b_ih, b_hh):
-    """One layer's column-dialect dict from PyTorch's four tensors."""
-    H = W_hh.shape[1]
+def _column(spec: _spec.CellSpec, xp, W_ih, W_hh, b_ih, b_hh, W_hr=None):
+    """One layer's column-dialect dict from PyTorch's four tensors (and an LSTM's
+    ``weight_hr``, its projection ``Wp``, whose rows are the width of ``weight_hh``)."""
+    H = W_hh.shape[0] // spec.n_blocks
     if spec.separate:
         kx, ka, kb = spec.separate
         return {kx: W_ih, ka: W_hh, kb: xp.reshape(b_ih + b_hh, (H, 1))}
@@ -85,6 +92,8 @@ def _column(spec: _spec.CellSpec, xp, W_ih, W_hh, b_ih, b_hh):
             p[spec.hidden_biases[g]] = xp.reshape(b_hh[rows], (H, 1))
         else:
             p[f"b{g}"] = xp.reshape(b_ih[rows] + b_hh[rows], (H, 1))
+    if W_hr is not None:
+        p["Wp"] = W_hr
     return p
 
 
@@ -102,7 +111,8 @@ def _rows(spec: _spec.CellSpec, xp, W_ih, W_hh, b_ih, b_hh):
 
 
 def _tensors(module, suffix, zeros_like):
-    """``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh`` of one layer, detached."""
+    """``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh`` of one layer, detached, and
+    ``weight_hr`` for an LSTM with ``proj_size`` (else ``None``)."""
     W_ih = getattr(module, f"weight_ih{suffix}").detach().clone()
     W_hh = getattr(module, f"weight_hh{suffix}").detach().clone()
     if module.bias:
@@ -110,7 +120,10 @@ def _tensors(module, suffix, zeros_like):
         b_hh = getattr(module, f"bias_hh{suffix}").detach().clone()
     else:
         b_ih = b_hh = zeros_like(W_ih[:, 0])
-    return W_ih, W_hh, b_ih, b_hh
+    W_hr = None
+    if getattr(module, "proj_size", 0):
+        W_hr = getattr(module, f"weight_hr{suffix}").detach().clone()
+    return W_ih, W_hh, b_ih, b_hh, W_hr
 
 
 def from_torch(module, dialect="column"):
@@ -119,9 +132,11 @@ def from_torch(module, dialect="column"):
     Parameters
     ----------
     module : torch.nn.RNN, LSTM, GRU, RNNCell, LSTMCell or GRUCell
-        ``RNN`` with ``nonlinearity="tanh"``; ``LSTM`` without projection
-        (``proj_size=0``). Any ``num_layers`` and ``bidirectional`` in the column
-        dialect; one unidirectional layer in the rows dialect.
+        Any ``nonlinearity`` (``"tanh"`` or ``"relu"``: run the dicts with the keywords of
+        `torch_options`) and, for the ``LSTM``, any ``proj_size`` (its ``weight_hr`` becomes
+        ``Wp``). Any ``num_layers`` and ``bidirectional`` in the column dialect; one
+        unidirectional layer in the rows dialect, which has neither the relu RNN nor the
+        projection.
     dialect : {"column", "rows"}
         ``"column"``: dicts for `portable_rnn.rnn_forward`, `lstm_forward`,
         `gru_forward` (and their cells) or, for several layers or directions,
@@ -134,47 +149,57 @@ def from_torch(module, dialect="column"):
     -------
     parameters : dict, or list of dict
         PyTorch tensors (detached copies, same device and dtype); see the module
-        docs for the mapping. ``Wax``/``Waa``/``ba``, gate weights ``(H, H + D)``
-        and biases ``(H, 1)`` in the column dialect.
+        docs for the mapping. ``Wax`` (H, H_in), ``Waa`` (H, H), ``ba`` (H, 1); gate
+        weights ``(H, H + H_in)`` and biases ``(H, 1)`` in the column dialect. With
+        ``proj_size = p``: gate weights ``(H, p + H_in)`` and ``Wp`` (p, H) in every dict
+        (``H_in`` is ``D * p`` above layer 0).
 
     Raises
     ------
     TypeError
         Not one of the supported modules.
     ValueError
-        An attribute portable_rnn cannot represent (``nonlinearity``,
-        ``proj_size``), or one the dialect does not fit (``batch_first``,
-        ``num_layers``, ``bidirectional`` in the rows dialect), named.
+        An attribute the rows dialect cannot represent (``nonlinearity="relu"``,
+        ``proj_size``, ``batch_first=False``, ``num_layers``, ``bidirectional``), named.
 
     Warns
     -----
     UserWarning
-        The module has ``dropout != 0``: the weights are carried over, the dropout
-        between layers is not (portable_rnn's stacks apply none).
+        The module has ``dropout != 0``: the dropout between layers (training mode only) is
+        not part of the dicts; pass ``dropout=module.dropout, seed=...`` to
+        `portable_rnn.multilayer_forward` to train with it (same placement as PyTorch's,
+        other random masks).
     """
     torch = _torch()
     if dialect not in ("column", "rows"):
         raise ValueError(f"dialect must be 'column' or 'rows', got {dialect!r}")
     spec, is_cell = _kind(module)
-    if spec.name == "rnn" and module.nonlinearity != "tanh":
-        raise ValueError(
-            f"module.nonlinearity is {module.nonlinearity!r}; portable_rnn's RNN uses 'tanh'"
-        )
-    if spec.name == "lstm" and not is_cell and module.proj_size:
-        raise ValueError(
-            f"module.proj_size is {module.proj_size}; LSTMs with projections are not supported"
-        )
+    if dialect == "rows":
+        if spec.name == "rnn" and module.nonlinearity != "tanh":
+            raise ValueError(
+                f"module.nonlinearity is {module.nonlinearity!r}; the rows dialect's RNN "
+                "(portable_rnn.rnn_layers) is tanh: use dialect='column' with "
+                "nonlinearity='relu' (see torch_options)"
+            )
+        if spec.name == "lstm" and not is_cell and module.proj_size:
+            raise ValueError(
+                f"module.proj_size is {module.proj_size}; the rows dialect has no LSTM "
+                "projection: use dialect='column' (the projection is the key 'Wp')"
+            )
     if not is_cell and module.dropout:
         warnings.warn(
-            f"module.dropout is {module.dropout}; the dropout is not carried over "
-            "(portable_rnn's stacks apply no dropout between layers)",
+            f"module.dropout is {module.dropout}; the dropout is not part of the parameter "
+            "dicts: pass dropout=module.dropout, seed=... to portable_rnn.multilayer_forward "
+            "to train with it (evaluation, as module.eval(), uses none)",
             UserWarning,
             stacklevel=2,
         )
     xp = _compat.namespace_for("torch")
-    convert = _column if dialect == "column" else _rows
     if is_cell:
-        return convert(spec, xp, *_tensors(module, "", torch.zeros_like))
+        tensors = _tensors(module, "", torch.zeros_like)
+        if dialect == "column":
+            return _column(spec, xp, *tensors)
+        return _rows(spec, xp, *tensors[:4])
     D = 2 if module.bidirectional else 1
     if dialect == "rows":
         if not module.batch_first:
@@ -188,12 +213,48 @@ def from_torch(module, dialect="column"):
                 f"{module.bidirectional}; the rows dialect has one unidirectional layer "
                 "(use dialect='column' with portable_rnn.multilayer_forward)"
             )
+        return _rows(spec, xp, *_tensors(module, "_l0", torch.zeros_like)[:4])
     layers = []
     for layer in range(module.num_layers):
         for d in range(D):
             suffix = f"_l{layer}" + ("_reverse" if d else "")
-            layers.append(convert(spec, xp, *_tensors(module, suffix, torch.zeros_like)))
+            layers.append(_column(spec, xp, *_tensors(module, suffix, torch.zeros_like)))
     return layers[0] if len(layers) == 1 else layers
+
+
+def torch_options(module):
+    """The keywords that make `portable_rnn.multilayer_forward` compute what a PyTorch
+    module computes from `from_torch`'s dicts.
+
+    ``multilayer_forward(x, from_torch(module), **torch_options(module))`` runs the module
+    as ``module.eval()`` does (for one layer and direction, wrap the dict in a list). The
+    projection of ``nn.LSTM(proj_size=p)`` needs no keyword: it is the key ``Wp`` of the
+    dicts. The dropout between layers is not included, being for training only: pass
+    ``dropout=module.dropout, seed=...`` yourself to train with it.
+
+    Parameters
+    ----------
+    module : torch.nn.RNN, LSTM, GRU, RNNCell, LSTMCell or GRUCell
+        The module.
+
+    Returns
+    -------
+    options : dict
+        ``cell`` (``"rnn"``, ``"lstm"`` or ``"gru"``), ``bidirectional`` (bool; ``False``
+        for a cell module) and, for the RNN and RNNCell, ``nonlinearity`` (``"tanh"`` or
+        ``"relu"``). `to_torch` takes the same keywords, so that
+        ``to_torch(from_torch(module), **torch_options(module))`` rebuilds the module.
+
+    Raises
+    ------
+    TypeError
+        Not one of the supported modules.
+    """
+    spec, is_cell = _kind(module)
+    options = {"cell": spec.name, "bidirectional": False if is_cell else module.bidirectional}
+    if spec.name == "rnn":
+        options["nonlinearity"] = module.nonlinearity
+    return options
 
 
 def _marker(spec: _spec.CellSpec) -> str:
@@ -215,9 +276,26 @@ def _layer_dicts(parameters, what: str = "parameters") -> list:
     raise TypeError(f"{what} must be a dict or a non-empty list of dicts, got {got}")
 
 
+def _extra_keys(spec: _spec.CellSpec, named) -> tuple[str, ...]:
+    """The optional keys (``Pi``, ``Pf``, ``Po``; ``Wp``) the column-dialect dicts hold, read
+    from the first; every dict must hold the same (named otherwise)."""
+    found: list[str] = []
+    for keys in spec.option_keys.values():
+        found += [k for k in keys if k in named[0][1]]
+    for name, p in named[1:]:
+        mine = [k for keys in spec.option_keys.values() for k in keys if k in p]
+        if mine != found:
+            raise ValueError(
+                f"{name} holds the optional keys {mine or 'none'} but {named[0][0]} holds "
+                f"{found or 'none'}: every layer of a stack has the same cell"
+            )
+    return tuple(found)
+
+
 def _infer(parameters):
     """``(spec, dialect, layers)`` of a parameter dict or list: the cell and dialect read
-    from the first dict's keys, and every dict's arrays, checked (keys and arrays named)."""
+    from the first dict's keys, and every dict's arrays, checked (keys and arrays named);
+    the optional keys of the column dialect (``Wp``, ``Pi``...) are kept."""
     named = _layer_dicts(parameters)
     first = named[0][1]
     found = None
@@ -241,7 +319,7 @@ def _infer(parameters):
         )
     spec, dialect = found
     if dialect == "column":
-        keys = spec.layer_keys
+        keys = spec.layer_keys + _extra_keys(spec, named)
     else:
         keys = ("Wx", "Wh", "b", *spec.hidden_biases.values())
     layers = []
@@ -272,9 +350,10 @@ def _to_torch_tensors(spec: _spec.CellSpec, dialect, xp, p):
         kx, ka, kb = spec.separate
         return p[kx], p[ka], p[kb][:, 0], xp.zeros_like(p[kb][:, 0])
     H = p[f"W{spec.gates[0]}"].shape[0]
+    n_h = p["Wp"].shape[0] if "Wp" in p else H  # the hidden state's width: [a; x] columns
     names = spec.torch_order  # ours, in PyTorch's gate order
-    W_hh = xp.concat([p[f"W{g}"][:, :H] for g in names], axis=0)
-    W_ih = xp.concat([p[f"W{g}"][:, H:] for g in names], axis=0)
+    W_hh = xp.concat([p[f"W{g}"][:, :n_h] for g in names], axis=0)
+    W_ih = xp.concat([p[f"W{g}"][:, n_h:] for g in names], axis=0)
     b_ih = xp.concat([p[f"b{g}"][:, 0] for g in names], axis=0)
     b_hh = xp.zeros_like(b_ih)
     if spec.hidden_biases:
@@ -282,8 +361,44 @@ def _to_torch_tensors(spec: _spec.CellSpec, dialect, xp, p):
     return W_ih, W_hh, b_ih, b_hh
 
 
-def to_torch(parameters, *, bidirectional=False, batch_first=None):
+def _no_torch_module(spec: _spec.CellSpec, options, layers) -> None:
+    """Refuse what no ``torch.nn`` module computes, naming the key or keyword."""
+    peep = [k for k in spec.option_keys.get("peepholes", ()) if k in layers[0]]
+    if peep:
+        raise ValueError(
+            f"the dicts hold the LSTM's peepholes ({', '.join(map(repr, peep))}); torch.nn.LSTM "
+            "has no peephole connections, so there is no PyTorch module for them"
+        )
+    for option, what in (
+        (
+            "reset_after",
+            "reset_after=False (the reset gate before the recurrent product); "
+            "torch.nn.GRU resets after it",
+        ),
+        ("clip", "clip (the cell clip); torch.nn.LSTM has none"),
+        ("input_forget", "input_forget=True (coupled gates); torch.nn.LSTM has none"),
+    ):
+        if option in options.changed():
+            raise ValueError(f"no PyTorch module computes {what}")
+
+
+def to_torch(
+    parameters,
+    *,
+    bidirectional=False,
+    batch_first=None,
+    nonlinearity="tanh",
+    cell=None,
+    reset_after=True,
+    clip=None,
+    input_forget=False,
+    reverse=False,
+):
     """A PyTorch module holding portable_rnn parameters (of any backend).
+
+    Takes the keywords `torch_options` gives (``to_torch(from_torch(m),
+    **torch_options(m))`` rebuilds ``m``) and those of `portable_rnn.multilayer_forward`
+    that describe the cell; a variant no ``torch.nn`` module computes is refused.
 
     Parameters
     ----------
@@ -291,21 +406,60 @@ def to_torch(parameters, *, bidirectional=False, batch_first=None):
         One layer's dict in the column dialect (``Wax``... / ``Wf``... / ``Wr``...)
         or the rows dialect (``Wx``, ``Wh``, ``b``[, ``bhn``]), or the list of
         `portable_rnn.multilayer_forward` (column dialect). The output layer,
-        if any, is not part of a PyTorch recurrent module and is left out.
+        if any, is not part of a PyTorch recurrent module and is left out. LSTM dicts
+        holding ``Wp`` (p, H) (gate weights (H, p + H_in)) give ``proj_size=p`` and
+        ``weight_hr``; dicts holding peepholes (``Pi``, ``Pf``, ``Po``) are refused.
     bidirectional : bool, keyword-only
         How to read a list: PyTorch's order, two dicts per layer.
     batch_first : bool, optional, keyword-only
         The module's ``batch_first``; default ``True`` for the rows dialect,
         ``False`` for the column dialect.
+    nonlinearity : {"tanh", "relu"}, keyword-only
+        The RNN's ``nonlinearity``; another value than ``"tanh"`` for an LSTM or GRU is a
+        ``ValueError``.
+    cell : {"rnn", "lstm", "gru"}, optional, keyword-only
+        When given, must be the cell the dicts' keys tell (a check, as from
+        `torch_options`).
+    reset_after, clip, input_forget, reverse : keyword-only
+        As in `portable_rnn.multilayer_forward`; only their defaults have a PyTorch module
+        (``reset_after=False``, a ``clip``, ``input_forget=True`` or ``reverse=True`` is a
+        ``ValueError``).
 
     Returns
     -------
     module : torch.nn.RNN, LSTM or GRU
         On the parameters' device (CPU when they are not PyTorch tensors), in
         their dtype. ``module.state_dict()`` gives the state dict.
+
+    Raises
+    ------
+    ValueError
+        A variant without a PyTorch module (named), a keyword of another cell, dicts that
+        do not fit one module (named), a ``cell`` other than the dicts'.
+    TypeError
+        Parameters that are not dicts of arrays.
     """
     torch = _torch()
     spec, dialect, layers = _infer(parameters)
+    if cell is not None and _spec.cell_spec(cell) is not spec:
+        raise ValueError(f"cell={cell!r}, but the dicts' keys are those of cell {spec.name!r}")
+    options = _spec.check_options(
+        spec,
+        nonlinearity=nonlinearity,
+        reset_after=reset_after,
+        clip=clip,
+        input_forget=input_forget,
+    )
+    if not isinstance(reverse, bool):
+        raise TypeError(f"reverse must be True or False, got {reverse!r}")
+    if reverse:
+        raise ValueError(
+            "no PyTorch module computes reverse=True (a unidirectional stack run backwards); "
+            "reverse x in time instead"
+        )
+    _no_torch_module(spec, options, layers)
+    if dialect == "rows" and options.nonlinearity != "tanh":
+        raise ValueError("nonlinearity='relu' needs the column dialect (Wax, Waa, ba)")
     layers = [_creation.to_backend(p, "torch", _torch_device(p)) for p in layers]
     D = 2 if bidirectional else 1
     if len(layers) % D:
@@ -316,24 +470,36 @@ def to_torch(parameters, *, bidirectional=False, batch_first=None):
     tensors = [_to_torch_tensors(spec, dialect, xp, p) for p in layers]
     W_ih0, W_hh0 = tensors[0][0], tensors[0][1]
     cls = getattr(torch.nn, spec.torch_module)
+    kwargs = {}
+    if spec.name == "rnn":
+        kwargs["nonlinearity"] = options.nonlinearity
+    proj = "Wp" in layers[0]
+    if proj:
+        n_p, H = int(layers[0]["Wp"].shape[0]), int(W_hh0.shape[0]) // spec.n_blocks
+        if not 0 < n_p < H:
+            raise ValueError(
+                f"the projection Wp has {n_p} rows, the gates {H}: PyTorch's proj_size must be "
+                "in [1, hidden_size)"
+            )
+        kwargs["proj_size"] = n_p
     module = cls(
         W_ih0.shape[1],
-        W_hh0.shape[1],
+        W_hh0.shape[0] // spec.n_blocks,
         num_layers=len(layers) // D,
         bidirectional=bool(bidirectional),
         batch_first=(dialect == "rows") if batch_first is None else batch_first,
         device=W_ih0.device,
         dtype=W_ih0.dtype,
+        **kwargs,
     )
     with torch.no_grad():
         for k, (W_ih, W_hh, b_ih, b_hh) in enumerate(tensors):
             suffix = f"_l{k // D}" + ("_reverse" if k % D else "")
-            for name, value in (
-                ("weight_ih", W_ih),
-                ("weight_hh", W_hh),
-                ("bias_ih", b_ih),
-                ("bias_hh", b_hh),
-            ):
+            named = [("weight_ih", W_ih), ("weight_hh", W_hh), ("bias_ih", b_ih)]
+            named.append(("bias_hh", b_hh))
+            if proj:
+                named.append(("weight_hr", layers[k]["Wp"]))
+            for name, value in named:
                 target = getattr(module, name + suffix)
                 if tuple(target.shape) != tuple(value.shape):
                     raise ValueError(
@@ -352,12 +518,12 @@ def _torch_device(p):
     return "cpu"
 
 
-def _grad_keys(spec: _spec.CellSpec, g) -> tuple[str, ...]:
+def _grad_keys(spec: _spec.CellSpec, g, proj: bool = False) -> tuple[str, ...]:
     """The keys of a gradient dict: the rows dialect's when it has ``dWx``, else the column
-    dialect's (``dWax``... / ``dWf``... / ``dWr``...)."""
+    dialect's (``dWax``... / ``dWf``... / ``dWr``..., and ``dWp`` for a projection)."""
     if "dWx" in g:
         return ("dWx", "dWh", "db", *(f"d{k}" for k in spec.hidden_biases.values()))
-    return tuple(f"d{k}" for k in spec.layer_keys)
+    return tuple(f"d{k}" for k in spec.layer_keys) + (("dWp",) if proj else ())
 
 
 def _grad_tensors(spec: _spec.CellSpec, xp, g, H: int):
@@ -401,8 +567,10 @@ def grads_to_torch(grads, module, *, accumulate=False):
         Gradient dicts as the backwards return them, for every layer and direction in
         PyTorch's order (layer 0 forward, [layer 0 reverse,] layer 1 forward, ...):
         the column dialect's ``dWax``, ``dWaa``, ``dba`` (RNN), ``dW{f,i,c,o}``
-        (H, H + H_in) and ``db{f,i,c,o}`` (H, 1) (LSTM), ``dW{r,z,n}``, ``db{r,z,n}``,
-        ``dbhn`` (GRU); or the rows dialect's ``dWx`` (H_in, nH), ``dWh`` (H, nH),
+        (H, H + H_in) and ``db{f,i,c,o}`` (H, 1) (LSTM; with ``proj_size = p`` the
+        ``dW{f,i,c,o}`` are (H, p + H_in) and ``dWp`` (p, H) is required), ``dW{r,z,n}``,
+        ``db{r,z,n}``, ``dbhn`` (GRU); or the rows dialect's ``dWx`` (H_in, nH), ``dWh``
+        (H, nH),
         ``db`` (nH,)[, ``dbhn`` (H,)]. The dict `portable_rnn.multilayer_backward`
         returns may be given as it is (its ``layers`` are used); other keys (``dx``,
         ``da0``...) are ignored. Any backend: the gradients are moved to the module's
@@ -417,7 +585,8 @@ def grads_to_torch(grads, module, *, accumulate=False):
     -------
     module : torch.nn.Module
         The same module, its parameters' ``.grad`` set: ``weight_ih`` (nH, H_in),
-        ``weight_hh`` (nH, H), ``bias_ih`` and ``bias_hh`` (nH,) of every layer. A
+        ``weight_hh`` (nH, H), ``bias_ih`` and ``bias_hh`` (nH,) of every layer (and
+        ``weight_hr`` (p, H) from ``dWp`` with a projection; ``weight_hh`` is then (nH, p)). A
         summed bias (``b = bias_ih + bias_hh``) gives its gradient to both; the GRU's
         ``bn`` goes to ``bias_ih``'s n block only and ``bhn`` to ``bias_hh``'s.
 
@@ -444,21 +613,27 @@ def grads_to_torch(grads, module, *, accumulate=False):
         )
     ref = module.weight_hh if is_cell else module.weight_hh_l0
     xp = _compat.namespace_for("torch")
-    H = ref.shape[1]
+    H = ref.shape[1]  # the hidden state's width: the [a; x] split (proj_size with one)
+    proj = bool(getattr(module, "proj_size", 0))
     dtype = _compat.dtype_name(ref.dtype)
     D = 1 if is_cell else n // module.num_layers
     writes = []  # everything is checked before the first .grad is written
     for k, (name, g) in enumerate(named):
-        g = _get_params(g, _grad_keys(spec, g), name)
+        g = _get_params(g, _grad_keys(spec, g, proj), name)
         for key, value in g.items():
             _check_is_array(f"{name}[{key!r}]", value)
         g = _creation.to_backend(g, "torch", ref.device, dtype=dtype)
         suffix = "" if is_cell else f"_l{k // D}" + ("_reverse" if k % D else "")
-        for pname, value in zip(
-            ("weight_ih", "weight_hh", "bias_ih", "bias_hh"),
-            _grad_tensors(spec, xp, g, H),
-            strict=True,
-        ):
+        pairs = list(
+            zip(
+                ("weight_ih", "weight_hh", "bias_ih", "bias_hh"),
+                _grad_tensors(spec, xp, g, H),
+                strict=True,
+            )
+        )
+        if proj:
+            pairs.append(("weight_hr", g["dWp"]))
+        for pname, value in pairs:
             param = getattr(module, pname + suffix, None)
             if param is None:  # bias=False: nothing to write
                 continue

@@ -201,10 +201,11 @@ def test_to_torch_multilayer_from_init():
 
 
 def test_unsupported_modules_are_refused_naming_the_attribute():
+    # the relu RNN and the projection are carried in the column dialect (test_variants_torch)
     with pytest.raises(ValueError, match="module.proj_size is 2"):
-        from_torch(torch.nn.LSTM(3, 4, proj_size=2))
+        from_torch(torch.nn.LSTM(3, 4, proj_size=2, batch_first=True), dialect="rows")
     with pytest.raises(ValueError, match="module.nonlinearity is 'relu'"):
-        from_torch(torch.nn.RNN(3, 4, nonlinearity="relu"))
+        from_torch(torch.nn.RNN(3, 4, nonlinearity="relu", batch_first=True), dialect="rows")
     with pytest.raises(ValueError, match="module.batch_first is False"):
         from_torch(torch.nn.GRU(3, 4), dialect="rows")
     with pytest.raises(ValueError, match="module.num_layers is 2"):
@@ -286,13 +287,17 @@ def test_torch_weights_agree_on_every_backend(xp, kind, record_diff):
                 assert_close(grads["d" + key], value.numpy(), err_msg=key, **kw)
 
 
-# --- dropout is not carried over; gradients back into a module (grads_to_torch) ---------
+# --- dropout is a keyword, not in the dicts; gradients back into a module (grads_to_torch)
 
 
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
-def test_from_torch_warns_that_dropout_is_not_carried_over(kind):
+def test_from_torch_warns_that_dropout_is_not_in_the_dicts(kind):
     module = MODULES[kind](3, 4, num_layers=2, dropout=0.25)
-    with pytest.warns(UserWarning, match=r"dropout is 0\.25; the dropout is not carried over"):
+    with pytest.warns(
+        UserWarning,
+        match=r"dropout is 0\.25; the dropout is not part of the parameter dicts: pass "
+        r"dropout=module\.dropout, seed=\.\.\. to portable_rnn\.multilayer_forward",
+    ):
         layers = from_torch(module)
     assert len(layers) == 2
     import warnings
