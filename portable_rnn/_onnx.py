@@ -60,6 +60,9 @@ _PEEPHOLES = ("Pi", "Po", "Pf")  # ONNX's P order: i, o, f
 _DTYPES = {"float32": 1, "float64": 11}  # onnx.TensorProto.FLOAT, DOUBLE
 #: Operators `from_onnx` passes over: the glue between layers, never arithmetic.
 _GLUE = ("Concat", "Constant", "Identity", "Reshape", "Slice", "Squeeze", "Transpose", "Unsqueeze")
+#: Operators that compute shapes or fill a tensor with one value (PyTorch's exporter builds
+#: zero initial states with them); ``Gather`` only of a shape.
+_SHAPE_GLUE = ("ConstantOfShape", "Expand", "Gather", "Shape")
 #: The default activations of each operator, per direction.
 _DEFAULT_ACTIVATIONS = {
     "RNN": ["Tanh"],
@@ -522,17 +525,27 @@ def from_onnx(model):
         if opset.domain in ("", "ai.onnx") and opset.version < 7:
             raise ValueError(f"model opset {opset.version} is older than 7 (the RNN operators')")
     constants = _constants(onnx, graph)
-    recurrent = []
+    recurrent, shapes, fills = [], set(), {}  # fills: tensors of one value -> the values
     for k, node in enumerate(graph.node):
         where = f"node {k} ({node.name or node.op_type!r})"
+        op = node.op_type
         if node.domain not in ("", "ai.onnx"):
-            raise ValueError(f"{where}: operator {node.domain}.{node.op_type} is not supported")
-        if node.op_type in _CELL_OF_OP:
+            raise ValueError(f"{where}: operator {node.domain}.{op} is not supported")
+        if op in _CELL_OF_OP:
             recurrent.append((where, node))
-        elif node.op_type not in _GLUE:
+        elif op == "Shape" or (op == "Gather" and node.input[0] in shapes):
+            shapes.add(node.output[0])
+        elif op == "Expand" and node.input[0] in constants:
+            fills[node.output[0]] = constants[node.input[0]]
+        elif op == "ConstantOfShape":
+            value = [onnx.numpy_helper.to_array(a.t) for a in node.attribute if a.name == "value"]
+            fills[node.output[0]] = value[0] if value else np.zeros(1)
+        elif op not in _GLUE:
             raise ValueError(
-                f"{where}: operator {node.op_type} is not supported; from_onnx reads RNN, LSTM "
-                f"and GRU operators joined by {', '.join(_GLUE)}"
+                f"{where}: operator {op}{' (not of a shape)' if op == 'Gather' else ''} is not "
+                f"supported; from_onnx reads RNN, LSTM and GRU operators joined by "
+                f"{', '.join(_GLUE)}, and {', '.join(_SHAPE_GLUE)} building their shapes"
+                + (" (Expand of a constant)" if op == "Expand" else "")
             )
     if not recurrent:
         raise ValueError("the model has no RNN, LSTM or GRU operator")
@@ -553,7 +566,9 @@ def from_onnx(model):
                 "portable_rnn stacks run one set of options"
             )
         for k, key in ((4, "sequence_lens"), (5, "initial_h"), (6, "initial_c")):
-            if _input(node, k) in constants:
+            name = _input(node, k)
+            zeros = key != "sequence_lens" and name in fills and not np.any(fills[name])
+            if (name in constants or name in fills) and not zeros:
                 raise ValueError(
                     f"{where}: input {key} is stored in the model; from_onnx reads parameters "
                     "only (pass states and lengths to multilayer_forward as a0, c0, lengths)"

@@ -758,10 +758,12 @@ def from_onnx(model):
     """The parameters of the ONNX ``RNN``/``LSTM``/``GRU`` operators of a model, and the
     keywords that make `portable_rnn.multilayer_forward` compute what the model computes.
 
-    Reads models of `to_onnx` and hand-built ones: one or more recurrent operators of one
-    kind (a stack, in graph order), joined only by ``Transpose``, ``Reshape``, ``Slice``,
-    ``Concat``, ``Identity``, ``Squeeze``, ``Unsqueeze`` or ``Constant``, their weights
-    stored in the model (initializers or ``Constant``).
+    Reads models of `to_onnx`, of ``torch.onnx.export`` (TorchScript exporter) and
+    hand-built ones: one or more recurrent operators of one kind (a stack, in graph order),
+    joined only by ``Transpose``, ``Reshape``, ``Slice``, ``Concat``, ``Identity``,
+    ``Squeeze``, ``Unsqueeze`` or ``Constant`` (and ``Shape``, ``Gather`` of a shape,
+    ``Expand``, ``ConstantOfShape`` building zero initial states), their weights stored in
+    the model (initializers or ``Constant``).
 
     Parameters
     ----------

@@ -392,6 +392,42 @@ def test_a_hand_built_rnn_without_bias():
     np.testing.assert_array_equal(layers[0]["Wax"], W[0])
 
 
+@pytest.mark.parametrize(
+    ("module", "options"),
+    [
+        ("RNN", {}),
+        ("RNN", {"nonlinearity": "relu"}),
+        ("LSTM", {}),
+        ("GRU", {}),
+    ],
+)
+def test_models_of_torch_onnx_export_read_as_from_torch(module, options):
+    """PyTorch's (TorchScript) exporter builds zero initial states with Shape, Gather,
+    Expand: from_onnx passes over them and gives `from_torch`'s parameters bit for bit."""
+    import io
+    import warnings
+
+    torch = pytest.importorskip("torch")
+    from portable_rnn.interop import from_torch
+
+    torch.manual_seed(0)
+    m = getattr(torch.nn, module)(N_X, H, num_layers=2, bidirectional=True, **options)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation
+        torch.onnx.export(m, (torch.zeros(T, 2, N_X),), buffer, dynamo=False, opset_version=17)
+    model = onnx.load_from_string(buffer.getvalue())
+    assert {"Shape", "Gather", "Expand"} <= {n.op_type for n in model.graph.node}
+    layers, read = from_onnx(model)
+    assert read == {"cell": module.lower(), "bidirectional": True, **options}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # from_torch's own warnings, if any
+        want = from_torch(m)
+    for p, q in zip(layers, want, strict=True):
+        assert list(p) == list(q)
+        assert all(p[k].tobytes() == q[k].numpy().tobytes() for k in q)
+
+
 # --------------------------------------------------------------------------- refusals
 
 
@@ -535,6 +571,28 @@ def test_from_onnx_refuses_layers_with_different_options():
     stacked = onnx.compose.merge_models(a, b, io_map=[("y", "x")], prefix1="a.", prefix2="b.")
     with pytest.raises(ValueError, match="differ from the first layer's"):
         from_onnx(stacked)
+
+
+def test_from_onnx_refuses_an_embedding_and_a_stored_initial_state():
+    rng = np.random.default_rng(8)
+    params = {
+        "embed": rng.standard_normal((5, N_X)),
+        "Wy": np.zeros((5, H)),
+        "by": np.zeros((5, 1)),
+    }
+    for k, p in enumerate(pr.init_multilayer_params("gru", N_X, H, seed=0, backend="numpy")):
+        params.update({f"layer{k}.{key}": v for key, v in p.items()})
+    from portable_rnn import _onnx
+
+    with pytest.raises(ValueError, match=r"operator Gather \(not of a shape\)"):
+        from_onnx(_onnx.char_model_to_onnx(params, "abcde"))
+    model = lstm_model()
+    model.graph.node[0].input.extend(["", "", "h"])
+    model.graph.initializer.append(numpy_helper.from_array(np.ones((1, 1, H), np.float32), "one"))
+    model.graph.initializer.append(numpy_helper.from_array(np.array([1, 2, H]), "shape"))
+    model.graph.node.insert(0, helper.make_node("Expand", ["one", "shape"], ["h"], name="fill"))
+    with pytest.raises(ValueError, match="input initial_h is stored in the model"):
+        from_onnx(model)
 
 
 def test_from_onnx_refuses_bad_arguments(tmp_path):
