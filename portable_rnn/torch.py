@@ -53,14 +53,16 @@ __all__ = ["GRU", "LSTM", "RNN", "gru_forward", "lstm_forward", "multilayer_forw
 class _Stack(torch.autograd.Function):
     """`multilayer_forward` forward, `multilayer_backward` backward.
 
-    Arguments: ``meta = (cell, bidirectional, keys, n_layers, lengths)``, then ``x``,
-    ``a0``, ``c0`` (``None`` allowed) and every layer's tensors in ``keys`` order, layer
-    after layer. Outputs ``out, a_n`` and, for the LSTM, ``c_n``.
+    Arguments: ``meta = (cell, bidirectional, keys, n_layers, lengths, options)``
+    (``options``: a dict of `portable_rnn.multilayer_forward`'s other keywords, the cell's
+    variants and ``dropout``/``seed``), then ``x``, ``a0``, ``c0`` (``None`` allowed) and
+    every layer's tensors in ``keys`` order, layer after layer. Outputs ``out, a_n`` and,
+    for the LSTM, ``c_n``.
     """
 
     @staticmethod
     def forward(ctx: Any, meta, x, a0, c0, *flat):  # pyright: ignore[reportIncompatibleMethodOverride]
-        cell, bidirectional, keys, n_layers, lengths = meta
+        cell, bidirectional, keys, n_layers, lengths, options = meta
         ctx.set_materialize_grads(False)
         n = len(keys)
         layers = [
@@ -74,6 +76,7 @@ class _Stack(torch.autograd.Function):
             a0=None if a0 is None else a0.detach(),
             c0=None if c0 is None else c0.detach(),
             lengths=lengths,
+            **options,
         )
         ctx.cache = cache
         ctx.keys = keys
@@ -109,11 +112,13 @@ def _require_torch(xp, name: str) -> None:
         )
 
 
-def _apply(spec: _cells.CellSpec, x, layers, bidirectional, a0, c0, lengths):
-    """Call `_Stack` on checked-enough arguments; ``layers`` are dicts of tensors."""
-    keys = spec.layer_keys
+def _apply(spec: _cells.CellSpec, x, layers, bidirectional, a0, c0, lengths, options=None):
+    """Call `_Stack` on checked-enough arguments; ``layers`` are dicts of tensors (with the
+    cell's keys and the optional ``Wp``, ``Pi``... of `_stacked.option_keys`); ``options``
+    the other keywords of `portable_rnn.multilayer_forward`."""
+    keys = spec.layer_keys + _stacked.option_keys(spec, layers)
     flat = [layer[key] for layer in layers for key in keys]
-    meta = (spec.name, bool(bidirectional), keys, len(layers), lengths)
+    meta = (spec.name, bool(bidirectional), keys, len(layers), lengths, dict(options or {}))
     outs = _Stack.apply(meta, x, a0, c0, *flat)
     if len(outs) == 2:
         return outs[0], outs[1], None
@@ -121,16 +126,37 @@ def _apply(spec: _cells.CellSpec, x, layers, bidirectional, a0, c0, lengths):
 
 
 def _stack_layers(spec: _cells.CellSpec, layers) -> list:
-    """The dicts of ``layers`` with the cell's keys (named errors for anything else)."""
+    """The dicts of ``layers`` with the cell's keys and the optional ones they hold (``Wp``,
+    ``Pi``...; named errors for anything else)."""
     if not isinstance(layers, (list, tuple)) or not layers:
         raise TypeError(
             f"layers must be a non-empty list of parameter dicts, got {type(layers).__name__}"
         )
-    return [_get_params(layer, spec.layer_keys, f"layers[{k}]") for k, layer in enumerate(layers)]
+    for k, layer in enumerate(layers):
+        if not isinstance(layer, dict):
+            raise TypeError(f"layers[{k}] must be a dict of tensors, got {type(layer).__name__}")
+    keys = spec.layer_keys + _stacked.option_keys(spec, layers)
+    return [_get_params(layer, keys, f"layers[{k}]") for k, layer in enumerate(layers)]
 
 
 @_float32_inside()
-def multilayer_forward(x, layers, *, cell, bidirectional=False, a0=None, c0=None, lengths=None):
+def multilayer_forward(
+    x,
+    layers,
+    *,
+    cell,
+    bidirectional=False,
+    a0=None,
+    c0=None,
+    lengths=None,
+    nonlinearity="tanh",
+    reset_after=True,
+    clip=None,
+    input_forget=False,
+    reverse=False,
+    dropout=0.0,
+    seed=None,
+):
     """`portable_rnn.multilayer_forward` on PyTorch tensors, differentiable by autograd.
 
     The gradients are those of `portable_rnn.multilayer_backward` (the hand-written
@@ -143,9 +169,12 @@ def multilayer_forward(x, layers, *, cell, bidirectional=False, a0=None, c0=None
         Inputs of every time step.
     layers : list of dict of torch.Tensor
         ``num_layers * num_directions`` parameter dicts in PyTorch's order (layer 0
-        forward, [layer 0 reverse,] layer 1 forward, ...), each with the cell's keys;
-        layer 0 has ``n_x`` inputs, later layers ``num_directions * n_a``. Other keys
-        (an output layer) are ignored.
+        forward, [layer 0 reverse,] layer 1 forward, ...), each with the cell's keys and,
+        for the LSTM, optionally the peepholes ``Pi``, ``Pf``, ``Po`` (n_a, 1) and the
+        projection ``Wp`` (n_p, n_a) (then the hidden states and ``a0`` have ``n_p`` rows,
+        the gate weights ``n_p + n_in`` columns); layer 0 has ``n_x`` inputs, later layers
+        ``num_directions * n_a`` (``num_directions * n_p``). Other keys (an output layer)
+        are ignored; every tensor, ``Wp`` included, gets its gradient.
     cell : {"rnn", "lstm", "gru"}, keyword-only
         The cell of every layer.
     bidirectional : bool, keyword-only
@@ -156,6 +185,13 @@ def multilayer_forward(x, layers, *, cell, bidirectional=False, a0=None, c0=None
         Initial cell states (LSTM only); zeros when omitted.
     lengths : torch.Tensor of int, shape (m,), or list of int, optional, keyword-only
         Each example's number of real steps, as in `portable_rnn.multilayer_forward`.
+    nonlinearity, reset_after, clip, input_forget, reverse : keyword-only
+        The cell variants, as in `portable_rnn.multilayer_forward`.
+    dropout : float, keyword-only
+        Dropout between layers, in ``[0, 1)``, as in `portable_rnn.multilayer_forward`
+        (PyTorch's placement); the backward uses the forward's masks.
+    seed : int, optional, keyword-only
+        The masks' seed, required with ``dropout``.
 
     Returns
     -------
@@ -172,9 +208,18 @@ def multilayer_forward(x, layers, *, cell, bidirectional=False, a0=None, c0=None
     for k, p in enumerate(params):
         named.update({f"layers[{k}]['{key}']": v for key, v in p.items()})
     _require_torch(_check_arrays(named, optional=("a0", "c0")), "x")
-    # every other check (shapes, lengths, c0 for a cell without one) runs in
-    # portable_rnn.multilayer_forward, before any arithmetic
-    return _apply(spec, x, params, bidirectional, a0, c0, lengths)
+    # every other check (shapes, lengths, c0 for a cell without one, the options and
+    # dropout) runs in portable_rnn.multilayer_forward, before any arithmetic
+    options = {
+        "nonlinearity": nonlinearity,
+        "reset_after": reset_after,
+        "clip": clip,
+        "input_forget": input_forget,
+        "reverse": reverse,
+        "dropout": dropout,
+        "seed": seed,
+    }
+    return _apply(spec, x, params, bidirectional, a0, c0, lengths, options)
 
 
 def _one_layer(spec: _cells.CellSpec, x, a0, parameters, c0, lengths):
@@ -289,20 +334,6 @@ def lstm_forward(x, a0, parameters, *, c0=None, lengths=None):
 # the modules
 
 
-def _refuse(dropout, proj_size=0) -> None:
-    """The constructor arguments portable_rnn cannot honour, named."""
-    if dropout:
-        raise ValueError(
-            f"dropout={dropout!r} is not supported: portable_rnn's stacks apply no dropout "
-            "between layers; pass dropout=0.0 (or apply torch.nn.Dropout yourself)"
-        )
-    if proj_size:
-        raise ValueError(
-            f"proj_size={proj_size!r} is not supported: portable_rnn has no LSTM with "
-            "projections; pass proj_size=0"
-        )
-
-
 class _Module:
     """The ``forward`` shared by `RNN`, `LSTM` and `GRU` (a mixin of ``torch.nn.RNNBase``)."""
 
@@ -324,8 +355,26 @@ class _Module:
                     b_hh = getattr(m, f"bias_hh{suffix}")
                 else:
                     b_ih = b_hh = torch.zeros_like(W_ih[:, 0])
-                layers.append(_column(self._cell, xp, W_ih, W_hh, b_ih, b_hh))
+                W_hr = getattr(m, f"weight_hr{suffix}") if self._proj() else None
+                layers.append(_column(self._cell, xp, W_ih, W_hh, b_ih, b_hh, W_hr))
         return layers
+
+    def _proj(self) -> int:
+        """The LSTM's ``proj_size`` (0: none)."""
+        return int(getattr(self, "proj_size", 0))
+
+    def _options(self) -> dict:
+        """The keywords of `portable_rnn.multilayer_forward` beyond the layers: the RNN's
+        ``nonlinearity``; in training mode with ``dropout``, the dropout and a seed drawn
+        from PyTorch's default generator (so that ``torch.manual_seed`` repeats a run)."""
+        m: Any = self
+        options = {}
+        if self._cell.name == "rnn":
+            options["nonlinearity"] = m.nonlinearity
+        if m.training and m.dropout and m.num_layers > 1:
+            seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
+            options.update(dropout=float(m.dropout), seed=seed)
+        return options
 
     def _check_input(self, x, name: str) -> None:
         m: Any = self
@@ -357,17 +406,19 @@ class _Module:
                 f"{m.weight_ih_l0.device}"
             )
 
-    def _check_state(self, state, name: str, batch: int | None) -> None:
+    def _check_state(self, state, name: str, batch: int | None, size: int | None = None) -> None:
         m: Any = self
         LD = m.num_layers * (2 if m.bidirectional else 1)
-        want = (LD, m.hidden_size) if batch is None else (LD, batch, m.hidden_size)
+        size = m.hidden_size if size is None else size
+        what = "hidden_size" if size == m.hidden_size else "proj_size"
+        want = (LD, size) if batch is None else (LD, batch, size)
         if not isinstance(state, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(state).__name__}")
         if tuple(state.shape) != want:
             layout = "(L*D, H)" if batch is None else "(L*D, N, H)"
             raise ValueError(
                 f"{name} must have shape {layout} = {want} (num_layers * num_directions, "
-                f"{'' if batch is None else 'batch, '}hidden_size), got {tuple(state.shape)}"
+                f"{'' if batch is None else 'batch, '}{what}), got {tuple(state.shape)}"
             )
         if state.dtype != m.weight_ih_l0.dtype:
             raise TypeError(
@@ -389,7 +440,7 @@ class _Module:
                 raise TypeError(
                     f"hx must be a tuple (h_0, c_0) for an LSTM, got {type(hx).__name__}"
                 )
-            self._check_state(hx[0], "hx[0] (h_0)", batch)
+            self._check_state(hx[0], "hx[0] (h_0)", batch, self._proj() or None)
             self._check_state(hx[1], "hx[1] (c_0)", batch)
             return hx[0], hx[1]
         self._check_state(hx, "hx", batch)
@@ -421,6 +472,7 @@ class _Module:
             None if h0 is None else h0.permute(0, 2, 1),
             None if c0 is None else c0.permute(0, 2, 1),
             lengths,
+            self._options(),
         )
         h_n = a_n.permute(0, 2, 1)  # (L*D, N, H)
         c_n = None if c_n is None else c_n.permute(0, 2, 1)
@@ -449,7 +501,7 @@ def _packed_like(packed, padded, lengths):
 
 
 class RNN(_Module, torch.nn.RNN):
-    """``torch.nn.RNN`` (tanh) whose forward and backward are portable_rnn's.
+    """``torch.nn.RNN`` (tanh or relu) whose forward and backward are portable_rnn's.
 
     A subclass of ``torch.nn.RNN``: the same constructor, parameters (``weight_ih_l0``
     (H, H_in), ``weight_hh_l0`` (H, H), ``bias_ih_l0``, ``bias_hh_l0`` (H,), ``_reverse``
@@ -468,14 +520,17 @@ class RNN(_Module, torch.nn.RNN):
         ``H``, the hidden units.
     num_layers : int
         Stacked layers.
-    nonlinearity : {"tanh"}
-        Only ``"tanh"``: ``"relu"`` is a ``ValueError`` (portable_rnn's RNN is tanh).
+    nonlinearity : {"tanh", "relu"}
+        The activation (``multilayer_forward``'s ``nonlinearity``).
     bias : bool
         Whether the layers have ``bias_ih``/``bias_hh``.
     batch_first : bool
         Batch-major ``input`` and ``output``; the states stay (L*D, N, H).
     dropout : float
-        Only 0: portable_rnn applies no dropout between layers (a ``ValueError`` otherwise).
+        Dropout on the outputs of every layer but the last, in training mode only
+        (``module.train()``, as PyTorch): the masks are portable_rnn's, drawn from a seed
+        taken from PyTorch's default generator at every call (``torch.manual_seed`` repeats
+        them), not PyTorch's own masks; ``eval()`` applies none.
     bidirectional : bool
         Also run every layer over the reversed sequence.
     device, dtype : optional
@@ -497,20 +552,14 @@ class RNN(_Module, torch.nn.RNN):
         device=None,
         dtype=None,
     ):
-        if nonlinearity != "tanh":
-            raise ValueError(
-                f"nonlinearity={nonlinearity!r} is not supported: portable_rnn's RNN is "
-                "tanh; pass nonlinearity='tanh'"
-            )
-        _refuse(dropout)
         super().__init__(
             input_size,
             hidden_size,
             num_layers=num_layers,
-            nonlinearity="tanh",
+            nonlinearity=nonlinearity,
             bias=bias,
             batch_first=batch_first,
-            dropout=0.0,
+            dropout=dropout,
             bidirectional=bidirectional,
             device=device,
             dtype=dtype,
@@ -547,7 +596,8 @@ class LSTM(_Module, torch.nn.LSTM):
     (T, H_in) unbatched, or a ``PackedSequence``; ``hx = (h_0, c_0)``, each (L*D, N, H)
     or (L*D, H) unbatched; it returns ``output`` (T, N, D*H) (batch first: (N, T, D*H);
     packed: a ``PackedSequence`` packed as the input) and ``(h_n, c_n)``, each
-    (L*D, N, H).
+    (L*D, N, H). With ``proj_size = P``, ``h_0``, ``h_n`` and ``output`` have P where they
+    have H (D*P for ``output``), ``c_0`` and ``c_n`` keep H.
 
     Parameters
     ----------
@@ -562,11 +612,17 @@ class LSTM(_Module, torch.nn.LSTM):
     batch_first : bool
         Batch-major ``input`` and ``output``; the states stay (L*D, N, H).
     dropout : float
-        Only 0: portable_rnn applies no dropout between layers (a ``ValueError`` otherwise).
+        Dropout on the outputs of every layer but the last, in training mode only
+        (``module.train()``, as PyTorch): the masks are portable_rnn's, drawn from a seed
+        taken from PyTorch's default generator at every call (``torch.manual_seed`` repeats
+        them), not PyTorch's own masks; ``eval()`` applies none.
     bidirectional : bool
         Also run every layer over the reversed sequence.
     proj_size : int
-        Only 0 (no projections; a ``ValueError`` otherwise).
+        ``P``: with ``0 < P < H``, every layer projects its hidden state,
+        ``h = W_hr (o * tanh(c))`` (``weight_hr_l0`` (P, H), portable_rnn's ``Wp``); ``h_0``,
+        ``h_n`` are then (L*D, N, P), ``output`` (T, N, D*P), ``weight_hh_l0`` (4H, P) and
+        the layers above the first read D*P features. 0: none.
     device, dtype : optional
         Of the parameters, as in PyTorch.
     """
@@ -586,16 +642,15 @@ class LSTM(_Module, torch.nn.LSTM):
         device=None,
         dtype=None,
     ):
-        _refuse(dropout, proj_size)
         super().__init__(
             input_size,
             hidden_size,
             num_layers=num_layers,
             bias=bias,
             batch_first=batch_first,
-            dropout=0.0,
+            dropout=dropout,
             bidirectional=bidirectional,
-            proj_size=0,
+            proj_size=proj_size,
             device=device,
             dtype=dtype,
         )
@@ -645,7 +700,10 @@ class GRU(_Module, torch.nn.GRU):
     batch_first : bool
         Batch-major ``input`` and ``output``; the states stay (L*D, N, H).
     dropout : float
-        Only 0: portable_rnn applies no dropout between layers (a ``ValueError`` otherwise).
+        Dropout on the outputs of every layer but the last, in training mode only
+        (``module.train()``, as PyTorch): the masks are portable_rnn's, drawn from a seed
+        taken from PyTorch's default generator at every call (``torch.manual_seed`` repeats
+        them), not PyTorch's own masks; ``eval()`` applies none.
     bidirectional : bool
         Also run every layer over the reversed sequence.
     device, dtype : optional
@@ -666,14 +724,13 @@ class GRU(_Module, torch.nn.GRU):
         device=None,
         dtype=None,
     ):
-        _refuse(dropout)
         super().__init__(
             input_size,
             hidden_size,
             num_layers=num_layers,
             bias=bias,
             batch_first=batch_first,
-            dropout=0.0,
+            dropout=dropout,
             bidirectional=bidirectional,
             device=device,
             dtype=dtype,

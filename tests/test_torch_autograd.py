@@ -404,12 +404,10 @@ def _one_line(excinfo, *words):
 
 @pytest.mark.parametrize(
     ("make", "error", "words"),
-    [
-        (lambda: pt.RNN(3, 4, nonlinearity="relu"), ValueError, ["nonlinearity", "relu"]),
-        (lambda: pt.LSTM(3, 4, proj_size=2), ValueError, ["proj_size"]),
-        (lambda: pt.GRU(3, 4, num_layers=2, dropout=0.5), ValueError, ["dropout"]),
-        (lambda: pt.LSTM(3, 4, num_layers=2, dropout=0.1), ValueError, ["dropout"]),
-        (lambda: pt.RNN(3, 4, dropout=0.2), ValueError, ["dropout"]),
+    [  # PyTorch's own constructor checks, which the subclasses keep
+        (lambda: pt.RNN(3, 4, nonlinearity="sigmoid"), ValueError, ["nonlinearity", "sigmoid"]),
+        (lambda: pt.LSTM(3, 4, proj_size=4), ValueError, ["proj_size"]),
+        (lambda: pt.GRU(3, 4, num_layers=2, dropout=1.5), ValueError, ["dropout"]),
     ],
 )
 def test_unsupported_constructor_arguments_are_named(make, error, words):
@@ -509,3 +507,114 @@ def test_float32_module_matches_torch(kind):
     torch.testing.assert_close(g_o, g_t, rtol=1e-5, atol=1e-6)
     for (name, a), b in zip(ours.named_parameters(), theirs.parameters(), strict=True):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-5, msg=name)
+
+
+# --- the variants: relu, proj_size, dropout ---------------------------------------------
+
+VARIANT_CASES = list(
+    itertools.product(
+        [("rnn", {"nonlinearity": "relu"}), ("lstm", {"proj_size": 2})],
+        [1, 2],  # num_layers
+        [False, True],  # bidirectional
+        [None, "unsorted"],  # packed sequence
+    )
+)
+
+
+@pytest.mark.parametrize(("variant", "layers", "bidir", "packed"), VARIANT_CASES)
+def test_variant_module_matches_torch(variant, layers, bidir, packed):
+    kind, extra = variant
+    ours, theirs = _pair(kind, num_layers=layers, bidirectional=bidir, **extra)
+    LD, n_h = layers * (2 if bidir else 1), extra.get("proj_size", N_A)
+    torch.manual_seed(2)
+    x = _leaf(T, M, N_X)
+    states = [_leaf(LD, M, n_h)] + ([_leaf(LD, M, N_A)] if kind == "lstm" else [])
+    hx = tuple(states) if kind == "lstm" else states[0]
+    lengths = None if packed is None else torch.tensor(LENGTHS[packed])
+    out_o, st_o = _run(ours, x, hx, lengths, False, False)
+    g_o = _grads_of([x, *states])
+    p_o = _grads_of(list(ours.parameters()))
+    out_t, st_t = _run(theirs, x, hx, lengths, False, False)
+    g_t = _grads_of([x, *states])
+    p_t = _grads_of(list(theirs.parameters()))
+    data_o = out_o.data if packed else out_o
+    data_t = out_t.data if packed else out_t
+    assert data_o.shape[-1] == (2 if bidir else 1) * n_h
+    _close(data_o, data_t, "output")
+    for k, (a, b) in enumerate(zip([*st_o, *g_o], [*st_t, *g_t], strict=True)):
+        _close(a, b, f"state or gradient {k}")
+    names = [n for n, _ in ours.named_parameters()]
+    assert names == [n for n, _ in theirs.named_parameters()]
+    assert kind != "lstm" or "weight_hr_l0" in names
+    for name, a, b in zip(names, p_o, p_t, strict=True):
+        _close(a, b, f"{name}.grad")
+
+
+def test_relu_and_proj_functional_forward_pass_weights_through():
+    """`pt.multilayer_forward` takes ``nonlinearity`` and dicts with ``Wp``, and autograd
+    reaches ``Wp``: its gradient equals the module's ``weight_hr_l0.grad``."""
+    from portable_rnn.interop import from_torch, torch_options
+
+    _, theirs = _pair("lstm", num_layers=2, proj_size=3)
+    layers = [{k: v.requires_grad_() for k, v in p.items()} for p in from_torch(theirs)]
+    x = _leaf(T, M, N_X)
+    out, _, _ = pt.multilayer_forward(x.permute(2, 1, 0), layers, **torch_options(theirs))
+    out.sum().backward()
+    out_t, _ = theirs(x)
+    out_t.sum().backward()
+    _close(out.permute(2, 1, 0), out_t, "output")
+    for k in range(2):
+        _close(layers[k]["Wp"].grad, getattr(theirs, f"weight_hr_l{k}").grad, f"Wp {k}")
+    _, relu = _pair("rnn", nonlinearity="relu")
+    x = _leaf(N_X, M, T)
+    ours, _, _ = pt.multilayer_forward(x, [from_torch(relu)], cell="rnn", nonlinearity="relu")
+    _close(ours.permute(2, 1, 0), relu(x.detach().permute(2, 1, 0))[0], "relu output")
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_module_dropout_is_seeded_by_torch_and_off_in_eval(kind):
+    ours, theirs = _pair(kind, num_layers=3, dropout=0.5)
+    x = torch.randn(T, M, N_X, dtype=F64)
+    ours.train()
+    torch.manual_seed(10)
+    first, _ = ours(x)
+    torch.manual_seed(10)
+    again, _ = ours(x)
+    assert torch.equal(first, again)  # torch.manual_seed repeats the masks
+    other, _ = ours(x)  # the generator moved on: other masks
+    assert not torch.equal(first, other)
+    ours.eval()
+    theirs.eval()
+    _close(ours(x)[0], theirs(x)[0], "eval output")
+    assert not torch.allclose(first, ours(x)[0])
+
+
+def test_module_dropout_uses_the_seed_it_draws():
+    """In training, the module's forward is `multilayer_forward` with ``dropout`` and the
+    seed drawn from PyTorch's generator; its gradients are that call's backward."""
+    ours, _ = _pair("lstm", num_layers=2, proj_size=2, dropout=0.3, bidirectional=True)
+    ours.train()
+    from portable_rnn.interop import from_torch
+
+    x = _leaf(T, M, N_X)
+    torch.manual_seed(21)
+    seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
+    torch.manual_seed(21)
+    out, _ = ours(x)
+    dout = torch.randn_like(out)
+    (out * dout).sum().backward()
+    with pytest.warns(UserWarning, match="dropout"):
+        found = from_torch(ours)
+    layers = [{k: v.numpy() for k, v in p.items()} for p in found]
+    want, _, _, cache = prnn.multilayer_forward(
+        x.detach().permute(2, 1, 0).numpy(),
+        layers,
+        cell="lstm",
+        bidirectional=True,
+        dropout=0.3,
+        seed=seed,
+    )
+    _close(out.detach().permute(2, 1, 0), torch.from_numpy(want), "output")
+    g = prnn.multilayer_backward(dout.permute(2, 1, 0).numpy(), cache)
+    _close(x.grad.permute(2, 1, 0), torch.from_numpy(g["dx"]), "dx")
+    _close(ours.weight_hr_l1_reverse.grad, torch.from_numpy(g["layers"][3]["dWp"]), "dWp")
