@@ -132,8 +132,11 @@ def _check_options(spec, *, bidirectional, reverse, nonlinearity, reset_after, c
             raise ValueError(f"clip is for cell 'lstm'; cell is {spec.name!r}")
         if isinstance(clip, bool) or not isinstance(clip, (int, float, np.floating, np.integer)):
             raise TypeError(f"clip must be a positive number or None, got {clip!r}")
-        if not (math.isfinite(clip) and clip > 0):
-            raise ValueError(f"clip must be a finite number > 0, or None, got {clip!r}")
+        if not (math.isfinite(clip) and 0 < clip <= float(np.finfo(np.float32).max)):
+            raise ValueError(
+                f"clip must be a finite number > 0 (a float32 attribute in ONNX), or None, "
+                f"got {clip!r}"
+            )
     D = 2 if bidirectional else 1
     attrs = {"direction": "bidirectional" if bidirectional else "reverse" if reverse else "forward"}
     if spec.name == "rnn":

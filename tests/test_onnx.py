@@ -626,6 +626,7 @@ def test_to_onnx_refuses_a_projection_naming_it():
         ({"cell": "gru", "clip": 1.0}, ValueError, "clip is for cell 'lstm'"),
         ({"clip": -1.0}, ValueError, "clip must be a finite number > 0"),
         ({"clip": float("inf")}, ValueError, "clip must be a finite number > 0"),
+        ({"clip": 1e39}, ValueError, "a float32 attribute"),
         ({"clip": "1"}, TypeError, "clip must be a positive number"),
         ({"input_forget": 1}, TypeError, "input_forget must be True or False"),
         ({"variable_lengths": "yes"}, TypeError, "variable_lengths must be True or False"),
