@@ -15,10 +15,12 @@ layer, and ``jax.grad`` returns a layer of gradients.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import warnings
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -29,13 +31,20 @@ from ._backend.devices import (
     HALF_DTYPES,
     backend_dtypes,
     check_backend,
+    from_numpy_as,
     lacking,
     to_numpy,
 )
-from ._column.stacked import multilayer_backward, multilayer_forward
+from ._column.stacked import check_dropout, multilayer_backward, multilayer_forward
 from ._config import get_config
-from ._core.spec import CELLS, CellSpec
-from ._creation import check_seed, check_sizes, init_multilayer_params, to_backend
+from ._core.spec import CELLS, CLASSIC, OPTION_SHAPES, CellSpec, Options, check_options
+from ._creation import (
+    check_seed,
+    check_sizes,
+    init_multilayer_params,
+    resolve_target,
+    to_backend,
+)
 from ._npz import ArraySpec, NpzFile, write_atomic
 from ._validate import check_is_array
 
@@ -56,6 +65,17 @@ _HEADER_KEYS = (
     "batch_first",
     "dtype",
 )
+#: the header's optional fields: the cell variants and dropout, written when not at their
+#: defaults (a classic layer's file is as before), each checked on load
+_OPTION_FIELDS = (
+    "nonlinearity",
+    "reset_after",
+    "proj_size",
+    "peepholes",
+    "clip",
+    "input_forget",
+    "dropout",
+)
 _MAX_HEADER_BYTES = 64 * 2**10
 _MAX_FILE_BYTES = 4 * 2**30  # the arrays of one file, checked before anything is read
 #: the dtype a layer's arrays are stored in: NumPy has no bfloat16 (float32 holds it exactly)
@@ -70,6 +90,111 @@ def _flag(value, name: str) -> bool:
 
 def _first(layers) -> Any:
     return next(iter(layers[0].values()))
+
+
+class _Variant(NamedTuple):
+    """A layer's cell variant and dropout, as checked by `_variant`."""
+
+    options: Options = CLASSIC  #: ``proj`` and ``peepholes`` set as the keys say
+    proj_size: int = 0
+    dropout: float = 0.0
+
+    def header(self) -> dict:
+        """The header fields of the values not at their defaults."""
+        o, fields = self.options, {}
+        for name in ("nonlinearity", "reset_after", "peepholes", "clip", "input_forget"):
+            if getattr(o, name) != getattr(CLASSIC, name):
+                fields[name] = getattr(o, name)
+        if self.proj_size:
+            fields["proj_size"] = self.proj_size
+        if self.dropout:
+            fields["dropout"] = self.dropout
+        return fields
+
+    def keywords(self) -> dict:
+        """`multilayer_forward`'s keywords for the options (not the keys, not dropout)."""
+        o = self.options
+        return {
+            "nonlinearity": o.nonlinearity,
+            "reset_after": o.reset_after,
+            "clip": o.clip,
+            "input_forget": o.input_forget,
+        }
+
+    def extra_keys(self, spec: CellSpec) -> tuple[str, ...]:
+        """The optional parameter keys of every dict: ``Wp``, then ``Pi``, ``Pf``, ``Po``."""
+        keys = spec.option_keys
+        return (keys["proj"] if self.proj_size else ()) + (
+            keys["peepholes"] if self.options.peepholes else ()
+        )
+
+
+def _variant(
+    spec: CellSpec,
+    hidden_size: int,
+    *,
+    nonlinearity=None,
+    reset_after=None,
+    proj_size=0,
+    peepholes=False,
+    clip=None,
+    input_forget=False,
+    dropout=0.0,
+) -> _Variant:
+    """The constructor's options, checked: one the cell does not have is named."""
+    if isinstance(proj_size, bool) or not isinstance(proj_size, (int, np.integer)):
+        raise TypeError(f"proj_size must be a non-negative integer, got {proj_size!r}")
+    proj_size = int(proj_size)
+    if proj_size and "proj" not in spec.options:
+        raise ValueError(
+            f"proj_size={proj_size!r} is the LSTM's option; cell {spec.name!r} has no proj_size"
+        )
+    if proj_size < 0 or proj_size >= hidden_size:
+        raise ValueError(
+            f"proj_size must be 0 (none) or in [1, hidden_size) = [1, {hidden_size}), "
+            f"got {proj_size}"
+        )
+    options = check_options(
+        spec,
+        nonlinearity=nonlinearity,
+        reset_after=reset_after,
+        peepholes=peepholes,
+        clip=clip,
+        input_forget=input_forget,
+    )
+    p_drop, _ = check_dropout(dropout, 0, 1)
+    return _Variant(dataclasses.replace(options, proj=bool(proj_size)), proj_size, p_drop)
+
+
+def _init_layers(spec: CellSpec, variant: _Variant, sizes, D: int, seed, place) -> list:
+    """The dicts of a stack with a projection or peepholes (the classic ones are
+    `init_multilayer_params`'): each drawn as it draws, from its own stream of ``seed``
+    (``SeedSequence([seed, k])``), uniform in ``±1/sqrt(hidden_size)`` in float64 NumPy:
+    the cell's keys (gate weights ``(H, n_h + n_in)``, ``n_h`` the projected size), then
+    ``Wp`` (P, H), then ``Pi``, ``Pf``, ``Po`` (H, 1). Without a projection the cell's
+    keys are `init_multilayer_params`' numbers."""
+    n_x, H, L = sizes
+    backend, xp, dev, name = resolve_target(*place)
+    n_h = variant.proj_size or H
+    shapes = dict(spec.shapes)
+    shapes.update({k: OPTION_SHAPES[k] for k in variant.extra_keys(spec)})
+    bound = 1.0 / np.sqrt(H)
+    layers = []
+    for k in range(L * D):
+        stream = None if seed is None else np.random.SeedSequence([seed, k])
+        rng = np.random.default_rng(stream)
+        n_in = n_x if k < D else D * n_h
+        sizes_k = {"n_x": n_in, "n_a": H, "n_p": n_h, "n_y": 1}
+        draws = {}
+        for key in (*spec.layer_keys, *variant.extra_keys(spec)):
+            letters = shapes[key].replace("n_a+n_x", "n_p+n_x")
+            shape = tuple(
+                int(t) if t.isdigit() else sum(sizes_k[part] for part in t.split("+"))
+                for t in letters.split()
+            )
+            draws[key] = rng.uniform(-bound, bound, size=shape)
+        layers.append({key: from_numpy_as(xp, backend, v, dev, name) for key, v in draws.items()})
+    return layers
 
 
 @pytrees.node(children=("stack",), static=("cell", "batch_first", "unbatched"))
@@ -103,7 +228,17 @@ class RNNBase:
         `multilayer_forward`: gate weights ``(hidden_size, hidden_size + n_in)`` and
         biases ``(hidden_size, 1)`` (``Wax (hidden_size, n_in)``, ``Waa``, ``ba`` for
         the RNN), with ``n_in = input_size`` for layer 0 and
-        ``num_directions * hidden_size`` above.
+        ``num_directions * hidden_size`` above. A projected LSTM (``proj_size = P``) reads
+        ``P`` hidden features (gate weights ``(hidden_size, P + n_in)``, ``n_in =
+        num_directions * P`` above layer 0) and holds ``Wp`` (P, hidden_size); a peephole
+        LSTM ``Pi``, ``Pf``, ``Po`` (hidden_size, 1).
+
+    The cell variants (``nonlinearity``, ``reset_after``, ``proj_size``, ``peepholes``,
+    ``clip``, ``input_forget``) and ``dropout`` are constructor options, read-only
+    properties, saved in the file's header and carried by `from_torch` and `to_torch`; an
+    option of another cell is a ``ValueError`` naming it. The layer starts in training
+    mode, as a PyTorch module: with ``dropout`` (and more than one layer) every call then
+    needs ``seed=``; `eval` turns the dropout off.
     """
 
     #: the cell of the subclass
@@ -119,6 +254,8 @@ class RNNBase:
     _backend: str
     _device: Any
     _dtype: str
+    _variant: _Variant
+    _training: bool
 
     def __init__(
         self,
@@ -128,6 +265,13 @@ class RNNBase:
         *,
         bidirectional=False,
         batch_first=False,
+        nonlinearity=None,
+        reset_after=None,
+        proj_size=0,
+        peepholes=False,
+        clip=None,
+        input_forget=False,
+        dropout=0.0,
         seed=None,
         backend=None,
         device=None,
@@ -138,24 +282,52 @@ class RNNBase:
         check_sizes(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers)
         bidirectional = _flag(bidirectional, "bidirectional")
         batch_first = _flag(batch_first, "batch_first")
-        check_seed(seed)
-        layers = init_multilayer_params(
-            self._spec.name,
-            int(input_size),
+        variant = _variant(
+            self._spec,
             int(hidden_size),
-            num_layers=int(num_layers),
-            bidirectional=bidirectional,
-            seed=seed,
-            backend=backend,
-            device=device,
-            dtype=dtype,
+            nonlinearity=nonlinearity,
+            reset_after=reset_after,
+            proj_size=proj_size,
+            peepholes=peepholes,
+            clip=clip,
+            input_forget=input_forget,
+            dropout=dropout,
         )
-        self._set(layers, input_size, hidden_size, num_layers, bidirectional, batch_first)
+        check_seed(seed)
+        if variant.extra_keys(self._spec):
+            D = 2 if bidirectional else 1
+            sizes = (int(input_size), int(hidden_size), int(num_layers))
+            layers = _init_layers(self._spec, variant, sizes, D, seed, (backend, device, dtype))
+        else:
+            layers = init_multilayer_params(
+                self._spec.name,
+                int(input_size),
+                int(hidden_size),
+                num_layers=int(num_layers),
+                bidirectional=bidirectional,
+                seed=seed,
+                backend=backend,
+                device=device,
+                dtype=dtype,
+            )
+        self._set(layers, input_size, hidden_size, num_layers, bidirectional, batch_first, variant)
 
     # -- construction -----------------------------------------------------------------
 
-    def _set(self, layers, input_size, hidden_size, num_layers, bidirectional, batch_first):
+    def _set(
+        self,
+        layers,
+        input_size,
+        hidden_size,
+        num_layers,
+        bidirectional,
+        batch_first,
+        variant=None,
+        training=True,
+    ):
         first = _first(layers)
+        self._variant = _Variant() if variant is None else variant
+        self._training = bool(training)
         self.layers = list(layers)
         self._input_size = int(input_size)
         self._hidden_size = int(hidden_size)
@@ -169,11 +341,28 @@ class RNNBase:
 
     @staticmethod
     def _assemble(
-        cell: str, layers, input_size, hidden_size, num_layers, bidirectional, batch_first
+        cell: str,
+        layers,
+        input_size,
+        hidden_size,
+        num_layers,
+        bidirectional,
+        batch_first,
+        variant=None,
+        training=True,
     ):
         """A layer of ``cell`` holding ``layers`` (checked by the caller), without drawing."""
         obj = object.__new__(_CLASSES[cell])
-        obj._set(layers, input_size, hidden_size, num_layers, bidirectional, batch_first)
+        obj._set(
+            layers,
+            input_size,
+            hidden_size,
+            num_layers,
+            bidirectional,
+            batch_first,
+            variant,
+            training,
+        )
         return obj
 
     def _like(self, layers):
@@ -185,6 +374,8 @@ class RNNBase:
             self._num_layers,
             self._bidirectional,
             self._batch_first,
+            self._variant,
+            self._training,
         )
 
     # -- properties -------------------------------------------------------------------
@@ -218,6 +409,80 @@ class RNNBase:
     def batch_first(self) -> bool:
         """Whether inputs and outputs are ``(N, T, features)`` rather than ``(T, N, features)``."""
         return self._batch_first
+
+    @property
+    def nonlinearity(self) -> str:
+        """The RNN's activation: ``"tanh"`` or ``"relu"`` (``"tanh"`` for the others)."""
+        return self._variant.options.nonlinearity
+
+    @property
+    def reset_after(self) -> bool:
+        """The GRU's reset after the recurrent product (PyTorch's) or before it (``True``
+        for the others)."""
+        return self._variant.options.reset_after
+
+    @property
+    def proj_size(self) -> int:
+        """The LSTM's projected hidden size ``P`` (``Wp`` (P, hidden_size) in every dict);
+        0: none."""
+        return self._variant.proj_size
+
+    @property
+    def peepholes(self) -> bool:
+        """Whether the LSTM has peephole connections (``Pi``, ``Pf``, ``Po`` in every dict)."""
+        return self._variant.options.peepholes
+
+    @property
+    def clip(self) -> float | None:
+        """The LSTM's cell clip (gate pre-activations clipped to ``[-clip, clip]``), or None."""
+        return self._variant.options.clip
+
+    @property
+    def input_forget(self) -> bool:
+        """Whether the LSTM's input and forget gates are coupled (``f = 1 - i``)."""
+        return self._variant.options.input_forget
+
+    @property
+    def dropout(self) -> float:
+        """Dropout on the outputs of every layer but the last, in training mode only."""
+        return self._variant.dropout
+
+    @property
+    def training(self) -> bool:
+        """Training mode (the default, as PyTorch's): `dropout` applies, and a call needs a
+        ``seed``. `eval` and `train` set it."""
+        return self._training
+
+    def train(self, mode=True):
+        """Set training mode (``mode=False``: evaluation), as ``torch.nn.Module.train``.
+
+        Parameters
+        ----------
+        mode : bool
+            Training (`dropout` applies) or evaluation (none).
+
+        Returns
+        -------
+        layer : same class
+            This layer (changed in place).
+        """
+        self._training = _flag(mode, "mode")
+        return self
+
+    def eval(self):
+        """Set evaluation mode: no dropout (``train(False)``).
+
+        Returns
+        -------
+        layer : same class
+            This layer (changed in place).
+        """
+        return self.train(False)
+
+    @property
+    def _n_h(self) -> int:
+        """The hidden state's size: ``proj_size`` with a projection, else ``hidden_size``."""
+        return self._variant.proj_size or self._hidden_size
 
     @property
     def backend(self) -> str:
@@ -256,6 +521,7 @@ class RNNBase:
             parts.append("bidirectional=True")
         if self._batch_first:
             parts.append("batch_first=True")
+        parts += [f"{k}={v!r}" for k, v in self._variant.header().items()]
         parts.append(f"backend={self._backend!r}")
         if self._device is not None and "cpu" not in str(self._device).lower():
             parts.append(f"device={str(self._device)!r}")
@@ -359,13 +625,22 @@ class RNNBase:
 
     def _check_state(self, name: str, state, unbatched: bool, N: int, optional_parts=False):
         parts = self._state_parts(name, state, optional_parts)
-        LD, H = self._num_layers * self._directions, self._hidden_size
-        want = (LD, H) if unbatched else (LD, N, H)
-        letters = "(num_layers * num_directions, " + ("" if unbatched else "N, ") + "hidden_size)"
+        LD = self._num_layers * self._directions
         many = len(parts) > 1
         for k, part in enumerate(parts):
             if part is None:
                 continue
+            # a projected LSTM's h has proj_size rows, its c hidden_size
+            H, size = (
+                (self._n_h, "proj_size")
+                if k == 0 and self.proj_size
+                else (
+                    self._hidden_size,
+                    "hidden_size",
+                )
+            )
+            want = (LD, H) if unbatched else (LD, N, H)
+            letters = "(num_layers * num_directions, " + ("" if unbatched else "N, ") + size + ")"
             where = f"{name}[{k}]" if many else name
             self._check_array(where, part)
             if tuple(part.shape) != want:
@@ -407,7 +682,20 @@ class RNNBase:
 
     # -- running ----------------------------------------------------------------------
 
-    def forward(self, x, state=None, *, lengths=None):
+    def _dropout_keywords(self, seed) -> dict:
+        """``dropout`` and ``seed`` for `multilayer_forward`: none in evaluation mode or with
+        one layer; in training mode with `dropout`, ``seed`` is required."""
+        if not (self._variant.dropout and self._training and self._num_layers > 1):
+            return {}
+        if seed is None:
+            raise ValueError(
+                f"this {type(self).__name__} has dropout={self._variant.dropout} and is in "
+                "training mode: pass seed= (an int; the masks are drawn from it, and the "
+                "backward uses the forward's), or call .eval() to run without dropout"
+            )
+        return {"dropout": self._variant.dropout, "seed": seed}
+
+    def forward(self, x, state=None, *, lengths=None, seed=None):
         """Run the stack and keep what `backward` needs.
 
         Parameters
@@ -422,6 +710,10 @@ class RNNBase:
         lengths : array of int, shape (N,), or list of int, optional, keyword-only
             Each sequence's number of real steps, with PyTorch's packed-sequence semantics
             (see `multilayer_forward`); batched inputs only.
+        seed : int, optional, keyword-only
+            The dropout masks' seed: required in training mode when the layer has
+            `dropout` and more than one layer (the same seed, the same masks on every
+            backend); ignored otherwise.
 
         Returns
         -------
@@ -438,6 +730,7 @@ class RNNBase:
         parts = self._check_state("state", state, unbatched, N)
         if lengths is not None and unbatched:
             raise ValueError("lengths needs batched x (T, N, input_size); x is one sequence")
+        drop = self._dropout_keywords(seed)
         inits = [self._state_in(xp, p, unbatched) for p in parts]
         out, a_n, c_n, stack = multilayer_forward(
             self._seq_in(xp, x, unbatched),
@@ -447,12 +740,14 @@ class RNNBase:
             a0=inits[0],
             c0=inits[1] if len(inits) > 1 else None,
             lengths=lengths,
+            **self._variant.keywords(),
+            **drop,
         )
         finals = [self._state_out(xp, s, unbatched) for s in (a_n, c_n)[: len(parts)]]
         cache = _LayerCache(stack, self._spec.name, self._batch_first, unbatched)
         return self._seq_out(xp, out, unbatched), self._pack(finals), cache
 
-    def __call__(self, x, state=None, *, lengths=None):
+    def __call__(self, x, state=None, *, lengths=None, seed=None):
         """Run the stack: ``out, state = layer(x, state)``, as ``torch.nn.LSTM`` does.
 
         Parameters
@@ -463,6 +758,8 @@ class RNNBase:
             Shape (num_layers * num_directions, N, hidden_size); ``(h0, c0)`` for the LSTM.
         lengths : array of int, shape (N,), or list of int, optional, keyword-only
             As for `forward`.
+        seed : int, optional, keyword-only
+            The dropout masks' seed, as for `forward`.
 
         Returns
         -------
@@ -471,7 +768,7 @@ class RNNBase:
         state : array or tuple of two arrays
             Shape (num_layers * num_directions, N, hidden_size); ``(h_n, c_n)`` for the LSTM.
         """
-        out, state, _ = self.forward(x, state, lengths=lengths)
+        out, state, _ = self.forward(x, state, lengths=lengths, seed=seed)
         return out, state
 
     def backward(self, dout, cache, *, dstate=None):
@@ -514,7 +811,7 @@ class RNNBase:
         made = (n_x, stack.n_a, stack.L, stack.D == 2, cache.batch_first)
         mine = (
             self._input_size,
-            self._hidden_size,
+            self._n_h,
             self._num_layers,
             self._bidirectional,
             self._batch_first,
@@ -526,8 +823,8 @@ class RNNBase:
                 f"batch_first={made[4]}), not of this {self!r}"
             )
         unbatched = cache.unbatched
-        width = self._directions * self._hidden_size
-        features = "num_directions * hidden_size"
+        width = self._directions * self._n_h
+        features = "num_directions * " + ("proj_size" if self.proj_size else "hidden_size")
         xp, *_ = self._check_sequence("dout", dout, width, features, (unbatched, N, T))
         parts = self._check_state("dstate", dstate, unbatched, N, optional_parts=True)
         dfinals = [self._state_in(xp, p, unbatched) for p in parts]
@@ -578,10 +875,11 @@ class RNNBase:
         Parameters
         ----------
         module : torch.nn.LSTM, torch.nn.GRU or torch.nn.RNN
-            ``nonlinearity="tanh"`` for the RNN, no projection for the LSTM; any
-            ``num_layers``; ``bidirectional`` and ``batch_first`` are copied. ``dropout``
-            (between layers, in training mode only) is not: the layer runs as the module in
-            ``eval()`` mode. Called on `RNNBase`, any of the three; on a subclass, its own.
+            Any ``num_layers``; ``bidirectional``, ``batch_first``, the RNN's
+            ``nonlinearity``, the LSTM's ``proj_size`` (its ``weight_hr`` becoming ``Wp``),
+            ``dropout`` and the training mode (``module.training``) are copied. In training
+            mode with dropout, calls need a ``seed``: the masks are portable_rnn's, not
+            PyTorch's. Called on `RNNBase`, any of the three; on a subclass, its own.
         backend, device, dtype : optional, keyword-only
             Where the layer goes, as for `to`; by default PyTorch tensors on the module's
             device, in its dtype.
@@ -591,7 +889,9 @@ class RNNBase:
         layer : LSTM, GRU or RNN
             Outputs and gradients equal the module's (see `portable_rnn.interop.from_torch`).
         """
-        found = interop.from_torch(module)  # refuses anything but PyTorch's recurrent modules
+        with warnings.catch_warnings():  # the dropout is carried over here, as an option
+            warnings.filterwarnings("ignore", "module.dropout is", UserWarning)
+            found = interop.from_torch(module)  # refuses all but PyTorch's recurrent modules
         import torch
 
         if not isinstance(module, torch.nn.RNNBase):
@@ -609,6 +909,13 @@ class RNNBase:
                 "or portable_rnn.RNNBase.from_torch"
             )
         layers = found if isinstance(found, list) else [found]
+        variant = _variant(
+            CELLS[cell],
+            module.hidden_size,
+            nonlinearity=getattr(module, "nonlinearity", None),
+            proj_size=getattr(module, "proj_size", 0),
+            dropout=float(module.dropout),
+        )
         layer = RNNBase._assemble(
             cell,
             layers,
@@ -617,6 +924,8 @@ class RNNBase:
             module.num_layers,
             module.bidirectional,
             module.batch_first,
+            variant,
+            module.training,
         )
         if backend is None and device is None and dtype is None:
             return layer
@@ -628,13 +937,25 @@ class RNNBase:
         Returns
         -------
         module : torch.nn.LSTM, GRU or RNN
-            With this layer's ``num_layers``, ``bidirectional`` and ``batch_first``, on its
-            device when the layer is PyTorch's (else the CPU), in its dtype (see
+            With this layer's ``num_layers``, ``bidirectional``, ``batch_first``,
+            ``nonlinearity`` (RNN), ``proj_size`` (LSTM), ``dropout`` and training mode, on
+            its device when the layer is PyTorch's (else the CPU), in its dtype (see
             `portable_rnn.interop.to_torch`).
+
+        Raises
+        ------
+        ValueError
+            A variant no PyTorch module has, named: the LSTM's ``peepholes``, ``clip`` or
+            ``input_forget``, the GRU's ``reset_after=False``.
         """
-        return interop.to_torch(
-            self.layers, bidirectional=self._bidirectional, batch_first=self._batch_first
+        module = interop.to_torch(
+            self.layers,
+            bidirectional=self._bidirectional,
+            batch_first=self._batch_first,
+            **self._variant.keywords(),
         )
+        module.dropout = self._variant.dropout
+        return module.train(self._training)
 
     # -- files ------------------------------------------------------------------------
 
@@ -644,11 +965,13 @@ class RNNBase:
         The file holds every parameter as a NumPy array under ``layers.{k}.{name}`` (``k``
         the index in `layers`), in the layer's dtype, and ``header``: a JSON object
         (format and version, cell, sizes, ``num_layers``, ``bidirectional``,
-        ``batch_first``, dtype) stored as a uint8 array. A bfloat16 layer's arrays are
-        stored as float32 (which holds them exactly; NumPy has no bfloat16), the header
-        saying ``"bfloat16"``. It is written to a temporary file beside ``path`` and renamed
-        over it, so an interrupted save leaves the previous file (a symbolic link is written
-        through).
+        ``batch_first``, dtype, and the options not at their defaults: ``nonlinearity``,
+        ``reset_after``, ``proj_size``, ``peepholes``, ``clip``, ``input_forget``,
+        ``dropout``) stored as a uint8 array. The training mode is not saved. A bfloat16
+        layer's arrays are stored as float32 (which holds them exactly; NumPy has no
+        bfloat16), the header saying ``"bfloat16"``. It is written to a temporary file
+        beside ``path`` and renamed over it, so an interrupted save leaves the previous file
+        (a symbolic link is written through).
 
         Parameters
         ----------
@@ -674,6 +997,7 @@ class RNNBase:
             "bidirectional": self._bidirectional,
             "batch_first": self._batch_first,
             "dtype": self._dtype,
+            **self._variant.header(),
         }
         arrays: dict[str, Any] = {"header": np.frombuffer(json.dumps(header).encode(), np.uint8)}
         for k, layer in enumerate(self.layers):
@@ -726,7 +1050,8 @@ class RNNBase:
                 f"with portable_rnn.{_CLASSES[cell].__name__}.load or portable_rnn.RNNBase.load"
             )
         D = 2 if header["bidirectional"] else 1
-        keys = CELLS[cell].layer_keys
+        variant = _header_variant(header, where)
+        keys = CELLS[cell].layer_keys + variant.extra_keys(CELLS[cell])
         host = [
             {key: arrays[f"layers.{k}.{key}"] for key in keys}
             for k in range(header["num_layers"] * D)
@@ -748,15 +1073,25 @@ class RNNBase:
             header["num_layers"],
             header["bidirectional"],
             header["batch_first"],
+            variant,
         )
 
 
 # -- reading a file -----------------------------------------------------------------------
 
 
+def _header_variant(header: dict, where: str) -> _Variant:
+    """The options of a checked header (`_check_header` checked them)."""
+    fields = {k: header[k] for k in _OPTION_FIELDS if k in header}
+    try:
+        return _variant(CELLS[header["cell"]], header["hidden_size"], **fields)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where}: header {err}") from None
+
+
 def _check_header(header: dict, where: str) -> dict:
     missing = [k for k in _HEADER_KEYS if k not in header]
-    extra = sorted(k for k in header if k not in _HEADER_KEYS)
+    extra = sorted(k for k in header if k not in _HEADER_KEYS + _OPTION_FIELDS)
     if missing or extra:
         what = (
             f"lacks {', '.join(missing)}" if missing else f"has unknown fields {', '.join(extra)}"
@@ -787,6 +1122,19 @@ def _check_header(header: dict, where: str) -> dict:
             f"{where}: header dtype is {header['dtype']!r:.60}; expected one of "
             f"{', '.join(FLOAT_DTYPES)}"
         )
+    for key in ("reset_after", "peepholes", "input_forget"):
+        if key in header and type(header[key]) is not bool:
+            raise ValueError(
+                f"{where}: header {key} must be true or false, got {header[key]!r:.60}"
+            )
+    for key, kinds in (("proj_size", (int,)), ("clip", (int, float)), ("dropout", (int, float))):
+        if key in header and (type(header[key]) not in kinds):
+            raise ValueError(f"{where}: header {key} must be a number, got {header[key]!r:.60}")
+    if "nonlinearity" in header and type(header["nonlinearity"]) is not str:
+        raise ValueError(
+            f"{where}: header nonlinearity must be a string, got {header['nonlinearity']!r:.60}"
+        )
+    _header_variant(header, where)  # the values, and options of another cell
     return header
 
 
@@ -795,13 +1143,20 @@ def _expected(header: dict) -> dict[str, ArraySpec]:
     spec = CELLS[header["cell"]]
     D = 2 if header["bidirectional"] else 1
     n_a = header["hidden_size"]
+    variant = _header_variant(header, "")
+    n_h = variant.proj_size or n_a  # the hidden state's rows
     name: str = header["dtype"]
     dtypes = (_STORED.get(name, name),)
     found = {}
     for k in range(header["num_layers"] * D):
-        n_x = header["input_size"] if k < D else D * n_a
+        n_x = header["input_size"] if k < D else D * n_h
         for key in spec.layer_keys:
             shape = spec.shape(key, n_x, n_a, 1)
+            if variant.proj_size and spec.shapes[key] == "n_a n_a+n_x":
+                shape = (n_a, n_h + n_x)
+            found[f"layers.{k}.{key}"] = ArraySpec(shape=shape, dtypes=dtypes, finite=True)
+        for key in variant.extra_keys(spec):
+            shape = (n_h, n_a) if key == "Wp" else (n_a, 1)
             found[f"layers.{k}.{key}"] = ArraySpec(shape=shape, dtypes=dtypes, finite=True)
     return found
 
@@ -821,7 +1176,8 @@ def _read(path, where: str) -> tuple[dict, dict]:
         )
         spec = CELLS[header["cell"]]
         D = 2 if header["bidirectional"] else 1
-        count = header["num_layers"] * D * len(spec.layer_keys)
+        n_keys = len(spec.layer_keys) + len(_header_variant(header, where).extra_keys(spec))
+        count = header["num_layers"] * D * n_keys
         held = len(npz.members) - 1
         if held != count:  # checked before the names are built: a huge num_layers
             raise ValueError(f"{where} holds {held} arrays; its header implies {count}")
@@ -848,15 +1204,19 @@ _STATIC = (
     "_backend",
     "_device",
     "_dtype",
+    "_variant",
+    "_training",
 )
 
 
 @pytrees.node(children=_CHILDREN, static=_STATIC)
 class LSTM(RNNBase):
-    """A stack of LSTM layers, as ``torch.nn.LSTM`` (without ``proj_size`` and dropout).
+    """A stack of LSTM layers, as ``torch.nn.LSTM``, with ONNX's variants.
 
     ``LSTM(input_size, hidden_size, num_layers=1, *, bidirectional=False, batch_first=False,
-    seed=None, backend=None, device=None, dtype=None)``. ``out, (h_n, c_n) = lstm(x)``.
+    proj_size=0, peepholes=False, clip=None, input_forget=False, dropout=0.0, seed=None,
+    backend=None, device=None, dtype=None)``. ``out, (h_n, c_n) = lstm(x)``; with dropout
+    in training mode ``lstm(x, seed=0)``.
     The methods (`RNNBase.forward`, `RNNBase.backward`, `RNNBase.to`, `RNNBase.save`,
     `RNNBase.load`, `RNNBase.from_torch`...) and properties are documented on `RNNBase`.
 
@@ -872,9 +1232,28 @@ class LSTM(RNNBase):
         Also run every layer over the reversed sequence (``num_directions = 2``).
     batch_first : bool, optional, keyword-only
         Inputs and outputs ``(N, T, features)`` rather than ``(T, N, features)``.
+    proj_size : int, optional, keyword-only
+        ``P``, PyTorch's projection (``0 < P < hidden_size``; 0: none): ``h = Wp (o *
+        tanh(c))``, ``Wp`` (P, hidden_size) in every dict. The hidden states (``out``,
+        ``h``) then have ``P`` features, the cell states ``hidden_size``.
+    peepholes : bool, optional, keyword-only
+        Peephole connections (ONNX ``P``): ``Pi``, ``Pf``, ``Po`` (hidden_size, 1) in every
+        dict. No PyTorch module has them (`to_torch` refuses).
+    clip : float, optional, keyword-only
+        Cell clip (ONNX): gate pre-activations clipped to ``[-clip, clip]``.
+    input_forget : bool, optional, keyword-only
+        Coupled input and forget gates (ONNX): ``f = 1 - i``.
+    dropout : float, optional, keyword-only
+        Dropout on the outputs of every layer but the last, in ``[0, 1)``, in training mode
+        (the default; see `RNNBase.train`, `RNNBase.eval`) only, where every call needs
+        ``seed=``. PyTorch's placement; the masks are portable_rnn's (the same for one seed
+        on every backend).
     seed : int or None, optional, keyword-only
         As for `init_multilayer_params` (uniform in ``±1/sqrt(hidden_size)``); one seed gives
-        the same numbers on every backend.
+        the same numbers on every backend. ``Wp`` and the peepholes are drawn the same way,
+        uniform in ``±1/sqrt(hidden_size)`` (``Wp`` as PyTorch's ``weight_hr``), after each
+        dict's gate weights and biases (which, without ``proj_size``, are
+        `init_multilayer_params`' numbers).
     backend, device, dtype : optional, keyword-only
         Where the parameters go; the configuration's by default (see `set_config`).
 
@@ -882,9 +1261,10 @@ class LSTM(RNNBase):
     ----------
     layers : list of dict
         ``num_layers * num_directions`` dicts in PyTorch's order: ``Wf``, ``Wi``, ``Wc``,
-        ``Wo`` (hidden_size, hidden_size + n_in), ``bf``, ``bi``, ``bc``, ``bo``
-        (hidden_size, 1), ``n_in`` being ``input_size`` for layer 0 and
-        ``num_directions * hidden_size`` above.
+        ``Wo`` (hidden_size, n_h + n_in), ``bf``, ``bi``, ``bc``, ``bo``
+        (hidden_size, 1), [``Wp`` (proj_size, hidden_size),] [``Pi``, ``Pf``, ``Po``
+        (hidden_size, 1),] ``n_h`` being ``proj_size`` or ``hidden_size``, ``n_in``
+        ``input_size`` for layer 0 and ``num_directions * n_h`` above.
 
     Examples
     --------
@@ -900,10 +1280,11 @@ class LSTM(RNNBase):
 
 @pytrees.node(children=_CHILDREN, static=_STATIC)
 class GRU(RNNBase):
-    """A stack of GRU layers, as ``torch.nn.GRU`` (without dropout).
+    """A stack of GRU layers, as ``torch.nn.GRU``.
 
     ``GRU(input_size, hidden_size, num_layers=1, *, bidirectional=False, batch_first=False,
-    seed=None, backend=None, device=None, dtype=None)``. ``out, h_n = gru(x)``.
+    reset_after=True, dropout=0.0, seed=None, backend=None, device=None, dtype=None)``.
+    ``out, h_n = gru(x)``.
     The methods (`RNNBase.forward`, `RNNBase.backward`, `RNNBase.to`, `RNNBase.save`,
     `RNNBase.load`, `RNNBase.from_torch`...) and properties are documented on `RNNBase`.
 
@@ -915,7 +1296,11 @@ class GRU(RNNBase):
         Hidden units of every layer and direction.
     num_layers : int, optional
         Layers in the stack.
-    bidirectional, batch_first, seed, backend, device, dtype : optional, keyword-only
+    reset_after : bool, optional, keyword-only
+        ``True`` (PyTorch's): the reset gate applied after the recurrent product; ``False``
+        (Keras ``reset_after=False``, ONNX ``linear_before_reset=0``): before it (no
+        PyTorch module; `to_torch` refuses).
+    bidirectional, batch_first, dropout, seed, backend, device, dtype : optional, keyword-only
         As for `LSTM`.
 
     Attributes
@@ -930,10 +1315,11 @@ class GRU(RNNBase):
 
 @pytrees.node(children=_CHILDREN, static=_STATIC)
 class RNN(RNNBase):
-    """A stack of vanilla (tanh) RNN layers, as ``torch.nn.RNN`` (without dropout).
+    """A stack of vanilla (tanh or relu) RNN layers, as ``torch.nn.RNN``.
 
     ``RNN(input_size, hidden_size, num_layers=1, *, bidirectional=False, batch_first=False,
-    seed=None, backend=None, device=None, dtype=None)``. ``out, h_n = rnn(x)``.
+    nonlinearity="tanh", dropout=0.0, seed=None, backend=None, device=None, dtype=None)``.
+    ``out, h_n = rnn(x)``.
     The methods (`RNNBase.forward`, `RNNBase.backward`, `RNNBase.to`, `RNNBase.save`,
     `RNNBase.load`, `RNNBase.from_torch`...) and properties are documented on `RNNBase`.
 
@@ -945,7 +1331,9 @@ class RNN(RNNBase):
         Hidden units of every layer and direction.
     num_layers : int, optional
         Layers in the stack.
-    bidirectional, batch_first, seed, backend, device, dtype : optional, keyword-only
+    nonlinearity : {"tanh", "relu"}, optional, keyword-only
+        The activation (PyTorch's ``nonlinearity``).
+    bidirectional, batch_first, dropout, seed, backend, device, dtype : optional, keyword-only
         As for `LSTM`.
 
     Attributes
