@@ -101,14 +101,13 @@ class _Variant(NamedTuple):
 
     def header(self) -> dict:
         """The header fields of the values not at their defaults."""
-        o, fields = self.options, {}
-        for name in ("nonlinearity", "reset_after", "peepholes", "clip", "input_forget"):
-            if getattr(o, name) != getattr(CLASSIC, name):
-                fields[name] = getattr(o, name)
-        if self.proj_size:
-            fields["proj_size"] = self.proj_size
-        if self.dropout:
-            fields["dropout"] = self.dropout
+        values = {"proj_size": self.proj_size, "dropout": self.dropout}
+        defaults = {"proj_size": 0, "dropout": 0.0}
+        fields = {}
+        for name in _OPTION_FIELDS:  # the constructor's order
+            value = values[name] if name in values else getattr(self.options, name)
+            if value != (defaults[name] if name in defaults else getattr(CLASSIC, name)):
+                fields[name] = value
         return fields
 
     def keywords(self) -> dict:

@@ -816,3 +816,300 @@ def test_from_torch_refuses_the_wrong_module():
         prnn.RNNBase.from_torch(torch.nn.LSTMCell(2, 3))
     with pytest.raises(TypeError, match="^module must be"):
         prnn.GRU.from_torch(torch.nn.Linear(2, 3))
+
+
+# -- cell variants and dropout --------------------------------------------------------------
+
+#: (cell, constructor options, the keywords multilayer_forward takes for them)
+VARIANTS = {
+    "relu": ("rnn", {"nonlinearity": "relu"}, {"nonlinearity": "relu"}),
+    "reset_before": ("gru", {"reset_after": False}, {"reset_after": False}),
+    "proj": ("lstm", {"proj_size": 2}, {}),
+    "onnx_lstm": (
+        "lstm",
+        {"peepholes": True, "clip": 0.9, "input_forget": True},
+        {"clip": 0.9, "input_forget": True},
+    ),
+    "proj_peepholes": ("lstm", {"proj_size": 3, "peepholes": True}, {}),
+}
+
+
+def _variant_layer(name, xp=None, **kw):
+    cell, options, _ = VARIANTS[name]
+    where = {"backend": "numpy"} if xp is None else {"backend": xp.backend, "device": xp.device}
+    return CLASSES[cell](N_X, H, L, seed=2, dtype="float64", **where, **options, **kw)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_variant_layer_equals_the_stack_functions(xp, name, bidirectional):
+    cell, options, keywords = VARIANTS[name]
+    layer = _variant_layer(name, xp, bidirectional=bidirectional)
+    D = 2 if bidirectional else 1
+    n_h = options.get("proj_size", H)
+    for key, value in options.items():
+        assert getattr(layer, key) == value, key
+    extra = (["Wp"] if "proj_size" in options else []) + (
+        ["Pi", "Pf", "Po"] if options.get("peepholes") else []
+    )
+    for k, p in enumerate(layer.layers):
+        assert list(p) == [*prnn.interop._spec.cell_spec(cell).layer_keys, *extra]
+        n_in = N_X if k < D else D * n_h
+        if cell == "lstm":
+            assert tuple(p["Wf"].shape) == (H, n_h + n_in)
+        if "Wp" in p:
+            assert tuple(p["Wp"].shape) == (n_h, H)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((T, N, N_X))
+    states = [rng.standard_normal((L * D, N, n_h))]
+    if cell == "lstm":
+        states.append(rng.standard_normal((L * D, N, H)))
+    dout = rng.standard_normal((T, N, D * n_h))
+    on = [xp.asarray(s) for s in states]
+    out, state, cache = layer.forward(xp.asarray(x), _pack(on, cell))
+    dx, dstate0, grads = layer.backward(xp.asarray(dout), cache)
+
+    host = [{k: to_numpy(v) for k, v in p.items()} for p in layer.layers]
+    want, a_n, c_n, wcache = prnn.multilayer_forward(
+        x.transpose(2, 1, 0),
+        host,
+        cell=cell,
+        bidirectional=bidirectional,
+        a0=states[0].transpose(0, 2, 1),
+        c0=states[1].transpose(0, 2, 1) if cell == "lstm" else None,
+        **keywords,
+    )
+    g = prnn.multilayer_backward(dout.transpose(2, 1, 0), wcache)
+    kw = {"xp": xp, "device": xp.array_device, "rtol": 1e-12, "atol": 1e-12}
+    assert_close(out, want.transpose(2, 1, 0), **kw)
+    finals = [a_n] + ([c_n] if cell == "lstm" else [])
+    for got, ref in zip(_parts(state, cell), finals, strict=True):
+        assert_close(got, ref.transpose(0, 2, 1), **kw)
+    assert_close(dx, g["dx"].transpose(2, 1, 0), **kw)
+    dinits = [g["da0"]] + ([g["dc0"]] if cell == "lstm" else [])
+    for got, ref in zip(_parts(dstate0, cell), dinits, strict=True):
+        assert_close(got, ref.transpose(0, 2, 1), **kw)
+    for got, ref in zip(grads, g["layers"], strict=True):
+        assert list(got) == list(ref)
+        for key in got:
+            assert_close(got[key], ref[key], err_msg=key, **kw)
+
+
+def test_variant_options_change_the_result():
+    """Each option is passed on: the same weights without it give other outputs."""
+    x = np.random.default_rng(0).standard_normal((T, N, N_X))
+    for name in ("relu", "reset_before", "onnx_lstm"):
+        layer = _variant_layer(name)
+        cell = VARIANTS[name][0]
+        plain = prnn.RNNBase._assemble(cell, layer.layers, N_X, H, L, False, False)
+        if name == "onnx_lstm":  # the classic cell without the peepholes' keys
+            keys = prnn.interop._spec.cell_spec(cell).layer_keys
+            plain.layers = [{k: p[k] for k in keys} for p in layer.layers]
+        assert not np.allclose(layer(x)[0], plain(x)[0]), name
+
+
+def test_variant_init_is_uniform_and_seeded():
+    lstm = prnn.LSTM(N_X, 16, 2, proj_size=5, peepholes=True, seed=1, backend="numpy")
+    for p in lstm.layers:
+        for key, value in p.items():
+            assert np.abs(value).max() <= 16**-0.5, key
+        assert np.abs(p["Wp"]).max() > 0.5 * 16**-0.5 and np.abs(p["Pf"]).max() > 0
+    again = prnn.LSTM(N_X, 16, 2, proj_size=5, peepholes=True, seed=1, backend="numpy")
+    other = prnn.LSTM(N_X, 16, 2, proj_size=5, peepholes=True, seed=2, backend="numpy")
+    for a, b, c in zip(lstm.layers, again.layers, other.layers, strict=True):
+        assert all(np.array_equal(a[k], b[k]) for k in a)
+        assert not np.array_equal(a["Wp"], c["Wp"])
+    # peepholes alone: the gate weights and biases are init_multilayer_params' numbers
+    peep = prnn.LSTM(N_X, H, L, peepholes=True, seed=3, backend="numpy")
+    plain = prnn.init_multilayer_params("lstm", N_X, H, num_layers=L, seed=3, backend="numpy")
+    for got, want in zip(peep.layers, plain, strict=True):
+        assert all(np.array_equal(got[k], want[k]) for k in want)
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "match"),
+    [
+        (lambda: prnn.GRU(3, 4, proj_size=2), ValueError, "^proj_size=2 is the LSTM's option"),
+        (lambda: prnn.RNN(3, 4, proj_size=1), ValueError, "cell 'rnn' has no proj_size"),
+        (lambda: prnn.LSTM(3, 4, reset_after=False), ValueError, "cell 'lstm' has no reset_after"),
+        (lambda: prnn.LSTM(3, 4, nonlinearity="relu"), ValueError, "has no nonlinearity"),
+        (lambda: prnn.GRU(3, 4, peepholes=True), ValueError, "cell 'gru' has no peepholes"),
+        (lambda: prnn.RNN(3, 4, clip=1.0), ValueError, "cell 'rnn' has no clip"),
+        (lambda: prnn.GRU(3, 4, input_forget=True), ValueError, "has no input_forget"),
+        (lambda: prnn.LSTM(3, 4, proj_size=4), ValueError, r"proj_size must be .*\[1, 4\)"),
+        (lambda: prnn.LSTM(3, 4, proj_size=-1), ValueError, "proj_size must be"),
+        (lambda: prnn.LSTM(3, 4, proj_size=1.5), TypeError, "proj_size must be"),
+        (lambda: prnn.RNN(3, 4, nonlinearity="sigmoid"), ValueError, "nonlinearity must be"),
+        (lambda: prnn.LSTM(3, 4, clip=0), ValueError, "clip must be"),
+        (lambda: prnn.GRU(3, 4, dropout=1.0), ValueError, "dropout must be in"),
+        (lambda: prnn.GRU(3, 4, dropout=-0.1), ValueError, "dropout must be in"),
+        (lambda: prnn.GRU(3, 4, dropout="0.1"), TypeError, "dropout must be"),
+    ],
+)
+def test_bad_options_are_named(make, error, match):
+    with pytest.raises(error, match=match) as info:
+        make()
+    assert "\n" not in str(info.value)
+
+
+def test_dropout_in_training_needs_a_seed_and_eval_has_none(xp):
+    layer = prnn.GRU(N_X, H, 3, dropout=0.5, seed=0, backend=xp.backend, device=xp.device)
+    layer = layer.to(dtype="float64")
+    assert layer.training and layer.dropout == 0.5
+    x = np.random.default_rng(0).standard_normal((T, N, N_X))
+    with pytest.raises(ValueError, match="dropout=0.5 and is in training mode: pass seed="):
+        layer(xp.asarray(x))
+    out, cache = layer.forward(xp.asarray(x), seed=7)[::2]
+    host = [{k: to_numpy(v) for k, v in p.items()} for p in layer.layers]
+    want, *_, wcache = prnn.multilayer_forward(
+        x.transpose(2, 1, 0), host, cell="gru", dropout=0.5, seed=7
+    )
+    kw = {"xp": xp, "device": xp.array_device, "rtol": 1e-12, "atol": 1e-12}
+    assert_close(out, want.transpose(2, 1, 0), **kw)
+    dout = np.ones(want.shape).transpose(2, 1, 0)
+    dx, _, _ = layer.backward(xp.asarray(dout), cache)
+    g = prnn.multilayer_backward(dout.transpose(2, 1, 0), wcache)
+    assert_close(dx, g["dx"].transpose(2, 1, 0), **kw)
+    assert_close(layer(xp.asarray(x), seed=7)[0], to_numpy(out), xp=xp, rtol=0, atol=0)
+    assert not np.allclose(to_numpy(layer(xp.asarray(x), seed=8)[0]), to_numpy(out))
+    assert layer.eval() is layer and not layer.training
+    plain, *_ = prnn.multilayer_forward(x.transpose(2, 1, 0), host, cell="gru")
+    assert_close(layer(xp.asarray(x))[0], plain.transpose(2, 1, 0), **kw)  # no seed needed
+    assert layer.train() is layer and layer.training
+    with pytest.raises(TypeError, match="mode must be True or False"):
+        layer.train("no")
+
+
+def test_variant_repr_and_moves_keep_the_options():
+    layer = prnn.LSTM(3, 4, proj_size=2, clip=1.5, dropout=0.1, backend="numpy", dtype="float64")
+    assert repr(layer) == (
+        "LSTM(3, 4, proj_size=2, clip=1.5, dropout=0.1, backend='numpy', dtype='float64')"
+    )
+    layer.eval()
+    moved = layer.to(dtype="float32")
+    assert repr(moved) == repr(layer).replace("float64", "float32") and not moved.training
+    assert prnn.RNN(3, 4, nonlinearity="relu", backend="numpy").nonlinearity == "relu"
+    gru = prnn.GRU(3, 4, backend="numpy")
+    assert (gru.nonlinearity, gru.reset_after, gru.proj_size, gru.peepholes) == (
+        "tanh",
+        True,
+        0,
+        False,
+    )
+    assert (gru.clip, gru.input_forget, gru.dropout) == (None, False, 0.0)
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_variant_save_load_round_trip(name, tmp_path):
+    layer = _variant_layer(name, bidirectional=True, dropout=0.25)
+    path = layer.save(tmp_path / "variant.npz")
+    with np.load(path) as f:
+        header = json.loads(bytes(f["header"]).decode())
+    cell, options, _ = VARIANTS[name]
+    assert {k: header[k] for k in options} == options and header["dropout"] == 0.25
+    loaded = prnn.RNNBase.load(path, backend="numpy")
+    assert type(loaded) is type(layer) and repr(loaded) == repr(layer)
+    for got, want in zip(loaded.layers, layer.layers, strict=True):
+        assert list(got) == list(want)
+        assert all(np.array_equal(got[k], want[k]) for k in got)
+    x = np.random.default_rng(1).standard_normal((T, N, N_X))
+    assert np.array_equal(loaded(x, seed=3)[0], layer(x, seed=3)[0])
+
+
+def test_classic_header_has_no_option_fields(tmp_path):
+    path = _layer("lstm").save(tmp_path / "classic.npz")
+    with np.load(path) as f:
+        header = json.loads(bytes(f["header"]).decode())
+    assert set(header) == {
+        "format",
+        "version",
+        "cell",
+        "input_size",
+        "hidden_size",
+        "num_layers",
+        "bidirectional",
+        "batch_first",
+        "dtype",
+    }
+
+
+def test_bad_option_headers_are_refused(tmp_path):
+    header, arrays = _good(tmp_path)  # a bidirectional two-layer LSTM, hidden_size 4
+    cases = {
+        "gru_option": ({"reset_after": False}, "header reset_after=False is the GRU's option"),
+        "proj_too_big": ({"proj_size": 4}, r"header proj_size must be .*\[1, 4\)"),
+        "proj_bool": ({"proj_size": True}, "header proj_size must be a number"),
+        "relu_str": ({"nonlinearity": 1}, "header nonlinearity must be a string"),
+        "peep_int": ({"peepholes": 1}, "header peepholes must be true or false"),
+        "dropout": ({"dropout": 1.5}, "header dropout must be in"),
+        "clip": ({"clip": -1.0}, "header clip must be a positive"),
+        "proj_arrays": ({"proj_size": 2}, "holds 32 arrays; its header implies 36"),
+        "peep_arrays": ({"peepholes": True}, "holds 32 arrays; its header implies 44"),
+        "unknown": ({"proj": 2}, "header has unknown fields proj"),
+    }
+    for name, (change, match) in cases.items():
+        path = tmp_path / f"{name}.npz"
+        _write(path, {**header, **change}, arrays)
+        with pytest.raises(ValueError, match=match) as info:
+            prnn.RNNBase.load(path)
+        assert str(path) in str(info.value) and "\n" not in str(info.value), name
+
+
+@pytest.mark.parametrize("name", ["relu", "proj"])
+def test_variant_from_torch_and_back(name):
+    torch = pytest.importorskip("torch")
+    tx = Backend("torch", "torch", "cpu")
+    cell, options, _ = VARIANTS[name]
+    torch.manual_seed(0)
+    module = getattr(torch.nn, cell.upper())(
+        N_X, H, L, bidirectional=True, dropout=0.3, dtype=torch.float64, **options
+    )
+    module.eval()
+    layer = prnn.RNNBase.from_torch(module)
+    assert not layer.training and layer.dropout == 0.3
+    assert {k: getattr(layer, k) for k in options} == options
+    n_h = options.get("proj_size", H)
+    x = torch.randn(T, N, N_X, dtype=torch.float64)
+    with torch.no_grad():
+        want, _ = module(x)
+    out, _ = layer(x)
+    assert tuple(out.shape) == (T, N, 2 * n_h)
+    assert_close(out, want.numpy(), xp=tx, rtol=1e-10, atol=1e-10)
+    back = layer.to_torch()
+    assert type(back) is type(module) and not back.training and back.dropout == 0.3
+    for key, value in module.state_dict().items():
+        if key.startswith("weight"):
+            assert torch.equal(back.state_dict()[key], value), key
+    with torch.no_grad():
+        assert_close(back(x)[0], want.numpy(), xp=tx, rtol=1e-10, atol=1e-10)
+    module.train()
+    assert prnn.RNNBase.from_torch(module).training
+
+
+def test_variant_to_torch_refuses_what_torch_lacks():
+    pytest.importorskip("torch")
+    for layer, match in (
+        (prnn.LSTM(3, 4, peepholes=True, backend="numpy"), r"peepholes \('Pi', 'Pf', 'Po'\)"),
+        (prnn.GRU(3, 4, reset_after=False, backend="numpy"), "reset_after=False"),
+        (prnn.LSTM(3, 4, clip=2.0, backend="numpy"), "clip"),
+        (prnn.LSTM(3, 4, input_forget=True, backend="numpy"), "input_forget=True"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            layer.to_torch()
+
+
+def test_variant_layer_is_a_jax_pytree():
+    jax = pytest.importorskip("jax")
+    layer = prnn.LSTM(N_X, H, L, proj_size=2, dropout=0.2, backend="jax", dtype="float64")
+    layer.eval()
+    leaves, treedef = jax.tree_util.tree_flatten(layer)
+    assert len(leaves) == L * 9
+    rebuilt = jax.tree_util.tree_unflatten(treedef, leaves)
+    assert repr(rebuilt) == repr(layer) and not rebuilt.training
+    x = jax.numpy.ones((T, N, N_X))
+
+    def loss(lay):
+        return (lay(x)[0] ** 2).sum()
+
+    grads = jax.jit(jax.grad(loss))(layer)
+    assert type(grads) is prnn.LSTM and tuple(grads.layers[1]["Wp"].shape) == (2, H)
