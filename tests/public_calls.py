@@ -332,4 +332,5 @@ NO_ARRAYS = {
     "interop.from_torch",
     "interop.to_torch",
     "interop.grads_to_torch",
+    "interop.torch_options",
 }
