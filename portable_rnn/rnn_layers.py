@@ -109,7 +109,9 @@ class _GatedStepCache(NamedTuple):
     H: int
 
 
-@_pytrees.node(children=("x", "init", "states", "w", "lengths"), static=("cell", "H"))
+@_pytrees.node(
+    children=("x", "init", "states", "w", "lengths"), static=("cell", "H", "math", "reverse")
+)
 class _SequenceCache(NamedTuple):
     """What a sequence forward keeps for its backward (opaque to users)."""
 
@@ -120,6 +122,8 @@ class _SequenceCache(NamedTuple):
     w: _sequence.Weights
     H: int
     lengths: Any = None  #: the forward's checked lengths (N,), or None
+    math: Any = None  #: the cell's math (`portable_rnn._core.sequence.Cell`) with its options
+    reverse: bool = False  #: whether the forward ran from the last step to the first
 
 
 def _made_by(cache) -> str:
@@ -165,6 +169,36 @@ def _backward_mask(xp, run: _SequenceCache, lengths, what: str):
     backward = what.replace("_forward", "_backward")
     _check_backward_lengths(xp, run.x, run.lengths, lengths, backward, what)
     return _sequence.step_mask(xp, run.lengths, run.x.shape[-1])
+
+
+def _check_reverse(reverse) -> bool:
+    if not isinstance(reverse, bool):
+        raise TypeError(f"reverse must be True or False, got {reverse!r}")
+    return reverse
+
+
+def _run(xp, cell: _sequence.Cell, w, x_col, init, mask, reverse: bool):
+    """`sequence.forward`, over the flipped sequence (and mask) with ``reverse``:
+    ``(x_run, mask_run, states)``."""
+    if reverse:
+        x_col = xp.flip(x_col, axis=-1)
+        mask = None if mask is None else xp.flip(mask, axis=0)
+    return x_col, mask, _sequence.forward(xp, cell, w, x_col, init, mask)
+
+
+def _in_time_order(xp, h, reverse: bool):
+    """Row hidden states ``(N, T, H)`` of a run put back in the input's time order."""
+    return xp.flip(h, axis=1) if reverse else h
+
+
+def _run_backward(xp, run: _SequenceCache, dh, lengths, what: str):
+    """`sequence.backward` of ``run``'s forward, ``dh`` and ``dx`` in time order."""
+    mask = _backward_mask(xp, run, lengths, what)
+    da = _to_col_seq(xp, dh)
+    if run.reverse:
+        da, mask = xp.flip(da, axis=-1), None if mask is None else xp.flip(mask, axis=0)
+    g = _sequence.backward(xp, run.math, run.w, run.x, run.init, run.states, da, mask=mask)
+    return g._replace(dx=xp.flip(g.dx, axis=-1) if run.reverse else g.dx)
 
 
 @_float32_inside()
@@ -281,7 +315,7 @@ def rnn_step_backward(dnext_h, cache):
 
 
 @_float32_inside(returns_cache=True)
-def rnn_forward(x, h0, Wx, Wh, b, *, lengths=None):
+def rnn_forward(x, h0, Wx, Wh, b, *, lengths=None, nonlinearity="tanh", reverse=False):
     """Run a vanilla RNN over a whole sequence.
 
     Parameters
@@ -298,6 +332,12 @@ def rnn_forward(x, h0, Wx, Wh, b, *, lengths=None):
         steps ``t >= lengths[n]`` of sequence ``n`` are padding, where its state is
         carried unchanged and ``h`` is exactly zero. ``None``: every sequence is ``T``
         steps long. See "Variable-length sequences" in the conventions.
+    nonlinearity : {"tanh", "relu"}, keyword-only
+        The activation (PyTorch's ``nonlinearity``).
+    reverse : bool, keyword-only
+        Run from the last step to the first (outputs in time order; with ``lengths`` each
+        sequence starts at its own last real step): Keras ``go_backwards`` with the order
+        restored, ONNX ``direction="reverse"``.
 
     Returns
     -------
@@ -306,6 +346,8 @@ def rnn_forward(x, h0, Wx, Wh, b, *, lengths=None):
     cache : tuple
         For `rnn_backward`.
     """
+    math = _rnn.cell(_spec.check_options(_spec.RNN, nonlinearity=nonlinearity))
+    reverse = _check_reverse(reverse)
     xp = _check_arrays({"x": x, "h0": h0, "Wx": Wx, "Wh": Wh, "b": b})
     dims = _rnn_dims("x", x, "N T D", "h0", h0, Wx, Wh, b)
     dims.require_steps("T", "x", x)
@@ -313,9 +355,9 @@ def rnn_forward(x, h0, Wx, Wh, b, *, lengths=None):
     x, h0, Wx, Wh, b = (_seam.snapshot(xp, v) for v in (x, h0, Wx, Wh, b))  # for the cache
     x_col, init = _to_col_seq(xp, x), _rnn.Carry(h0.T)
     w = _sequence.separate_weights(Wx.T, Wh.T, _col(xp, b))
-    states = _sequence.forward(xp, _rnn.CELL, w, x_col, init, mask)
-    cache = _SequenceCache(_spec.RNN, x_col, init, states, w, dims["H"], lengths)
-    return _hidden_states(xp, states, mask), cache
+    x_col, mask, states = _run(xp, math, w, x_col, init, mask, reverse)
+    cache = _SequenceCache(_spec.RNN, x_col, init, states, w, dims["H"], lengths, math, reverse)
+    return _in_time_order(xp, _hidden_states(xp, states, mask), reverse), cache
 
 
 @_float32_inside(caches="cache")
@@ -343,9 +385,7 @@ def rnn_backward(dh, cache, *, lengths=None):
     run = _cache(cache, _SequenceCache, _spec.RNN, "rnn_forward")
     xp = _check_arrays({"dh": dh, "cache (the forward's x)": run.x})
     _sequence_dims(run).check("dh", dh, "N T H")
-    mask = _backward_mask(xp, run, lengths, "rnn_forward")
-    da = _to_col_seq(xp, dh)
-    g = _sequence.backward(xp, _rnn.CELL, run.w, run.x, run.init, run.states, da, mask=mask)
+    g = _run_backward(xp, run, dh, lengths, "rnn_forward")
     return (
         _to_row_seq(xp, g.dx),
         g.dinit.a.T,
@@ -398,9 +438,10 @@ def _gated_dims(spec: _spec.CellSpec, x_name, x, x_letters, h_name, h, Wx, Wh, b
     return dims
 
 
-def _gated_forward(cell: _sequence.Cell, x, h0, Wx, Wh, b, bhn=None, lengths=None):
+def _gated_forward(cell: _sequence.Cell, x, h0, Wx, Wh, b, bhn=None, lengths=None, reverse=False):
     """The LSTM's or GRU's sequence forward: checks, then the column core."""
     spec = cell.spec
+    reverse = _check_reverse(reverse)
     named = {"x": x, "h0": h0, "Wx": Wx, "Wh": Wh, "b": b}
     xp = _check_arrays(named if not spec.hidden_biases else {**named, "bhn": bhn})
     dims = _gated_dims(spec, "x", x, "N T D", "h0", h0, Wx, Wh, b, bhn)
@@ -415,9 +456,9 @@ def _gated_forward(cell: _sequence.Cell, x, h0, Wx, Wh, b, bhn=None, lengths=Non
     zeros = [_seam.zeros_like_state(xp, h0_col.shape, h0_col) for _ in spec.carry[1:]]
     init = cell.Carry(h0_col, *zeros)  # the LSTM's cell state starts at zero
     w = _sequence.stacked_weights(W, bc, H, None if bhn is None else _col(xp, bhn))
-    states = _sequence.forward(xp, cell, w, x_col, init, mask)
-    cache = _SequenceCache(spec, x_col, init, states, w, H, lengths)
-    return _hidden_states(xp, states, mask), cache
+    x_col, mask, states = _run(xp, cell, w, x_col, init, mask, reverse)
+    cache = _SequenceCache(spec, x_col, init, states, w, H, lengths, cell, reverse)
+    return _in_time_order(xp, _hidden_states(xp, states, mask), reverse), cache
 
 
 def _gated_backward(cell: _sequence.Cell, dh, cache, what: str, lengths=None):
@@ -425,9 +466,7 @@ def _gated_backward(cell: _sequence.Cell, dh, cache, what: str, lengths=None):
     run = _cache(cache, _SequenceCache, cell.spec, what)
     xp = _check_arrays({"dh": dh, "cache (the forward's x)": run.x})
     _sequence_dims(run).check("dh", dh, "N T H")
-    mask = _backward_mask(xp, run, lengths, what)
-    da = _to_col_seq(xp, dh)
-    g = _sequence.backward(xp, cell, run.w, run.x, run.init, run.states, da, mask=mask)
+    g = _run_backward(xp, run, dh, lengths, what)
     dW = xp.concat([g.dw.Wa, g.dw.Wx], axis=1)
     dWx, dWh, db = _weight_grads(xp, cell.spec, dW, g.dw.b, run.H)
     grads = (_to_row_seq(xp, g.dx), g.dinit.a.T, dWx, dWh, db)
@@ -511,7 +550,7 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
 
 
 @_float32_inside(returns_cache=True)
-def lstm_forward(x, h0, Wx, Wh, b, *, lengths=None):
+def lstm_forward(x, h0, Wx, Wh, b, *, lengths=None, reverse=False):
     """Run an LSTM over a whole sequence; the cell state starts at zero.
 
     Parameters
@@ -528,6 +567,10 @@ def lstm_forward(x, h0, Wx, Wh, b, *, lengths=None):
         steps ``t >= lengths[n]`` of sequence ``n`` are padding, where its state is
         carried unchanged and ``h`` is exactly zero. ``None``: every sequence is ``T``
         steps long. See "Variable-length sequences" in the conventions.
+    reverse : bool, keyword-only
+        Run from the last step to the first (outputs in time order; with ``lengths`` each
+        sequence starts at its own last real step): Keras ``go_backwards`` with the order
+        restored, ONNX ``direction="reverse"``.
 
     Returns
     -------
@@ -536,7 +579,7 @@ def lstm_forward(x, h0, Wx, Wh, b, *, lengths=None):
     cache : tuple
         For `lstm_backward`.
     """
-    return _gated_forward(_lstm.CELL, x, h0, Wx, Wh, b, lengths=lengths)
+    return _gated_forward(_lstm.CELL, x, h0, Wx, Wh, b, lengths=lengths, reverse=reverse)
 
 
 @_float32_inside(caches="cache")
@@ -643,7 +686,7 @@ def gru_step_backward(dnext_h, cache):
 
 
 @_float32_inside(returns_cache=True)
-def gru_forward(x, h0, Wx, Wh, b, bhn, *, lengths=None):
+def gru_forward(x, h0, Wx, Wh, b, bhn, *, lengths=None, reset_after=True, reverse=False):
     """Run a GRU over a whole sequence (PyTorch equations, gate order r, z, n).
 
     Parameters
@@ -661,6 +704,13 @@ def gru_forward(x, h0, Wx, Wh, b, bhn, *, lengths=None):
         steps ``t >= lengths[n]`` of sequence ``n`` are padding, where its state is
         carried unchanged and ``h`` is exactly zero. ``None``: every sequence is ``T``
         steps long. See "Variable-length sequences" in the conventions.
+    reset_after : bool, keyword-only
+        ``False``: the reset gate acts before the candidate's recurrent product (Keras
+        ``reset_after=False``, ONNX ``linear_before_reset=0``); see "Cell variants".
+    reverse : bool, keyword-only
+        Run from the last step to the first (outputs in time order; with ``lengths`` each
+        sequence starts at its own last real step): Keras ``go_backwards`` with the order
+        restored, ONNX ``direction="reverse"``.
 
     Returns
     -------
@@ -669,7 +719,8 @@ def gru_forward(x, h0, Wx, Wh, b, bhn, *, lengths=None):
     cache : tuple
         For `gru_backward`.
     """
-    return _gated_forward(_gru.CELL, x, h0, Wx, Wh, b, bhn, lengths)
+    math = _gru.cell(_spec.check_options(_spec.GRU, reset_after=reset_after))
+    return _gated_forward(math, x, h0, Wx, Wh, b, bhn, lengths, reverse)
 
 
 @_float32_inside(caches="cache")

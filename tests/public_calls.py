@@ -317,8 +317,9 @@ PUBLIC = sorted(
     | {f"rnn_layers.{n}" for n in rnn_layers.__all__}
     | {f"interop.{n}" for n in interop.__all__}
 )
-#: public functions that take no array (configuration, creation), or a PyTorch module
-#: (interop): covered by their own tests in test_errors.py, test_config.py and test_interop.py
+#: public functions that take no array (configuration, creation), a PyTorch module or an
+#: ONNX model, or convert whole parameter dicts for another framework (interop): covered by
+#: their own tests in test_errors.py, test_config.py, test_interop.py and test_onnx.py
 NO_ARRAYS = {
     "config_context",
     "get_config",
@@ -333,4 +334,6 @@ NO_ARRAYS = {
     "interop.to_torch",
     "interop.grads_to_torch",
     "interop.torch_options",
+    "interop.to_onnx",
+    "interop.from_onnx",
 }

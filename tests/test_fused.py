@@ -31,7 +31,8 @@ def _fused_functions():
         module = importlib.import_module(f"portable_rnn._core.{mod}")
         for name, obj in vars(module).items():
             defined_here = getattr(obj, "__module__", None) == module.__name__
-            if defined_here and getattr(obj, "__wrapped__", None) is not None:
+            cached = hasattr(obj, "cache_info")  # functools.cache wraps too (cell(options))
+            if defined_here and not cached and getattr(obj, "__wrapped__", None) is not None:
                 found[f"{mod}.{name}"] = obj
     return found
 

@@ -416,3 +416,78 @@ def test_bad_option_parameters_name_the_key():
         prnn.multilayer_forward(x, proj, cell="lstm", a0=np.zeros((2, 4, 2)))
     with pytest.raises(ValueError, match=r"^c0 must have shape \(L\*D, n_a, m\) = \(2, 4, 2\)"):
         prnn.multilayer_forward(x, proj, cell="lstm", c0=np.zeros((2, 2, 2)))
+
+
+@pytest.mark.parametrize("with_lengths", [False, True])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_single_layer_reverse_is_the_reverse_direction(xp, cell, with_lengths):
+    """``reverse=True`` on `rnn_forward`/`lstm_forward`/`gru_forward` equals the reverse half
+    of a one-layer bidirectional stack (outputs in time order, each example from its own
+    last real step), and its backward equals that stack's backward."""
+    rng = np.random.default_rng(21)
+    layers = make_layers(cell, (), 3, 4, 1, 2, rng)
+    fwd = getattr(prnn, f"{cell}_forward")
+    bwd = getattr(prnn, f"{cell}_backward")
+    x = rng.standard_normal((3, 3, 5))
+    lengths = [5, 2, 0] if with_lengths else None
+    dout = rng.standard_normal((8, 3, 5))
+    dout[:4] = 0.0  # the forward direction gets no gradient
+    out, _, _, cache = prnn.multilayer_forward(
+        x, layers, cell=cell, bidirectional=True, lengths=lengths
+    )
+    g = prnn.multilayer_backward(dout, cache)
+    X = xp.asarray(x)
+    P = {k: xp.asarray(v) for k, v in layers[1].items()}
+    lens = None if lengths is None else xp.asarray(lengths)
+    result = fwd(X, None, P, lengths=lens, reverse=True)
+    a, caches = result[0], result[-1]
+    assert_close(a, out[4:], xp=xp, dtype="float64", device=xp.array_device)
+    grads = bwd(xp.asarray(dout[4:]), caches)
+    assert_close(grads["dx"], g["dx"], xp=xp, dtype="float64", device=xp.array_device)
+    for key, value in g["layers"][1].items():
+        assert_close(grads[key], value, xp=xp, dtype="float64", device=xp.array_device)
+    with pytest.raises(TypeError, match="reverse must be True or False, got 'yes'"):
+        fwd(X, None, P, reverse="yes")
+
+
+@pytest.mark.parametrize(
+    ("cell", "opts"),
+    [("rnn", {"nonlinearity": "relu"}), ("gru", {"reset_after": False}), ("lstm", {})],
+)
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_rows_dialect_reverse_and_options(xp, cell, opts, with_lengths):
+    """The rows (CS231n) dialect's ``reverse`` and options equal `multilayer_forward`'s on
+    the same weights (both read from one PyTorch module by `interop.from_torch`)."""
+    torch = pytest.importorskip("torch")
+    from portable_rnn import interop, rnn_layers
+
+    torch.manual_seed(0)
+    module = getattr(torch.nn, cell.upper())(3, 4, batch_first=True, dtype=torch.float64)
+    rows = {k: prnn.to_backend(v, "numpy") for k, v in interop.from_torch(module, "rows").items()}
+    col = {k: prnn.to_backend(v, "numpy") for k, v in interop.from_torch(module).items()}
+    rng = np.random.default_rng(31)
+    x = rng.standard_normal((3, 5, 3))  # (N, T, D)
+    h0 = rng.standard_normal((3, 4))
+    lengths = [5, 2, 0] if with_lengths else None
+    out, _, _, cache = prnn.multilayer_forward(
+        np.transpose(x, (2, 0, 1)).copy(),
+        [col],
+        cell=cell,
+        a0=h0.T[None].copy(),
+        lengths=lengths,
+        reverse=True,
+        **opts,
+    )
+    dh = rng.standard_normal((3, 5, 4))
+    g = prnn.multilayer_backward(np.transpose(dh, (2, 0, 1)).copy(), cache)
+    fwd, bwd = getattr(rnn_layers, f"{cell}_forward"), getattr(rnn_layers, f"{cell}_backward")
+    args = [xp.asarray(rows[k]) for k in ("Wx", "Wh", "b", "bhn") if k in rows]
+    lens = None if lengths is None else xp.asarray(lengths)
+    h, c = fwd(xp.asarray(x), xp.asarray(h0), *args, lengths=lens, reverse=True, **opts)
+    assert_close(h, np.transpose(out, (1, 2, 0)), xp=xp, dtype="float64", device=xp.array_device)
+    grads = bwd(xp.asarray(dh), c)
+    assert_close(grads[0], np.transpose(g["dx"], (1, 2, 0)), xp=xp, dtype="float64")
+    assert_close(grads[1], g["da0"][0].T, xp=xp, dtype="float64")
+    if not with_lengths and cell == "rnn":  # = the forward run of the flipped sequence
+        flip, _ = fwd(xp.asarray(x[:, ::-1].copy()), xp.asarray(h0), *args, **opts)
+        assert_close(h, to_numpy(flip)[:, ::-1], xp=xp, dtype="float64")

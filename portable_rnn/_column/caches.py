@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from .._backend import pytrees
+from .._backend.seam import snapshot
 from .._core import sequence
 from .._core.sequence import Weights
 from .._core.spec import CellSpec
@@ -17,6 +18,10 @@ __all__ = [
     "StepCaches",
     "backward_mask",
     "check_da",
+    "check_reverse",
+    "in_time_order",
+    "run_backward",
+    "run_forward",
     "seed_style_caches",
     "sequence_caches",
     "steps_and_x",
@@ -51,12 +56,15 @@ class StepCaches(Sequence):
     parameters: Mapping  #: the parameter dict, as given (only the seed-style view reads it)
     has_c0: bool = False  #: whether the forward was given c0
     lengths: Any = None  #: the forward's checked lengths (m,), or None (every step real)
+    #: whether the forward ran from the last step to the first (``x``, ``states`` and the
+    #: cell caches are then in that order: step ``t`` is step ``T_x - 1 - t`` of the input)
+    reverse: bool = False
 
     def __init_subclass__(cls, **kwargs) -> None:
         # every cell's caches: a JAX pytree of its arrays, has_c0 static (see pytrees)
         super().__init_subclass__(**kwargs)
         children = ("x", "init", "states", "w", "parameters", "lengths")
-        pytrees.node(children, static=("has_c0",))(cls)
+        pytrees.node(children, static=("has_c0", "reverse"))(cls)
 
     def __post_init__(self) -> None:
         pytrees.ensure()
@@ -153,3 +161,36 @@ def backward_mask(xp, run: StepCaches, lengths, what: str, forward: str):
     `check_backward_lengths` of the backward's optional ``lengths``."""
     check_backward_lengths(xp, run.x, run.lengths, lengths, what, forward)
     return sequence.step_mask(xp, run.lengths, run.x.shape[-1])
+
+
+def check_reverse(reverse) -> bool:
+    """``reverse`` of a sequence forward: ``True`` or ``False``, named otherwise."""
+    if not isinstance(reverse, bool):
+        raise TypeError(f"reverse must be True or False, got {reverse!r}")
+    return reverse
+
+
+def run_forward(xp, cell, w: Weights, x, init, mask, reverse: bool):
+    """`sequence.forward` over ``x``, or with ``reverse`` over ``x`` flipped in time (and
+    its mask: each example's padding comes first and keeps its initial state, so its run
+    starts at its own last real step). Returns ``(x_run, mask_run, states)``; ``x_run`` is
+    the cache's own copy (`snapshot`)."""
+    if reverse:
+        x, mask = xp.flip(x, axis=-1), None if mask is None else xp.flip(mask, axis=0)
+    x_run = snapshot(xp, x)
+    return x_run, mask, sequence.forward(xp, cell, w, x_run, init, mask)
+
+
+def in_time_order(xp, arr, reverse: bool):
+    """``arr (..., T)`` of a run put back in the input's time order."""
+    return xp.flip(arr, axis=-1) if reverse else arr
+
+
+def run_backward(xp, cell, run: StepCaches, da, lengths, what: str, forward: str):
+    """`sequence.backward` of the forward that made ``run`` (after `backward_mask`), with
+    ``da`` and ``dx`` in the input's time order also for a reverse run."""
+    mask = backward_mask(xp, run, lengths, what, forward)
+    if run.reverse:
+        da, mask = xp.flip(da, axis=-1), None if mask is None else xp.flip(mask, axis=0)
+    g = sequence.backward(xp, cell, run.w, run.x, run.init, run.states, da, mask=mask)
+    return g._replace(dx=in_time_order(xp, g.dx, run.reverse))

@@ -44,7 +44,15 @@ from .._core.activations import softmax
 from .._core.sequence import zero_padded
 from .._core.spec import GRU
 from .._validate import Dims, check_arrays, float32_inside
-from .caches import StepCaches, backward_mask, check_da, sequence_caches
+from .caches import (
+    StepCaches,
+    check_da,
+    check_reverse,
+    in_time_order,
+    run_backward,
+    run_forward,
+    sequence_caches,
+)
 from .checks import check_inputs, check_sequence, check_state, column_params
 
 __all__ = ["gru_backward", "gru_cell_backward", "gru_cell_forward", "gru_forward"]
@@ -174,7 +182,7 @@ class _StepCaches(StepCaches):
 
 
 @float32_inside(returns_cache=True)
-def gru_forward(x, a0, parameters, *, lengths=None):
+def gru_forward(x, a0, parameters, *, lengths=None, reverse=False):
     """Run the GRU over a whole sequence.
 
     Parameters
@@ -192,6 +200,11 @@ def gru_forward(x, a0, parameters, *, lengths=None):
         steps ``t >= lengths[j]`` of example ``j`` are padding, where its state is carried
         unchanged and its outputs are exactly zero. ``None`` (the default): every example
         is ``T_x`` steps long. See "Variable-length sequences" in the conventions.
+    reverse : bool, keyword-only
+        Run from the last step to the first (Keras ``go_backwards`` with the outputs put
+        back in time order; Flax ``reverse=True, keep_order=True``; ONNX
+        ``direction="reverse"``). The outputs are in time order; with ``lengths`` each
+        example starts at its own last real step. The caches' steps are in run order.
 
     Returns
     -------
@@ -206,17 +219,19 @@ def gru_forward(x, a0, parameters, *, lengths=None):
         share no memory with the caches, and changing ``x``, ``a0`` or the parameters
         afterwards does not change them (see "Aliasing" in the conventions).
     """
+    reverse = check_reverse(reverse)
     xp, p, dims, lengths, mask = check_sequence(GRU, x, a0, parameters, lengths=lengths)
     if a0 is None:
         a0 = zeros_like_state(xp, (dims["n_a"], dims["m"]), x)
     else:
         a0 = snapshot(xp, a0)
     init = core.Carry(a0)
-    x_run, w = snapshot(xp, x), sequence.fuse(xp, GRU, p, keep=True)
-    states = sequence.forward(xp, core.CELL, w, x_run, init, mask)
-    a = zero_padded(xp, states.last_axis(xp, "a"), mask)
+    w = sequence.fuse(xp, GRU, p, keep=True)
+    x_run, mask_run, states = run_forward(xp, core.CELL, w, x, init, mask, reverse)
+    a = in_time_order(xp, zero_padded(xp, states.last_axis(xp, "a"), mask_run), reverse)
     y = zero_padded(xp, sequence.outputs(xp, p["Wy"], p["by"], a), mask) if "Wy" in p else None
-    return a, y, (_StepCaches(x_run, init, states, w, parameters, lengths=lengths), x)
+    steps = _StepCaches(x_run, init, states, w, parameters, lengths=lengths, reverse=reverse)
+    return a, y, (steps, x)
 
 
 @float32_inside(caches="caches")
@@ -247,6 +262,5 @@ def gru_backward(da, caches, *, lengths=None):
             "list of cell caches)"
         )
     xp = check_da(da, run)
-    mask = backward_mask(xp, run, lengths, "gru_backward", "gru_forward")
-    g = sequence.backward(xp, core.CELL, run.w, run.x, run.init, run.states, da, mask=mask)
+    g = run_backward(xp, core.CELL, run, da, lengths, "gru_backward", "gru_forward")
     return {"dx": g.dx, "da0": g.dinit.a, **sequence.unfuse(xp, GRU, g.dw, prefix="d")}

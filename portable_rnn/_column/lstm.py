@@ -35,7 +35,16 @@ from .._core.activations import softmax
 from .._core.sequence import zero_padded
 from .._core.spec import LSTM
 from .._validate import Dims, check_arrays, float32_inside
-from .caches import StepCaches, backward_mask, check_da, seed_style_caches, sequence_caches
+from .caches import (
+    StepCaches,
+    check_da,
+    check_reverse,
+    in_time_order,
+    run_backward,
+    run_forward,
+    seed_style_caches,
+    sequence_caches,
+)
 from .checks import check_inputs, check_sequence, check_state, column_params
 
 __all__ = ["lstm_backward", "lstm_cell_backward", "lstm_cell_forward", "lstm_forward"]
@@ -183,7 +192,7 @@ class _StepCaches(StepCaches):
 
 
 @float32_inside(returns_cache=True)
-def lstm_forward(x, a0, parameters, *, c0=None, lengths=None):
+def lstm_forward(x, a0, parameters, *, c0=None, lengths=None, reverse=False):
     """Run the LSTM over a whole sequence.
 
     Parameters
@@ -205,6 +214,11 @@ def lstm_forward(x, a0, parameters, *, c0=None, lengths=None):
         steps ``t >= lengths[j]`` of example ``j`` are padding, where its state is carried
         unchanged and its outputs are exactly zero. ``None`` (the default): every example
         is ``T_x`` steps long. See "Variable-length sequences" in the conventions.
+    reverse : bool, keyword-only
+        Run from the last step to the first (Keras ``go_backwards`` with the outputs put
+        back in time order; Flax ``reverse=True, keep_order=True``; ONNX
+        ``direction="reverse"``). The outputs are in time order; with ``lengths`` each
+        example starts at its own last real step. The caches' steps are in run order.
 
     Returns
     -------
@@ -221,6 +235,7 @@ def lstm_forward(x, a0, parameters, *, c0=None, lengths=None):
         share no memory with the caches, and changing ``x``, ``a0``, ``c0`` or the
         parameters afterwards does not change them (see "Aliasing" in the conventions).
     """
+    reverse = check_reverse(reverse)
     xp, p, dims, lengths, mask = check_sequence(LSTM, x, a0, parameters, c0, lengths)
     shape = (dims["n_a"], dims["m"])
     has_c0 = c0 is not None
@@ -228,11 +243,16 @@ def lstm_forward(x, a0, parameters, *, c0=None, lengths=None):
     c0 = zeros_like_state(xp, shape, x) if c0 is None else snapshot(xp, c0)
 
     init = core.Carry(a0, c0)
-    x_run, w = snapshot(xp, x), sequence.fuse(xp, LSTM, p, keep=True)
-    states = sequence.forward(xp, core.CELL, w, x_run, init, mask)
-    a, c = (zero_padded(xp, states.last_axis(xp, name), mask) for name in ("a", "c"))
+    w = sequence.fuse(xp, LSTM, p, keep=True)
+    x_run, mask_run, states = run_forward(xp, core.CELL, w, x, init, mask, reverse)
+    a, c = (
+        in_time_order(xp, zero_padded(xp, states.last_axis(xp, name), mask_run), reverse)
+        for name in ("a", "c")
+    )
     y = zero_padded(xp, sequence.outputs(xp, p["Wy"], p["by"], a), mask) if "Wy" in p else None
-    steps = _StepCaches(x_run, init, states, w, parameters, has_c0=has_c0, lengths=lengths)
+    steps = _StepCaches(
+        x_run, init, states, w, parameters, has_c0=has_c0, lengths=lengths, reverse=reverse
+    )
     return a, y, c, (steps, x)
 
 
@@ -282,8 +302,7 @@ def lstm_backward(da, caches, *, lengths=None):
     """
     run = _sequence_cache(caches)
     xp = check_da(da, run)
-    mask = backward_mask(xp, run, lengths, "lstm_backward", "lstm_forward")
-    g = sequence.backward(xp, core.CELL, run.w, run.x, run.init, run.states, da, mask=mask)
+    g = run_backward(xp, core.CELL, run, da, lengths, "lstm_backward", "lstm_forward")
     grads = {"dx": g.dx, "da0": g.dinit.a}
     grads.update(sequence.unfuse(xp, LSTM, g.dw, prefix="d"))
     if run.has_c0:

@@ -27,7 +27,16 @@ from .._core.activations import softmax
 from .._core.sequence import zero_padded
 from .._core.spec import RNN
 from .._validate import Dims, check_arrays, float32_inside
-from .caches import StepCaches, backward_mask, check_da, seed_style_caches, sequence_caches
+from .caches import (
+    StepCaches,
+    check_da,
+    check_reverse,
+    in_time_order,
+    run_backward,
+    run_forward,
+    seed_style_caches,
+    sequence_caches,
+)
 from .checks import check_inputs, check_sequence, check_state, column_params
 
 __all__ = ["rnn_backward", "rnn_cell_backward", "rnn_cell_forward", "rnn_forward"]
@@ -148,7 +157,7 @@ class _StepCaches(StepCaches):
 
 
 @float32_inside(returns_cache=True)
-def rnn_forward(x, a0, parameters, *, lengths=None):
+def rnn_forward(x, a0, parameters, *, lengths=None, reverse=False):
     """Run the vanilla RNN over a whole sequence.
 
     Parameters
@@ -167,6 +176,11 @@ def rnn_forward(x, a0, parameters, *, lengths=None):
         steps ``t >= lengths[j]`` of example ``j`` are padding, where its state is carried
         unchanged and its outputs are exactly zero. ``None`` (the default): every example
         is ``T_x`` steps long. See "Variable-length sequences" in the conventions.
+    reverse : bool, keyword-only
+        Run from the last step to the first (Keras ``go_backwards`` with the outputs put
+        back in time order; Flax ``reverse=True, keep_order=True``; ONNX
+        ``direction="reverse"``). The outputs are in time order; with ``lengths`` each
+        example starts at its own last real step. The caches' steps are in run order.
 
     Returns
     -------
@@ -186,6 +200,7 @@ def rnn_forward(x, a0, parameters, *, lengths=None):
     The input product ``Wax @ x`` and the output product ``Wya @ a`` are each
     one matrix product over all steps; only ``Waa @ a<t-1>`` runs per step.
     """
+    reverse = check_reverse(reverse)
     xp, p, dims, lengths, mask = check_sequence(RNN, x, a0, parameters, lengths=lengths)
     if a0 is None:
         a0 = zeros_like_state(xp, (dims["n_a"], dims["m"]), x)
@@ -193,13 +208,13 @@ def rnn_forward(x, a0, parameters, *, lengths=None):
         a0 = snapshot(xp, a0)
 
     init = core.Carry(a0)
-    x_run, w = snapshot(xp, x), sequence.fuse(xp, RNN, p, keep=True)
-    states = sequence.forward(xp, core.CELL, w, x_run, init, mask)
-    a = zero_padded(xp, states.last_axis(xp, "a"), mask)
+    w = sequence.fuse(xp, RNN, p, keep=True)
+    x_run, mask_run, states = run_forward(xp, core.CELL, w, x, init, mask, reverse)
+    a = in_time_order(xp, zero_padded(xp, states.last_axis(xp, "a"), mask_run), reverse)
     y_pred = (
         zero_padded(xp, sequence.outputs(xp, p["Wya"], p["by"], a), mask) if "Wya" in p else None
     )
-    steps = _StepCaches(x_run, init, states, w, parameters, lengths=lengths)
+    steps = _StepCaches(x_run, init, states, w, parameters, lengths=lengths, reverse=reverse)
     return a, y_pred, (steps, x)
 
 
@@ -243,6 +258,5 @@ def rnn_backward(da, caches, *, lengths=None):
     """
     run = _sequence_cache(caches)
     xp = check_da(da, run)
-    mask = backward_mask(xp, run, lengths, "rnn_backward", "rnn_forward")
-    g = sequence.backward(xp, core.CELL, run.w, run.x, run.init, run.states, da, mask=mask)
+    g = run_backward(xp, core.CELL, run, da, lengths, "rnn_backward", "rnn_forward")
     return {"dx": g.dx, "da0": g.dinit.a, **sequence.unfuse(xp, RNN, g.dw, prefix="d")}

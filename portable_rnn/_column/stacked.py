@@ -261,15 +261,17 @@ def multilayer_forward(
     D = 2 if bidirectional else 1
     _layer_list(layers)
     options = check_options(
-        spec, nonlinearity=nonlinearity, reset_after=reset_after, clip=clip,
+        spec,
+        nonlinearity=nonlinearity,
+        reset_after=reset_after,
+        clip=clip,
         input_forget=input_forget,
     )
     if not isinstance(reverse, bool):
         raise TypeError(f"reverse must be True or False, got {reverse!r}")
     if reverse and bidirectional:
         raise ValueError(
-            "reverse=True is for a unidirectional stack; a bidirectional one already runs "
-            "both ways"
+            "reverse=True is for a unidirectional stack; a bidirectional one already runs both ways"
         )
     extra = option_keys(spec, layers)
     options = dataclasses.replace(options, peepholes="Pf" in extra, proj="Wp" in extra)
