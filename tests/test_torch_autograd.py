@@ -618,3 +618,28 @@ def test_module_dropout_uses_the_seed_it_draws():
     g = prnn.multilayer_backward(dout.permute(2, 1, 0).numpy(), cache)
     _close(x.grad.permute(2, 1, 0), torch.from_numpy(g["dx"]), "dx")
     _close(ours.weight_hr_l1_reverse.grad, torch.from_numpy(g["layers"][3]["dWp"]), "dWp")
+
+
+def test_proj_module_unbatched_and_batch_first_match_torch():
+    ours, theirs = _pair("lstm", num_layers=2, bidirectional=True, proj_size=3)
+    x = _leaf(T, N_X)
+    hx = (_leaf(4, 3), _leaf(4, N_A))  # h (L*D, P) and c (L*D, H), unbatched
+    out_o, st_o = _run(ours, x, hx, None, True, False)
+    g_o = _grads_of([x, *hx])
+    out_t, st_t = _run(theirs, x, hx, None, True, False)
+    g_t = _grads_of([x, *hx])
+    assert out_o.shape == (T, 6)
+    _close(out_o, out_t, "output")
+    for a, b in zip([*st_o, *g_o], [*st_t, *g_t], strict=True):
+        assert a.shape == b.shape
+        _close(a, b, "state or gradient")
+    with pytest.raises(ValueError) as excinfo:  # h with hidden_size rows: named
+        ours(x, (torch.zeros(4, N_A, dtype=F64), hx[1]))
+    _one_line(excinfo, "hx[0]", "proj_size", "(4, 3)")
+    ours, theirs = _pair("rnn", nonlinearity="relu", batch_first=True, num_layers=2)
+    x = _leaf(M, T, N_X)
+    out_o, _ = _run(ours, x, None, None, True, True)
+    out_t, _ = _run(theirs, x, None, None, True, True)
+    _close(out_o, out_t, "relu output, batch first")
+    for (name, a), b in zip(ours.named_parameters(), theirs.parameters(), strict=True):
+        _close(a.grad, b.grad, f"{name}.grad")
