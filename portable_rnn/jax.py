@@ -51,10 +51,15 @@ class _Static(NamedTuple):
     bidirectional: bool
     has_a0: bool  #: whether ``a0`` was given (else it gets no cotangent)
     has_c0: bool  #: likewise ``c0``
+    options: tuple = ()  #: the variant keywords of the plain function, as (name, value) pairs
 
 
-def _run(static: _Static, x, layers, a0, c0, lengths):
-    """The plain forward: ``((out, a_n, c_n), cache)``."""
+def _run(static: _Static, x, layers, a0, c0, lengths, seed):
+    """The plain forward: ``((out, a_n, c_n), cache)``; ``seed`` a traced JAX seed or None
+    (an int seed is among the static options)."""
+    options = dict(static.options)
+    if seed is not None:
+        options["seed"] = seed
     out, a_n, c_n, cache = stacked.multilayer_forward(
         x,
         layers,
@@ -63,27 +68,28 @@ def _run(static: _Static, x, layers, a0, c0, lengths):
         a0=a0,
         c0=c0,
         lengths=lengths,
+        **options,
     )
     return (out, a_n, c_n), cache
 
 
-def _primal(static: _Static, x, layers, a0, c0, lengths):
-    return _run(static, x, layers, a0, c0, lengths)[0]
+def _primal(static: _Static, x, layers, a0, c0, lengths, seed):
+    return _run(static, x, layers, a0, c0, lengths, seed)[0]
 
 
-def _fwd(static: _Static, x, layers, a0, c0, lengths):
-    return _run(static, x, layers, a0, c0, lengths)
+def _fwd(static: _Static, x, layers, a0, c0, lengths, seed):
+    return _run(static, x, layers, a0, c0, lengths, seed)
 
 
 def _bwd(static: _Static, cache, cotangents):
-    """Cotangents of ``(x, layers, a0, c0, lengths)`` from those of ``(out, a_n, c_n)``."""
+    """Cotangents of ``(x, layers, a0, c0, lengths, seed)`` from those of ``(out, a_n, c_n)``."""
     dout, da_n, dc_n = cotangents  # dc_n is None for the RNN and GRU (c_n is None)
     # looked up at call time (not imported by name), so that a test can count the calls
     grads = stacked.multilayer_backward(dout, cache, da_n=da_n, dc_n=dc_n)
     dlayers = [{key[1:]: g for key, g in layer.items()} for layer in grads["layers"]]
     da0 = grads["da0"] if static.has_a0 else None
     dc0 = grads["dc0"] if static.has_c0 else None
-    return grads["dx"], dlayers, da0, dc0, None  # lengths: no cotangent
+    return grads["dx"], dlayers, da0, dc0, None, None  # lengths, seed: no cotangent
 
 
 _stack = jax.custom_vjp(_primal, nondiff_argnums=(0,))
@@ -115,7 +121,23 @@ def _lengths(lengths, x):
 
 
 @_validate.float32_inside()
-def multilayer_forward(x, layers, *, cell, bidirectional=False, a0=None, c0=None, lengths=None):
+def multilayer_forward(
+    x,
+    layers,
+    *,
+    cell,
+    bidirectional=False,
+    a0=None,
+    c0=None,
+    lengths=None,
+    nonlinearity="tanh",
+    reset_after=True,
+    clip=None,
+    input_forget=False,
+    reverse=False,
+    dropout=0.0,
+    seed=None,
+):
     """`portable_rnn.multilayer_forward` whose VJP is `portable_rnn.multilayer_backward`.
 
     Same arguments, checks and results as the plain function, without the cache.
@@ -140,6 +162,14 @@ def multilayer_forward(x, layers, *, cell, bidirectional=False, a0=None, c0=None
     lengths : jax.Array of int, shape (m,), or list of int, optional, keyword-only
         Each example's number of real steps (``0 .. T_x``), PyTorch's packed sequences;
         may be traced under ``jax.jit``. Not differentiated.
+    nonlinearity, reset_after, clip, input_forget, reverse, dropout : keyword-only
+        The cell variants, as in the plain function (static); the LSTM's peepholes
+        (``Pi``, ``Pf``, ``Po``) and projection (``Wp``) are keys of every dict, and get
+        gradients. See "Cell variants" in the conventions.
+    seed : int or jax.Array, optional, keyword-only
+        The dropout masks' seed (required with ``dropout``): an int is static (NumPy's
+        masks, the same on every backend); a 0-d integer JAX array may be traced (one
+        compilation for every seed; ``jax.random``'s masks). Not differentiated.
 
     Returns
     -------
@@ -171,35 +201,48 @@ def multilayer_forward(x, layers, *, cell, bidirectional=False, a0=None, c0=None
         raise TypeError(
             f"layers must be a non-empty list of parameter dicts, got {type(layers).__name__}"
         )
-    params = [
-        _validate.get_params(layer, spec.layer_keys, f"layers[{k}]")
-        for k, layer in enumerate(layers)
-    ]
+    keys = spec.layer_keys + stacked.option_keys(spec, layers)
+    params = [_validate.get_params(layer, keys, f"layers[{k}]") for k, layer in enumerate(layers)]
     named = {"x": x, "a0": a0, "c0": c0}
     for k, p in enumerate(params):
         named.update({f"layers[{k}]['{key}']": v for key, v in p.items()})
     _require_jax(_validate.check_arrays(named, optional=("a0", "c0")), named)
-    static = _Static(spec.name, bool(bidirectional), a0 is not None, c0 is not None)
-    return _stack(static, x, params, a0, c0, _lengths(lengths, x))
+    stacked.check_dropout(dropout, seed, len(layers))
+    options = {
+        "nonlinearity": nonlinearity,
+        "reset_after": reset_after,
+        "clip": clip,
+        "input_forget": input_forget,
+        "reverse": reverse,
+        "dropout": dropout,
+    }
+    traced = seed if compat.is_array(seed) else None
+    if traced is None and seed is not None:
+        options["seed"] = seed
+    static = _Static(
+        spec.name, bool(bidirectional), a0 is not None, c0 is not None, tuple(options.items())
+    )
+    return _stack(static, x, params, a0, c0, _lengths(lengths, x), traced)
 
 
-def _column(spec: specs.CellSpec, x, a0, c0, parameters, lengths):
+def _column(spec: specs.CellSpec, x, a0, c0, parameters, lengths, reverse=False):
     """A column-dialect sequence as the one-layer stack: ``(a, y, c_n)``.
 
     Checks the arguments as the plain column forward does (naming ``x``, ``a0``,
     ``c0``, ``parameters``' keys, ``lengths``), runs the stack's custom VJP, and
     computes ``y`` from ``a`` outside it, as the plain forward does.
     """
-    static = _Static(spec.name, False, a0 is not None, c0 is not None)
+    options = (("reverse", reverse),)
+    static = _Static(spec.name, False, a0 is not None, c0 is not None, options)
 
-    def stack(x, layers, a0, c0, lengths):
-        return _stack(static, x, layers, a0, c0, lengths)
+    def stack(x, layers, a0, c0, lengths):  # the classic cells
+        return _stack(static, x, layers, a0, c0, lengths, None)
 
     return checks.one_layer(spec, x, a0, c0, parameters, lengths, stack, _require_jax)
 
 
 @_validate.float32_inside()
-def rnn_forward(x, a0, parameters, *, lengths=None):
+def rnn_forward(x, a0, parameters, *, lengths=None, reverse=False):
     """`portable_rnn.rnn_forward` whose VJP is the hand-written backward, without caches.
 
     Parameters
@@ -214,6 +257,9 @@ def rnn_forward(x, a0, parameters, *, lengths=None):
     lengths : jax.Array of int, shape (m,), or list of int, optional, keyword-only
         Each example's number of real steps (``0 .. T_x``); may be traced under
         ``jax.jit``. Not differentiated.
+    reverse : bool, keyword-only
+        Run from the last step to the first, outputs in time order (static; as the
+        plain function).
 
     Returns
     -------
@@ -228,12 +274,12 @@ def rnn_forward(x, a0, parameters, *, lengths=None):
     `portable_rnn.multilayer_backward`; ``y`` is computed from ``a`` outside the
     custom VJP, and JAX differentiates it (``Wya``, ``by``, and its share of ``a``).
     """
-    a, y, _ = _column(specs.cell_spec("rnn"), x, a0, None, parameters, lengths)
+    a, y, _ = _column(specs.cell_spec("rnn"), x, a0, None, parameters, lengths, reverse)
     return a, y
 
 
 @_validate.float32_inside()
-def gru_forward(x, a0, parameters, *, lengths=None):
+def gru_forward(x, a0, parameters, *, lengths=None, reverse=False):
     """`portable_rnn.gru_forward` whose VJP is the hand-written backward, without caches.
 
     Parameters
@@ -248,6 +294,9 @@ def gru_forward(x, a0, parameters, *, lengths=None):
     lengths : jax.Array of int, shape (m,), or list of int, optional, keyword-only
         Each example's number of real steps (``0 .. T_x``); may be traced under
         ``jax.jit``. Not differentiated.
+    reverse : bool, keyword-only
+        Run from the last step to the first, outputs in time order (static; as the
+        plain function).
 
     Returns
     -------
@@ -261,12 +310,12 @@ def gru_forward(x, a0, parameters, *, lengths=None):
     As `rnn_forward`: the recurrent part's VJP is `portable_rnn.multilayer_backward`,
     the output layer is differentiated by JAX.
     """
-    a, y, _ = _column(specs.cell_spec("gru"), x, a0, None, parameters, lengths)
+    a, y, _ = _column(specs.cell_spec("gru"), x, a0, None, parameters, lengths, reverse)
     return a, y
 
 
 @_validate.float32_inside()
-def lstm_forward(x, a0, parameters, *, c0=None, lengths=None):
+def lstm_forward(x, a0, parameters, *, c0=None, lengths=None, reverse=False):
     """`portable_rnn.lstm_forward` whose VJP is the hand-written backward, without caches.
 
     **One difference from the plain function:** the third result is the *final* cell
@@ -290,6 +339,9 @@ def lstm_forward(x, a0, parameters, *, c0=None, lengths=None):
     lengths : jax.Array of int, shape (m,), or list of int, optional, keyword-only
         Each example's number of real steps (``0 .. T_x``); may be traced under
         ``jax.jit``. Not differentiated.
+    reverse : bool, keyword-only
+        Run from the last step to the first, outputs in time order (static; as the
+        plain function).
 
     Returns
     -------
@@ -305,5 +357,5 @@ def lstm_forward(x, a0, parameters, *, c0=None, lengths=None):
     As `rnn_forward`: the recurrent part's VJP is `portable_rnn.multilayer_backward`,
     the output layer is differentiated by JAX.
     """
-    a, y, c_n = _column(specs.cell_spec("lstm"), x, a0, c0, parameters, lengths)
+    a, y, c_n = _column(specs.cell_spec("lstm"), x, a0, c0, parameters, lengths, reverse)
     return a, y, c_n

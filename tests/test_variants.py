@@ -491,3 +491,107 @@ def test_rows_dialect_reverse_and_options(xp, cell, opts, with_lengths):
     if not with_lengths and cell == "rnn":  # = the forward run of the flipped sequence
         flip, _ = fwd(xp.asarray(x[:, ::-1].copy()), xp.asarray(h0), *args, **opts)
         assert_close(h, to_numpy(flip)[:, ::-1], xp=xp, dtype="float64")
+
+
+@pytest.mark.parametrize(
+    ("name", "extra"),
+    [
+        ("lstm-all", {"dropout": 0.3, "seed": 5}),
+        ("gru-reset-before", {"reverse": True}),
+        ("rnn-relu", {}),
+    ],
+)
+def test_jax_custom_vjp_takes_the_variants(name, extra):
+    """`portable_rnn.jax.multilayer_forward` with the variants: ``jax.grad`` gives
+    `multilayer_backward`'s gradients, peepholes and projection included."""
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    pj = pytest.importorskip("portable_rnn.jax")
+    cell, opts, layers, x = _problem(name, seed=40, m=2, T=4, D=1 if extra.get("reverse") else 2)
+    J = [{k: jnp.asarray(v) for k, v in p.items()} for p in layers]
+    kw = dict(cell=cell, bidirectional="reverse" not in extra, lengths=[4, 2], **opts, **extra)
+    rng = np.random.default_rng(41)
+    out, a_n, _, cache = prnn.multilayer_forward(jnp.asarray(x), J, **kw)
+    dout, da_n = (
+        jnp.asarray(rng.standard_normal(out.shape)),
+        jnp.asarray(rng.standard_normal(a_n.shape)),
+    )
+
+    def loss(x, layers):
+        o, h, _ = pj.multilayer_forward(x, layers, **kw)
+        return jnp.sum(dout * o) + jnp.sum(da_n * h)
+
+    dx, dlayers = jax.jit(jax.grad(loss, argnums=(0, 1)))(jnp.asarray(x), J)
+    g = prnn.multilayer_backward(dout, cache, da_n=da_n)
+    np.testing.assert_allclose(np.asarray(dx), np.asarray(g["dx"]), rtol=1e-12, atol=1e-13)
+    for mine, theirs in zip(dlayers, g["layers"], strict=True):
+        assert set(mine) == {k[1:] for k in theirs}
+        for key, value in mine.items():
+            np.testing.assert_allclose(
+                np.asarray(value),
+                np.asarray(theirs["d" + key]),
+                rtol=1e-12,
+                atol=1e-13,
+                err_msg=key,
+            )
+
+
+def test_a_traced_jax_seed_compiles_once():
+    """A 0-d JAX integer ``seed`` is traced: one compilation serves every seed, each seed
+    gives its own masks, deterministically, and ``jax.grad`` through the custom VJP uses
+    the forward's masks (equal to the plain backward of the same seed)."""
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    pj = pytest.importorskip("portable_rnn.jax")
+    cell, opts, layers, x = _problem("lstm-peepholes", seed=42, L=3)
+    J = [{k: jnp.asarray(v) for k, v in p.items()} for p in layers]
+    X = jnp.asarray(x)
+
+    def loss(layers, seed):
+        o, _, _ = pj.multilayer_forward(
+            X, layers, cell=cell, bidirectional=True, dropout=0.5, seed=seed
+        )
+        return jnp.sum(o * o)
+
+    step = jax.jit(jax.value_and_grad(loss))
+    v1, g1 = step(J, jnp.asarray(1))
+    v1b, _ = step(J, jnp.asarray(1))
+    v2, _ = step(J, jnp.asarray(2))
+    assert step._cache_size() == 1
+    assert float(v1) == float(v1b) and abs(float(v1) - float(v2)) > 1e-6
+    out, _, _, cache = prnn.multilayer_forward(
+        X, J, cell=cell, bidirectional=True, dropout=0.5, seed=jnp.asarray(1)
+    )
+    g = prnn.multilayer_backward(2 * out, cache)
+    for mine, theirs in zip(g1, g["layers"], strict=True):
+        for key, value in mine.items():
+            np.testing.assert_allclose(
+                np.asarray(value), np.asarray(theirs["d" + key]), rtol=1e-10, atol=1e-12
+            )
+    with pytest.raises(TypeError, match="seed is a JAX array, but x is not"):
+        prnn.multilayer_forward(
+            x, layers, cell=cell, dropout=0.5, seed=jnp.asarray(1), bidirectional=True
+        )
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_jax_column_functions_take_reverse(cell):
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    pj = pytest.importorskip("portable_rnn.jax")
+    rng = np.random.default_rng(50)
+    p = {k: jnp.asarray(v) for k, v in make_layers(cell, (), 3, 4, 1, 1, rng)[0].items()}
+    x = jnp.asarray(rng.standard_normal((3, 2, 5)))
+    da = jnp.asarray(rng.standard_normal((4, 2, 5)))
+    fwd = getattr(pj, f"{cell}_forward")
+    grad = jax.grad(
+        lambda x, p: jnp.sum(da * fwd(x, None, p, lengths=[5, 3], reverse=True)[0]), (0, 1)
+    )
+    dx, dp = grad(x, p)
+    result = getattr(prnn, f"{cell}_forward")(x, None, p, lengths=[5, 3], reverse=True)
+    g = getattr(prnn, f"{cell}_backward")(da, result[-1])
+    np.testing.assert_allclose(np.asarray(dx), np.asarray(g["dx"]), rtol=1e-12, atol=1e-13)
+    for key, value in dp.items():
+        np.testing.assert_allclose(
+            np.asarray(value), np.asarray(g["d" + key]), rtol=1e-12, atol=1e-13
+        )

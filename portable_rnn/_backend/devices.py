@@ -352,20 +352,32 @@ def from_numpy_as(xp, backend: str, arr: np.ndarray, dev, dtype_name: str):
     return from_numpy(xp, backend, host, dev)
 
 
-def dropout_masks(seed: int, p: float, shapes, like) -> list:
+def dropout_masks(seed, p: float, shapes, like) -> list:
     """Dropout masks: zeros and ``1 / (1 - p)``, one array per shape, on ``like``'s device
     and in its dtype.
 
-    Drawn on the host by NumPy's ``default_rng(seed)`` (each element kept with probability
-    ``1 - p``) and moved explicitly: the same masks, bit for bit, on every backend and device
-    for the same seed and shapes, and under ``jax.jit`` a constant of the trace. The scale
-    is rounded once, in the array's dtype.
+    A Python int ``seed``: drawn on the host by NumPy's ``default_rng(seed)`` (each element
+    kept with probability ``1 - p``) and moved explicitly, so the same masks, bit for bit,
+    on every backend and device for the same seed and shapes (under ``jax.jit`` a constant
+    of the trace: a new seed traces anew). A JAX integer scalar ``seed`` (traceable, for a
+    ``jit``-compiled training step): drawn by ``jax.random`` from ``jax.random.key(seed)``
+    on ``like``'s device; deterministic per seed, but not NumPy's masks. The scale is
+    rounded once, in the array's dtype.
     """
     xp = compat.array_namespace(like)
     backend = compat.backend_name(xp)
-    rng = np.random.default_rng(seed)
     name = compat.dtype_name(like.dtype)
     scale = 1.0 / (1.0 - p)
+    if not isinstance(seed, int):  # a JAX scalar (the front-end checked it)
+        import jax
+
+        keys = jax.random.split(jax.random.key(seed), len(shapes))
+        one, zero = xp.asarray(scale, dtype=like.dtype), xp.asarray(0.0, dtype=like.dtype)
+        return [
+            xp.where(jax.random.bernoulli(k, 1.0 - p, shape), one, zero)
+            for k, shape in zip(keys, shapes, strict=True)
+        ]
+    rng = np.random.default_rng(seed)
     dev = None if compat.is_traced(like) else compat.device(like)
     return [
         from_numpy_as(xp, backend, np.where(rng.random(shape) >= p, scale, 0.0), dev, name)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from typing import cast
 
+from .._backend.compat import array_namespace, backend_name, dtype_name, is_array
 from .._backend.devices import dropout_masks
 from .._backend.seam import snapshot
 from .._core import sequence
@@ -164,9 +165,19 @@ def check_dropout(dropout, seed, layers: int):
             "uses the forward's masks and a run is the same on every backend; pass "
             "dropout=0 to evaluate"
         )
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise TypeError(f"seed must be a non-negative int, got {seed!r}")
+    if seed is not None and not _jax_scalar(seed):
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise TypeError(
+                f"seed must be a non-negative int (or a JAX integer scalar), got {seed!r}"
+            )
     return float(dropout), seed
+
+
+def _jax_scalar(seed) -> bool:
+    """Whether ``seed`` is a 0-d integer JAX array (a traced seed of a compiled step)."""
+    if not is_array(seed) or backend_name(array_namespace(seed)) != "jax":
+        return False
+    return seed.ndim == 0 and "int" in dtype_name(seed.dtype)
 
 
 @float32_inside(returns_cache=True)
@@ -233,7 +244,9 @@ def multilayer_forward(
         placement), in ``[0, 1)``; ``0`` (the default, and for evaluation): none.
     seed : int, optional, keyword-only
         The dropout masks' seed, required with ``dropout``: the same seed gives the same
-        masks on every backend and device, and the backward uses the forward's.
+        masks on every backend and device, and the backward uses the forward's. On JAX it
+        may also be a 0-d integer JAX array (traced inside ``jax.jit``: one compilation
+        for every seed); the masks are then drawn by ``jax.random``.
 
     The LSTM's peepholes and projection are parameters: every dict may hold ``Pi``,
     ``Pf``, ``Po`` (each ``(n_a, 1)``; ONNX's ``P``) and ``Wp`` (``(n_p, n_a)``, ``n_p <
@@ -309,7 +322,9 @@ def multilayer_forward(
     masks = None
     if p_drop and L > 1:
         shape = (D * n_h, dims["m"], dims["T_x"])
-        masks = dropout_masks(cast(int, seed), p_drop, [shape] * (L - 1), x_run)
+        if _jax_scalar(seed) and backend_name(xp) != "jax":
+            raise TypeError("seed is a JAX array, but x is not: pass an int seed")
+        masks = dropout_masks(seed, p_drop, [shape] * (L - 1), x_run)
     math = core.math(spec.name, options)
     out, finals, cache = core.forward(
         xp, math, weights, x_run, D, inits, lengths, reverse=reverse, dropout=masks

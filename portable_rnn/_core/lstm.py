@@ -163,7 +163,7 @@ def step_backward(xp, w: Weights, dcarry: Carry, saved, prev, options: Options =
         dz, dc_prev = pre_activation_grads(xp, dcarry.a, dcarry.c, f, i, cc, o, c_prev, tc)
         return Carry(w.WaT @ dz, dc_prev), (dz,)
     f, i, cc, o, _, tc, *rest = saved
-    keep = rest[0] if rest else None
+    keep: Any = rest[0] if rest else None  # set with a clip
     n_a = c_prev.shape[0]
     da = dcarry.a
     dm = w.WpT @ da if options.proj else da  # at o * tanh(c)
