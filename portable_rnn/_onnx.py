@@ -31,6 +31,7 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -138,7 +139,9 @@ def _check_options(spec, *, bidirectional, reverse, nonlinearity, reset_after, c
                 f"got {clip!r}"
             )
     D = 2 if bidirectional else 1
-    attrs = {"direction": "bidirectional" if bidirectional else "reverse" if reverse else "forward"}
+    attrs: dict[str, Any] = {
+        "direction": "bidirectional" if bidirectional else "reverse" if reverse else "forward"
+    }
     if spec.name == "rnn":
         attrs["activations"] = [nonlinearity.capitalize()] * D
     if spec.name == "gru":
@@ -269,7 +272,7 @@ def _add_stack(g, spec, layers, D, H, peep, attrs, x, *, h0=None, c0=None, lengt
         W = g.init(f"{pre}.W", np.stack([d[0] for d in dirs]))
         R = g.init(f"{pre}.R", np.stack([d[1] for d in dirs]))
         B = g.init(f"{pre}.B", np.stack([d[2] for d in dirs]))
-        P = g.init(f"{pre}.P", np.stack([d[3] for d in dirs])) if peep else ""
+        P = g.init(f"{pre}.P", np.stack([cast(Any, d[3]) for d in dirs])) if peep else ""
         states = []
         for s in (h0, c0):
             if s is None or L == 1:
@@ -364,6 +367,7 @@ def to_onnx(
     )
     D = 2 if bidirectional else 1
     host, n_x, H, peep = _host_layers(spec, _layer_list(layers), D, dtype)
+    assert H is not None  # _layer_list refuses an empty list
     L = len(host) // D
     helper, elem = onnx.helper, _DTYPES[dtype]
     g = _Graph(onnx)
@@ -467,7 +471,7 @@ def _node_options(onnx, node, where):
     if direction not in ("forward", "reverse", "bidirectional"):
         raise ValueError(f"{where}: attribute direction={direction!r} is not an ONNX direction")
     D = 2 if direction == "bidirectional" else 1
-    options = {"bidirectional": D == 2}
+    options: dict[str, Any] = {"bidirectional": D == 2}
     if direction == "reverse":
         options["reverse"] = True
     acts = [a.decode() if isinstance(a, bytes) else a for a in attrs.get("activations", [])]
@@ -580,6 +584,7 @@ def from_onnx(model):
         R = _weights(node, constants, where, "R", 2)
         B = _weights(node, constants, where, "B", 3, required=False)
         P = _weights(node, constants, where, "P", 7, required=False) if op == "LSTM" else None
+        assert W is not None and R is not None  # required: _weights raised if missing
         if W.ndim != 3 or W.shape[0] != D or W.shape[1] % G:
             raise ValueError(f"{where}: W has shape {W.shape}, expected ({D}, {G} * H, n_x)")
         h = W.shape[1] // G
@@ -606,6 +611,7 @@ def from_onnx(model):
                 f"{where}: dtype {W.dtype} and hidden size {h} differ from the first layer's "
                 f"({dtype}, {H})"
             )
+        assert H is not None  # set or checked equal to h just above
         if index and W.shape[2] != D * H:
             raise ValueError(
                 f"{where}: W reads {W.shape[2]} inputs; a stacked layer reads the "
@@ -613,6 +619,7 @@ def from_onnx(model):
             )
         for d in range(D):
             layers.append(_our_layer(cell, W[d], R[d], B[d], None if P is None else P[d], H))
+    assert options is not None  # recurrent is not empty
     return layers, {"cell": cell, **options}
 
 

@@ -37,6 +37,7 @@ column forwards then return ``y = None``.
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 from . import _creation, _onnx
 from ._backend import compat as _compat
@@ -624,7 +625,7 @@ def grads_to_torch(grads, module, *, accumulate=False):
             _check_is_array(f"{name}[{key!r}]", value)
         g = _creation.to_backend(g, "torch", ref.device, dtype=dtype)
         suffix = "" if is_cell else f"_l{k // D}" + ("_reverse" if k % D else "")
-        pairs = list(
+        pairs: list[tuple[str, Any]] = list(
             zip(
                 ("weight_ih", "weight_hh", "bias_ih", "bias_hh"),
                 _grad_tensors(spec, xp, g, H),
