@@ -222,11 +222,11 @@ def multilayer_forward(
     return _apply(spec, x, params, bidirectional, a0, c0, lengths, options)
 
 
-def _one_layer(spec: _cells.CellSpec, x, a0, parameters, c0, lengths):
+def _one_layer(spec: _cells.CellSpec, x, a0, parameters, c0, lengths, reverse=False):
     """The one-layer case: checks as the column forward, `_Stack`, then the output layer."""
 
     def stack(x, layers, a0, c0, lengths):
-        return _apply(spec, x, layers, False, a0, c0, lengths)
+        return _apply(spec, x, layers, False, a0, c0, lengths, {"reverse": reverse})
 
     def require(xp, named):
         _require_torch(xp, "x")
@@ -235,7 +235,7 @@ def _one_layer(spec: _cells.CellSpec, x, a0, parameters, c0, lengths):
 
 
 @_float32_inside()
-def rnn_forward(x, a0, parameters, *, lengths=None):
+def rnn_forward(x, a0, parameters, *, lengths=None, reverse=False):
     """`portable_rnn.rnn_forward` on PyTorch tensors, differentiable by autograd.
 
     The recurrence's gradients are `portable_rnn.multilayer_backward`'s; the output
@@ -252,6 +252,9 @@ def rnn_forward(x, a0, parameters, *, lengths=None):
         layer ``Wya`` (n_y, n_a), ``by`` (n_y, 1), both or neither.
     lengths : torch.Tensor of int, shape (m,), or list of int, optional, keyword-only
         Each example's number of real steps; see `portable_rnn.rnn_forward`.
+    reverse : bool, keyword-only
+        Run from the last step to the first, outputs in time order; see
+        `portable_rnn.rnn_forward`.
 
     Returns
     -------
@@ -260,12 +263,12 @@ def rnn_forward(x, a0, parameters, *, lengths=None):
     y : torch.Tensor, shape (n_y, m, T_x), or None
         Softmax prediction of every step; ``None`` without an output layer.
     """
-    a, y, _ = _one_layer(_cells.RNN, x, a0, parameters, None, lengths)
+    a, y, _ = _one_layer(_cells.RNN, x, a0, parameters, None, lengths, reverse)
     return a, y
 
 
 @_float32_inside()
-def gru_forward(x, a0, parameters, *, lengths=None):
+def gru_forward(x, a0, parameters, *, lengths=None, reverse=False):
     """`portable_rnn.gru_forward` on PyTorch tensors, differentiable by autograd.
 
     The recurrence's gradients are `portable_rnn.multilayer_backward`'s; the output
@@ -282,6 +285,9 @@ def gru_forward(x, a0, parameters, *, lengths=None):
         (n_a, 1); optionally ``Wy`` (n_y, n_a), ``by`` (n_y, 1), both or neither.
     lengths : torch.Tensor of int, shape (m,), or list of int, optional, keyword-only
         Each example's number of real steps; see `portable_rnn.gru_forward`.
+    reverse : bool, keyword-only
+        Run from the last step to the first, outputs in time order; see
+        `portable_rnn.gru_forward`.
 
     Returns
     -------
@@ -290,12 +296,12 @@ def gru_forward(x, a0, parameters, *, lengths=None):
     y : torch.Tensor, shape (n_y, m, T_x), or None
         Softmax prediction of every step; ``None`` without an output layer.
     """
-    a, y, _ = _one_layer(_cells.GRU, x, a0, parameters, None, lengths)
+    a, y, _ = _one_layer(_cells.GRU, x, a0, parameters, None, lengths, reverse)
     return a, y
 
 
 @_float32_inside()
-def lstm_forward(x, a0, parameters, *, c0=None, lengths=None):
+def lstm_forward(x, a0, parameters, *, c0=None, lengths=None, reverse=False):
     """`portable_rnn.lstm_forward` on PyTorch tensors, differentiable by autograd.
 
     Unlike `portable_rnn.lstm_forward`, the third result is the **final** cell state
@@ -317,6 +323,9 @@ def lstm_forward(x, a0, parameters, *, c0=None, lengths=None):
         Initial cell state; zeros when omitted.
     lengths : torch.Tensor of int, shape (m,), or list of int, optional, keyword-only
         Each example's number of real steps; see `portable_rnn.lstm_forward`.
+    reverse : bool, keyword-only
+        Run from the last step to the first, outputs in time order; see
+        `portable_rnn.lstm_forward`.
 
     Returns
     -------
@@ -327,7 +336,7 @@ def lstm_forward(x, a0, parameters, *, c0=None, lengths=None):
     c_n : torch.Tensor, shape (n_a, m)
         Cell state after each example's last real step.
     """
-    return _one_layer(_cells.LSTM, x, a0, parameters, c0, lengths)
+    return _one_layer(_cells.LSTM, x, a0, parameters, c0, lengths, reverse)
 
 
 # ---------------------------------------------------------------------------------------

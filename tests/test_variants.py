@@ -595,3 +595,26 @@ def test_jax_column_functions_take_reverse(cell):
         np.testing.assert_allclose(
             np.asarray(value), np.asarray(g["d" + key]), rtol=1e-12, atol=1e-13
         )
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_torch_column_functions_take_reverse(cell):
+    torch = pytest.importorskip("torch")
+    pt = pytest.importorskip("portable_rnn.torch")
+    rng = np.random.default_rng(51)
+    p = {
+        k: torch.tensor(v, requires_grad=True)
+        for k, v in make_layers(cell, (), 3, 4, 1, 1, rng)[0].items()
+    }
+    x = torch.tensor(rng.standard_normal((3, 2, 5)), requires_grad=True)
+    da = torch.tensor(rng.standard_normal((4, 2, 5)))
+    a = getattr(pt, f"{cell}_forward")(x, None, p, lengths=[5, 3], reverse=True)[0]
+    (da * a).sum().backward()
+    result = getattr(prnn, f"{cell}_forward")(
+        x.detach(), None, {k: v.detach() for k, v in p.items()}, lengths=[5, 3], reverse=True
+    )
+    np.testing.assert_allclose(a.detach().numpy(), result[0].numpy(), rtol=0, atol=0)
+    g = getattr(prnn, f"{cell}_backward")(da, result[-1])
+    np.testing.assert_allclose(x.grad.numpy(), g["dx"].numpy(), rtol=1e-12, atol=1e-13)
+    for key, value in p.items():
+        np.testing.assert_allclose(value.grad.numpy(), g["d" + key].numpy(), rtol=1e-12, atol=1e-13)
