@@ -656,7 +656,7 @@ def _char_model_layers(params):
     return cell, layers
 
 
-def char_model_to_onnx(params, vocab, *, dtype="float32", opset=DEFAULT_OPSET):
+def char_model_to_onnx(params, vocab, *, dtype="float32", opset=DEFAULT_OPSET, nonlinearity="tanh"):
     """The character language model of `portable_rnn.train` as an ONNX model.
 
     Parameters
@@ -670,6 +670,9 @@ def char_model_to_onnx(params, vocab, *, dtype="float32", opset=DEFAULT_OPSET):
         The model's float dtype (ONNX Runtime's CPU recurrent operators run float32 only).
     opset : int, keyword-only
         The ONNX opset, `MIN_OPSET` to the onnx package's newest.
+    nonlinearity : {"tanh", "relu"}, keyword-only
+        The activation of an RNN model, as it was trained (a run's checkpoint keeps it in
+        its header's ``config``): the RNN operators' ``activations`` (``["Relu"]``).
 
     Returns
     -------
@@ -678,13 +681,15 @@ def char_model_to_onnx(params, vocab, *, dtype="float32", opset=DEFAULT_OPSET):
         ``c0`` (layers, batch, H) (zeros to start). Outputs ``logits`` (batch, T, V), ``probs``
         (batch, T, V) (their softmax: the distribution of the next character after every
         input), ``h_n`` (layers, batch, H) and, for the LSTM, ``c_n``. ``metadata_props``:
-        ``vocab`` (the characters), ``cell``, ``layers``, ``hidden``.
+        ``vocab`` (the characters), ``cell``, ``layers``, ``hidden`` and, for the RNN,
+        ``nonlinearity``.
 
     Raises
     ------
     ValueError
         Not a language model of `portable_rnn.train`, a projection (``Wp``), a vocabulary of
-        another size, a bad ``dtype`` or ``opset``.
+        another size, a bad ``dtype`` or ``opset``, a ``nonlinearity`` other than tanh for
+        another cell than the RNN.
     """
     onnx = _onnx()
     _check_choice("dtype", dtype, tuple(_DTYPES))
@@ -698,7 +703,7 @@ def char_model_to_onnx(params, vocab, *, dtype="float32", opset=DEFAULT_OPSET):
         spec,
         bidirectional=False,
         reverse=False,
-        nonlinearity="tanh",
+        nonlinearity=nonlinearity,
         reset_after=True,
         clip=None,
         input_forget=False,
@@ -755,6 +760,8 @@ def char_model_to_onnx(params, vocab, *, dtype="float32", opset=DEFAULT_OPSET):
         "layers": str(L),
         "hidden": str(H),
     }
+    if spec.name == "rnn":
+        meta["nonlinearity"] = nonlinearity
     return _model(g, inputs, outputs, opset, doc, meta)
 
 

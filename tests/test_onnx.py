@@ -677,7 +677,8 @@ def softmax(z):
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
-    """Tiny checkpoints (3 steps on NumPy) of every cell, two layers each."""
+    """Tiny checkpoints (3 steps on NumPy) of every cell, two layers each, and of an RNN
+    of relu (``rnn-relu``)."""
     from portable_rnn.__main__ import main
     from tests.test_train_cli import TINY, make_text
 
@@ -689,6 +690,9 @@ def checkpoints(tmp_path_factory):
         made[cell] = d / f"{cell}.npz"
         args = ["train", *TINY, "--corpus", str(corpus), "--steps", "3", "--layers", "2"]
         assert main([*args, "--cell", cell, "--out", str(made[cell])]) == 0
+    made["rnn-relu"] = d / "rnn-relu.npz"
+    relu = ["--cell", "rnn", "--nonlinearity", "relu", "--out", str(made["rnn-relu"])]
+    assert main([*args, *relu]) == 0
     return made
 
 
@@ -698,25 +702,35 @@ def export(*args):
     return main(["export", *(str(a) for a in args)])
 
 
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("kind", [*CELLS, "rnn-relu"])
 def test_export_gives_the_library_models_next_character_distribution(
-    cell, checkpoints, tmp_path, capsys
+    kind, checkpoints, tmp_path, capsys
 ):
     """ONNX Runtime's ``probs`` of the exported model equals the softmax of
     `char_model_logits` (what ``portable-rnn sample`` draws from) to 1e-5 (float32); the
     state carries over between calls as in the library. Measured (50 steps, 4 streams):
-    probabilities 1e-8, logits 2e-7."""
+    probabilities 1e-8, logits 2e-7. A relu RNN (its checkpoint's ``nonlinearity``) is
+    exported with ``activations=["Relu"]``."""
     from portable_rnn.train import load_checkpoint
     from portable_rnn.train._model import char_model_logits
 
+    cell, _, nonlinearity = kind.partition("-")
+    nonlinearity = nonlinearity or "tanh"
     out = tmp_path / "model.onnx"
-    assert export("--checkpoint", checkpoints[cell], "--out", out) == 0
-    assert "wrote" in capsys.readouterr().out
-    header, arrays = load_checkpoint(checkpoints[cell], groups=("params",))
+    assert export("--checkpoint", checkpoints[kind], "--out", out) == 0
+    assert ("rnn (relu) layer(s)" in capsys.readouterr().out) == (nonlinearity == "relu")
+    header, arrays = load_checkpoint(checkpoints[kind], groups=("params",))
     params = arrays["params"]
     model = onnx.load(out)
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["vocab"] == header["vocab"] and meta["cell"] == cell and meta["layers"] == "2"
+    assert meta.get("nonlinearity") == (nonlinearity if cell == "rnn" else None)
+    recurrent = [n for n in model.graph.node if n.op_type in ("RNN", "LSTM", "GRU")]
+    assert len(recurrent) == 2
+    if cell == "rnn":
+        for node in recurrent:
+            acts = next(a for a in node.attribute if a.name == "activations").strings
+            assert [a.decode() for a in acts] == [nonlinearity.capitalize()]
     V = len(meta["vocab"])
     rng = np.random.default_rng(0)
     chars = rng.integers(0, V, (3, 11)).astype(np.int64)
@@ -727,7 +741,7 @@ def test_export_gives_the_library_models_next_character_distribution(
     second = {"chars": chars[:, 5:], "h0": state[0], **({"c0": state[1]} if cell == "lstm" else {})}
     logits2, probs2, *_ = s.run(None, second)
     f64 = {k: v.astype(np.float64) for k, v in params.items()}
-    want, _ = char_model_logits(f64, chars)  # (m, T, V), one run over the whole text
+    want, _ = char_model_logits(f64, chars, nonlinearity=nonlinearity)  # (m, T, V), one run
     got_logits = np.concatenate([logits1, logits2], axis=1)
     got_probs = np.concatenate([probs1, probs2], axis=1)
     assert got_probs.dtype == np.float32 and got_probs.shape == (3, 11, V)

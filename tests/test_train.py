@@ -745,3 +745,111 @@ def test_a_model_of_lines_samples_every_line_from_the_zero_state():
         prime = "\n"
     assert text == ref
     assert tr.sample(params, vocab, length=n, prime="ab\nc", seed=9) != text  # it matters
+
+
+# -- cell variants: the RNN's relu, dropout between the layers ---------------------------
+
+
+def test_relu_and_dropout_gradients_match_central_differences():
+    """The model's backward with ``nonlinearity="relu"`` and with dropout (its masks fixed
+    by the seed) is the gradient of its forward; each option changes the loss."""
+    V = 6
+    x, y = _batch(V, m=2, T_=4)
+    rnn = tr.init_char_model(
+        V, cell="rnn", hidden=4, layers=2, embed=3, seed=3, backend="numpy", dtype="float64"
+    )
+    lstm = tr.init_char_model(
+        V, cell="lstm", hidden=4, layers=2, embed=3, seed=3, backend="numpy", dtype="float64"
+    )
+    for params, kw in [
+        (rnn, {"nonlinearity": "relu"}),
+        (rnn, {"nonlinearity": "relu", "dropout": 0.4, "seed": 7}),
+        (lstm, {"dropout": 0.4, "seed": 7}),
+    ]:
+        loss, grads, _ = tr.char_model_loss_and_grads(params, x, y, **kw)
+        assert float(loss) != float(tr.char_model_forward(params, x, y)[0]), kw
+
+        def f(p, kw=kw):
+            return float(tr.char_model_forward(p, x, y, **kw)[0])
+
+        errors = check_gradients(f, params, grads, rtol=1e-6, atol=1e-9)
+        assert max(errors.values()) < 1e-7, kw
+    # dropout needs its seed; the LSTM has no relu
+    with pytest.raises(ValueError, match="seed"):
+        tr.char_model_forward(lstm, x, y, dropout=0.4)
+    with pytest.raises(ValueError, match="nonlinearity"):
+        tr.char_model_forward(lstm, x, y, nonlinearity="relu")
+
+
+def test_config_of_the_variants():
+    assert tr.TrainConfig().nonlinearity == "tanh" and tr.TrainConfig().dropout == 0.0
+    assert "nonlinearity" in tr.STRUCTURAL and "dropout" not in tr.STRUCTURAL
+    assert tr.TrainConfig(cell="rnn", nonlinearity="relu", dropout=0).dropout == 0.0
+    for kw, word in [
+        ({"nonlinearity": "relu"}, "nonlinearity"),  # the default cell, lstm
+        ({"cell": "gru", "nonlinearity": "relu"}, "nonlinearity"),
+        ({"cell": "rnn", "nonlinearity": "sigmoid"}, "nonlinearity"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"dropout": -0.1}, "dropout"),
+        ({"dropout": float("nan")}, "dropout"),
+        ({"dropout": True}, "dropout"),
+    ]:
+        with pytest.raises(ValueError, match=word):
+            tr.TrainConfig(**kw)
+
+
+def test_dropout_trains_evaluates_without_it_and_resumes_bit_for_bit(corpus, tmp_path):
+    """Masks per step from the run's seed and the step: a resumed run is the whole run;
+    validation runs without dropout; one layer has nothing to drop."""
+    from portable_rnn.train._runfile import dropout_seed
+
+    kw = dict(cell="gru", steps=4, eval_every=2, hidden=6, embed=4, seq_len=6)
+    config = _small(dropout=0.3, **kw)
+    whole = tr.fit(config, corpus=corpus, out=tmp_path / "whole.npz")
+    assert tr.load_checkpoint(tmp_path / "whole.npz")[0]["config"]["dropout"] == 0.3
+    plain = tr.fit(_small(**kw), corpus=corpus)
+    assert whole.train_loss[0] != plain.train_loss[0]  # the masks change the first step
+    tr.fit(_small(dropout=0.3, **{**kw, "steps": 2}), corpus=corpus, out=tmp_path / "a.npz")
+    resumed = tr.fit(config, corpus=corpus, resume=tmp_path / "a.npz")
+    assert resumed.train_loss == whole.train_loss  # exactly
+    for k in whole.params:
+        assert np.array_equal(resumed.params[k], whole.params[k]), k
+    # the validation of the last step is the model without dropout
+    text, _ = tr.load_corpus(corpus)
+    _, val = tr.split_corpus(whole.vocab.encode(text), config.val_fraction)
+    batches = tr.TextBatches(val, min(config.batch, (len(val) - 1) // config.seq_len), 6)
+    assert tr.evaluate(whole.params, batches) == whole.val_loss[-1][1]
+    # one layer: no inputs between layers, nothing changes
+    one = dict(kw, layers=1, steps=2)
+    assert tr.fit(_small(dropout=0.5, **one), corpus=corpus).train_loss == (
+        tr.fit(_small(**one), corpus=corpus).train_loss
+    )
+    seeds = {dropout_seed(0, k) for k in range(50)} | {dropout_seed(1, k) for k in range(50)}
+    assert len(seeds) == 100 and all(0 <= s < 2**31 for s in seeds)
+
+
+def test_jax_dropout_step_is_traced_once(corpus, monkeypatch):
+    """On JAX the step's dropout seed is an argument of the compiled step (a traced int32),
+    not a constant of its trace: one trace for every step (a constant would retrace each
+    step); the seed of step ``k`` is `dropout_seed` ``(seed, k)``."""
+    pytest.importorskip("jax")
+    import portable_rnn.train._loop as loop_module
+
+    traces, seeds = [], []  # the training step calls it only while jax.jit traces it
+    real_step, real_seed = loop_module.char_model_loss_and_grads, loop_module.dropout_seed
+
+    def counting(*args, **kwargs):
+        traces.append(kwargs["seed"])
+        return real_step(*args, **kwargs)
+
+    def recording(seed, step):
+        seeds.append((seed, step))
+        return real_seed(seed, step)
+
+    monkeypatch.setattr(loop_module, "char_model_loss_and_grads", counting)
+    monkeypatch.setattr(loop_module, "dropout_seed", recording)
+    kw = dict(cell="rnn", nonlinearity="relu", dropout=0.3, hidden=4, embed=3, seq_len=5)
+    result = tr.fit(_small(backend="jax", steps=4, eval_every=4, seed=2, **kw), corpus=corpus)
+    assert len(result.train_loss) == 4 and seeds == [(2, 0), (2, 1), (2, 2), (2, 3)]
+    assert len(traces) == 1, traces
+    assert "Tracer" in type(traces[0]).__name__ and str(traces[0].dtype) == "int32"

@@ -1073,3 +1073,109 @@ def test_split_lines_on_too_few_lines_is_refused(data, keywords, tmp_path, monke
     assert train(*args) == 2
     one_error_line(capsys, "train", *keywords, stdout="")
     assert snapshot(tmp_path) == before
+
+
+# --------------------------------------------------------------------------- cell variants
+
+
+def test_a_relu_rnn_trains_resumes_and_samples_as_relu(tmp_path, corpus, capsys):
+    """--nonlinearity relu is part of the model: in the checkpoint, kept by --resume (the
+    resumed run is the whole run, bit for bit) and used by sample."""
+    from portable_rnn.train import Vocabulary, sample
+
+    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
+    relu = ("--cell", "rnn", "--nonlinearity", "relu")
+    assert train("--corpus", corpus, *relu, "--steps", 4, "--out", a) == 0
+    header, arrays = load_checkpoint(a)
+    assert header["config"]["nonlinearity"] == "relu" and header["config"]["dropout"] == 0.0
+    assert train("--corpus", corpus, *relu, "--steps", 2, "--out", b) == 0
+    assert main(["train", "--resume", str(b), "--steps", "4", "--no-progress",
+                 "--backend", "numpy"]) == 0  # fmt: skip
+    resumed = load_checkpoint(b)
+    assert resumed[0]["config"]["nonlinearity"] == "relu"
+    assert resumed[1]["history"]["train"].tobytes() == arrays["history"]["train"].tobytes()
+    capsys.readouterr()
+    assert sample_cmd("--checkpoint", a, "--length", 60, "--seed", 0, "--prime", PRIME) == 0
+    vocab, kw = Vocabulary(header["vocab"]), dict(length=60, seed=0, prime=PRIME)
+    text = sample(arrays["params"], vocab, **kw, nonlinearity="relu")
+    assert capsys.readouterr().out == text + "\n"
+    assert text != sample(arrays["params"], vocab, **kw)  # tanh draws another text
+
+
+def test_dropout_resumes_bit_for_bit_and_needs_two_layers(tmp_path, corpus, capsys):
+    a, b, c, d = (tmp_path / f"{n}.npz" for n in "abcd")
+    drop = ("--dropout", "0.3", "--layers", "2", "--cell", "gru")
+    assert train("--corpus", corpus, *drop, "--steps", 4, "--out", a) == 0
+    assert train("--corpus", corpus, *drop, "--steps", 2, "--out", b) == 0
+    assert main(["train", "--resume", str(b), "--steps", "4", "--no-progress",
+                 "--backend", "numpy"]) == 0  # fmt: skip
+    (ha, aa), (hb, ab) = load_checkpoint(a), load_checkpoint(b)
+    assert ha["config"]["dropout"] == hb["config"]["dropout"] == 0.3
+    for group in ("params", "adam_m", "adam_v", "state", "history"):
+        for k in aa[group]:
+            assert ab[group][k].tobytes() == aa[group][k].tobytes(), (group, k)
+    # dropout changes a two-layer run, not a one-layer one (it has no inputs between layers)
+    assert train("--corpus", corpus, "--layers", 2, "--cell", "gru", "--steps", 2,
+                 "--out", c) == 0  # fmt: skip
+    assert load_checkpoint(c)[1]["history"]["train"][0] != aa["history"]["train"][0]
+    assert train("--corpus", corpus, "--dropout", "0.5", "--steps", 2, "--out", c) == 0
+    assert train("--corpus", corpus, "--steps", 2, "--out", d) == 0
+    assert load_checkpoint(c)[1]["history"]["train"].tobytes() == (
+        load_checkpoint(d)[1]["history"]["train"].tobytes()
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "name"),
+    [
+        (("--nonlinearity", "relu"), "--nonlinearity"),  # the default cell, lstm
+        (("--nonlinearity", "relu", "--cell", "lstm"), "--nonlinearity"),
+        (("--nonlinearity", "relu", "--cell", "gru"), "--nonlinearity"),
+        (("--dropout", "1.0"), "--dropout"),
+        (("--dropout", "-0.1"), "--dropout"),
+        (("--dropout", "nan"), "--dropout"),
+    ],
+)
+def test_bad_variant_options_are_named(option, name, tmp_path, corpus, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(tmp_path)
+    assert train("--corpus", corpus, "--steps", 2, *option) == 2
+    one_error_line(capsys, "train", name, stdout="")
+    assert snapshot(tmp_path) == before
+
+
+def test_resume_keeps_the_nonlinearity_and_may_change_dropout(checkpoint, capsys):
+    before = snapshot(checkpoint.parent)
+    args = ["train", "--resume", str(checkpoint), "--steps", "6", "--no-progress"]
+    assert main([*args, "--nonlinearity", "relu", "--backend", "numpy"]) == 2
+    one_error_line(capsys, "train", "nonlinearity", "resume")
+    assert snapshot(checkpoint.parent) == before
+    # dropout is training, not the model: a one-layer run takes it and changes nothing
+    assert main([*args, "--dropout", "0.2", "--backend", "numpy"]) == 0
+    assert load_checkpoint(checkpoint)[0]["config"]["dropout"] == 0.2
+
+
+def test_a_checkpoint_from_before_the_variants_is_tanh(checkpoint, capsys):
+    """A header without nonlinearity and dropout is a tanh model trained without dropout:
+    it samples and resumes as before."""
+    header = load_checkpoint(checkpoint)[0]
+    config = {k: v for k, v in header["config"].items() if k not in ("nonlinearity", "dropout")}
+    old = rewrite_header(checkpoint, checkpoint.parent / "old.npz", config=config)
+    assert {"nonlinearity", "dropout"}.isdisjoint(load_checkpoint(old)[0]["config"])
+    capsys.readouterr()
+    assert sample_cmd("--checkpoint", old, "--length", 20, "--seed", 0) == 0
+    first = capsys.readouterr().out
+    assert sample_cmd("--checkpoint", checkpoint, "--length", 20, "--seed", 0) == 0
+    assert capsys.readouterr().out == first
+    assert main(["train", "--resume", str(old), "--steps", "6", "--no-progress",
+                 "--backend", "numpy"]) == 0  # fmt: skip
+    config = load_checkpoint(old)[0]["config"]
+    assert config["nonlinearity"] == "tanh" and config["dropout"] == 0.0
+
+
+def test_train_help_names_the_variants(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--nonlinearity {tanh,relu}" in out and "--dropout" in out
+    assert "with --layers 1 it changes nothing" in out

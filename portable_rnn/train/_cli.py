@@ -31,8 +31,23 @@ def add_train_parser(sub) -> None:
     )
     p.add_argument("--corpus", default=None, help="a UTF-8 text file (default: pydoc_data.topics)")
     p.add_argument("--cell", choices=("lstm", "gru", "rnn"), default=None, help="default lstm")
+    p.add_argument(
+        "--nonlinearity",
+        choices=("tanh", "relu"),
+        default=None,
+        help="the RNN's activation, with --cell rnn only (default tanh); kept in the "
+        "checkpoint: sample, export and --resume use it",
+    )
     p.add_argument("--hidden", type=int, default=None, help="hidden units (default 256)")
     p.add_argument("--layers", type=int, default=None, help="stacked layers (default 1)")
+    p.add_argument(
+        "--dropout",
+        type=float,
+        default=None,
+        help="dropout probability in [0, 1) on the inputs of every layer but the first "
+        "(default 0); with --layers 1 it changes nothing. Training only: validation and "
+        "samples run without it; the masks of a step follow from --seed and the step",
+    )
     p.add_argument("--embed", type=int, default=None, help="embedding width (default 64)")
     p.add_argument("--seq-len", type=int, default=None, help="BPTT steps per chunk (default 64)")
     p.add_argument("--batch", type=int, default=None, help="parallel streams (default 32)")
@@ -151,6 +166,8 @@ def _fail(command: str, exc: BaseException, status: int = 2) -> int:
 
 _OPTIONS = (
     "cell",
+    "nonlinearity",
+    "dropout",
     "hidden",
     "layers",
     "embed",
@@ -172,10 +189,24 @@ _OPTIONS = (
 )
 
 
+def _check_variants(args) -> None:
+    """Refuse, naming the option, a --nonlinearity of another cell or a --dropout out of range."""
+    if args.dropout is not None and not 0 <= args.dropout < 1:
+        raise ValueError(f"--dropout must be in [0, 1) (0: none), got {args.dropout}")
+    if args.nonlinearity not in (None, "tanh") and args.resume is None:
+        cell = args.cell or "lstm"
+        if cell != "rnn":
+            raise ValueError(
+                f"--nonlinearity {args.nonlinearity} is the activation of --cell rnn; "
+                f"--cell {cell} has its own gates" + ("" if args.cell else " (the default cell)")
+            )
+
+
 def run_train(args) -> int:
     given = {k: getattr(args, k) for k in _OPTIONS if getattr(args, k) is not None}
     out, start = None, 0
     try:
+        _check_variants(args)
         if args.resume is not None:
             config = TrainConfig.from_checkpoint(args.resume, **given)
         else:
@@ -270,7 +301,8 @@ def run_sample(args) -> int:
     try:
         check_sampling(args.length, args.temperature, args.prime)  # before any work
         header, arrays = read_run(args.checkpoint, groups=("params",))  # all checked
-        lines = saved_config(header)["split_lines"]  # a model of lines samples line by line
+        saved = saved_config(header)
+        lines = saved["split_lines"]  # a model of lines samples line by line
         vocab, params = Vocabulary(header["vocab"]), arrays["params"]
         check_prime(vocab, args.prime)
         dtype = args.dtype or master_dtype(header["dtype"])  # a half run's: its float32
@@ -284,6 +316,7 @@ def run_sample(args) -> int:
             prime=args.prime,
             seed=args.seed,
             lines=lines,
+            nonlinearity=saved["nonlinearity"],  # as it was trained (old checkpoints: tanh)
         )
     except USER_ERRORS as exc:
         return _fail("sample", exc)
@@ -308,7 +341,11 @@ def run_export(args) -> int:
         vocab = Vocabulary(header["vocab"])
         try:
             model = char_model_to_onnx(
-                arrays["params"], vocab.chars, dtype=args.dtype, opset=args.opset
+                arrays["params"],
+                vocab.chars,
+                dtype=args.dtype,
+                opset=args.opset,
+                nonlinearity=saved_config(header)["nonlinearity"],  # old checkpoints: tanh
             )
         except ValueError as exc:
             raise ValueError(
@@ -320,8 +357,9 @@ def run_export(args) -> int:
     except OSError as exc:
         return _fail("export", OSError(f"cannot write --out {str(args.out)!r}: {exc}"))
     stack = dict((p.key, p.value) for p in model.metadata_props)
+    relu = " (relu)" if stack.get("nonlinearity") == "relu" else ""
     print(
-        f"wrote {args.out}: {stack['layers']} {stack['cell']} layer(s) of {stack['hidden']}, "
+        f"wrote {args.out}: {stack['layers']} {stack['cell']}{relu} layer(s) of {stack['hidden']}, "
         f"{len(vocab)} characters, {args.dtype}, opset {args.opset}"
     )
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import math
 import os
 import signal
@@ -42,6 +43,7 @@ from ._runfile import (
     TrainConfig,
     check_model_size,
     check_structural,
+    dropout_seed,
     master_dtype,
     placement,
     read_run,
@@ -112,7 +114,9 @@ class TrainResult:
     best: Path | None = None
 
 
-def evaluate(params, batches: TextBatches | LineBatches, *, dtype=None) -> float:
+def evaluate(
+    params, batches: TextBatches | LineBatches, *, dtype=None, nonlinearity="tanh"
+) -> float:
     """Mean loss of the model over every chunk of ``batches``, forward only.
 
     Starts from the zero state and carries it from chunk to chunk, as training
@@ -128,6 +132,9 @@ def evaluate(params, batches: TextBatches | LineBatches, *, dtype=None) -> float
     dtype : {"float16", "bfloat16"}, optional, keyword-only
         Run the model on a copy of ``params`` in this half dtype, as a mixed-precision
         run trains it (`in_dtype`); by default in ``params``' own dtype.
+    nonlinearity : {"tanh", "relu"}, optional, keyword-only
+        The activation of an RNN model (`char_model_forward`). No dropout: evaluation
+        runs the whole model.
 
     Returns
     -------
@@ -136,8 +143,8 @@ def evaluate(params, batches: TextBatches | LineBatches, *, dtype=None) -> float
     """
     params = in_dtype(params, dtype)
     if isinstance(batches, LineBatches):
-        return _evaluate_lines(params, batches)
-    forward = compile_function(_eval_step, params["Wy"])
+        return _evaluate_lines(params, batches, nonlinearity)
+    forward = compile_function(_eval_step(nonlinearity), params["Wy"])
     state = init_char_state(params, batches.batch)
     total = 0.0
     for j in range(len(batches)):
@@ -149,13 +156,30 @@ def evaluate(params, batches: TextBatches | LineBatches, *, dtype=None) -> float
     return total / len(batches)
 
 
-def _eval_step(params, x, y, state):
-    loss, state, _ = char_model_forward(params, x, y, state)
-    return loss, state
+@functools.cache
+def _eval_step(nonlinearity: str):
+    """The evaluation step of a model of ``nonlinearity``: one function per value, so that
+    ``jax.jit`` compiles it once for every validation of a run."""
+
+    def step(params, x, y, state):
+        loss, state, _ = char_model_forward(params, x, y, state, nonlinearity=nonlinearity)
+        return loss, state
+
+    return step
 
 
-def _evaluate_lines(params, batches: LineBatches) -> float:
-    forward = compile_function(_eval_lines_step, params["Wy"])
+@functools.cache
+def _eval_lines_step(nonlinearity: str):
+    """`_eval_step` of `LineBatches`: the batch's lengths in place of the state."""
+
+    def step(params, x, y, lengths):
+        return char_model_forward(params, x, y, None, lengths, nonlinearity=nonlinearity)[0]
+
+    return step
+
+
+def _evaluate_lines(params, batches: LineBatches, nonlinearity: str) -> float:
+    forward = compile_function(_eval_lines_step(nonlinearity), params["Wy"])
     total, chars = 0.0, 0
     for j in range(len(batches)):
         x, y, lengths = (to_device_like(a, params["Wy"]) for a in batches[j])
@@ -163,10 +187,6 @@ def _evaluate_lines(params, batches: LineBatches) -> float:
         total += float(forward(params, x, y, lengths)) * count
         chars += count
     return total / chars
-
-
-def _eval_lines_step(params, x, y, lengths):
-    return char_model_forward(params, x, y, None, lengths)[0]
 
 
 def in_dtype(tree: Any, dtype) -> Any:
@@ -186,17 +206,32 @@ def in_dtype(tree: Any, dtype) -> Any:
     return out
 
 
-def _make_train_step(clip: float, betas, eps: float, lines: bool = False, compute=None):
+def _make_train_step(
+    clip: float,
+    betas,
+    eps: float,
+    lines: bool = False,
+    compute=None,
+    nonlinearity: str = "tanh",
+    dropout: float = 0.0,
+):
     """One training step; ``lines``: its ``state`` argument is the batch's lengths instead.
-    ``compute``: a half dtype to run the model in (`in_dtype`), or ``None``."""
+    ``compute``: a half dtype to run the model in (`in_dtype`), or ``None``. ``seed``: the
+    step's dropout masks' seed (`dropout_seed`; a JAX int32 scalar for a compiled step, so
+    that every step runs one compilation), ``None`` without dropout."""
+    # only the options a run has: a default run calls the model as it always did
+    model_options = {} if nonlinearity == "tanh" else {"nonlinearity": nonlinearity}
 
-    def step(params, m, v, state, x, y, step_size, bc2_sqrt):
+    def step(params, m, v, state, x, y, step_size, bc2_sqrt, seed):
         model = in_dtype(params, compute)
+        options = {**model_options, **({"dropout": dropout, "seed": seed} if dropout else {})}
         if lines:  # every line from the zero state; nothing is carried
-            loss, grads, _ = char_model_loss_and_grads(model, x, y, None, state)
+            loss, grads, _ = char_model_loss_and_grads(model, x, y, None, state, **options)
             state = None
         else:
-            loss, grads, state = char_model_loss_and_grads(model, x, y, in_dtype(state, compute))
+            loss, grads, state = char_model_loss_and_grads(
+                model, x, y, in_dtype(state, compute), **options
+            )
         if compute is not None:  # clipping and Adam on the float32 master weights
             grads = in_dtype(grads, _compat.dtype_name(params["Wy"].dtype))
         if clip > 0:
@@ -541,9 +576,18 @@ def fit(
             log(f"removed {str(stale)!r}, left by an interrupted checkpoint write")
     like = params["Wy"]
     train_step = compile_function(
-        _make_train_step(config.clip, config.betas, config.eps, config.split_lines, run.compute),
+        _make_train_step(
+            config.clip,
+            config.betas,
+            config.eps,
+            config.split_lines,
+            run.compute,
+            config.nonlinearity,
+            config.dropout,
+        ),
         like,
     )
+    traced_seed = _compat.backend_name(_compat.array_namespace(like)) == "jax"
     save_every = config.save_every or config.eval_every
     result = TrainResult(params, run.vocab, step, train_loss, val_loss)
     if on_start is not None and step < config.steps:
@@ -585,6 +629,11 @@ def fit(
                     carried = init_char_state(params, config.batch)
                 t0 = time.perf_counter()
                 step_size, bc2_sqrt = adam_scalars(step + 1, config.lr, config.betas)
+                seed = None  # the step's dropout masks: from the run's seed and the step alone
+                if config.dropout:
+                    seed = dropout_seed(config.seed, step)
+                    if traced_seed:  # an argument of the compiled step, not a constant
+                        seed = to_device_like(np.asarray(seed, np.int32), like)
                 with _quiet_floats():  # a non-finite step is reported by the guard below
                     new = train_step(
                         params,
@@ -595,6 +644,7 @@ def fit(
                         to_device_like(y, like),
                         step_size,
                         bc2_sqrt,
+                        seed,
                     )
                 loss, norm = float(new[0]), float(new[1])  # waits for the step: honest timing
                 if not (math.isfinite(loss) and math.isfinite(norm)):  # not committed
@@ -621,7 +671,9 @@ def fit(
                 )
                 if step % config.eval_every == 0 or last:
                     with _quiet_floats():
-                        val = evaluate(params, run.val, dtype=run.compute)
+                        val = evaluate(
+                            params, run.val, dtype=run.compute, nonlinearity=config.nonlinearity
+                        )
                     if not math.isfinite(val):
                         raise diverged(step, f"the validation loss is {val}")
                     is_best = all(val < earlier for _, earlier in val_loss)
@@ -640,6 +692,7 @@ def fit(
                             temperature=SAMPLE_TEMPERATURE,
                             seed=config.seed + step,
                             lines=config.split_lines,
+                            nonlinearity=config.nonlinearity,
                         )
                         text = text.strip("\n")  # delimited: told apart from the progress
                         line += f"\n--- sample (step {step}) ---\n{text}\n---"

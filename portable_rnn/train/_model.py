@@ -14,10 +14,16 @@ Parameters are one flat dict (the layout of checkpoints and of `adam_update`):
 Batches are ``(m, T)`` integer arrays of character indices (``m`` streams of
 ``T`` steps), and the state carried between chunks is a dict: ``"h"``
 (num_layers, H, m), and for the LSTM ``"c"`` likewise.
+
+The parameters are arrays only: the RNN's ``nonlinearity`` (``"tanh"`` or ``"relu"``)
+is not among them but a keyword of every function that runs the model (a run's
+checkpoint keeps it in its header, ``config.nonlinearity``), and so is dropout between
+the layers (``dropout``, ``seed``), which only training uses.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple, cast
 
 import numpy as np
@@ -264,7 +270,7 @@ class _ModelCache(NamedTuple):
         return None if isinstance(self.n, int) else self.n
 
 
-def _run(params, inputs, state, lengths=None):
+def _run(params, inputs, state, lengths=None, nonlinearity="tanh", dropout=0.0, seed=None):
     """The shared forward: embedding, stack, output layer. Returns logits (V, m*T) and more."""
     spec = describe_model(params)
     h0, c0 = _check_state(spec, state)
@@ -273,6 +279,10 @@ def _run(params, inputs, state, lengths=None):
     x = xp.permute_dims(emb, (2, 0, 1))  # (E, m, T), the column dialect
     # lengths only when given: the call of a run on a continuous text is as it always was
     padded = {} if lengths is None else {"lengths": lengths}
+    if nonlinearity != "tanh":  # refused for another cell by multilayer_forward, named
+        padded["nonlinearity"] = nonlinearity
+    if dropout:  # training only: masks between the layers, from ``seed``
+        padded.update(dropout=dropout, seed=seed)
     out, h_n, c_n, rnn_cache = multilayer_forward(
         x, _stack(params, spec), cell=spec["cell"], a0=h0, c0=c0, **padded
     )
@@ -283,7 +293,7 @@ def _run(params, inputs, state, lengths=None):
     return xp, spec, logits, new_state, (params, emb_cache, rnn_cache, flat, (m, T))
 
 
-def char_model_logits(params, inputs, state=None, lengths=None):
+def char_model_logits(params, inputs, state=None, lengths=None, *, nonlinearity="tanh"):
     """Scores of the next character after every input character.
 
     Parameters
@@ -297,6 +307,9 @@ def char_model_logits(params, inputs, state=None, lengths=None):
     lengths : array of an integer dtype, shape (m,), optional
         Variable-length sequences: steps ``t >= lengths[n]`` of row ``n`` are
         padding (see `portable_rnn.multilayer_forward`); ``None``: every step is real.
+    nonlinearity : {"tanh", "relu"}, keyword-only
+        The activation of an RNN model (``cell="rnn"``; the other cells take only
+        ``"tanh"``, their own gates): what it was trained with.
 
     Returns
     -------
@@ -307,11 +320,39 @@ def char_model_logits(params, inputs, state=None, lengths=None):
         The state after the last step (of each row's own last step, with
         ``lengths``), for the next chunk.
     """
-    xp, spec, logits, new_state, (_, _, _, _, (m, T)) = _run(params, inputs, state, lengths)
+    xp, spec, logits, new_state, (_, _, _, _, (m, T)) = _run(
+        params, inputs, state, lengths, nonlinearity
+    )
     return xp.reshape(logits.T, (m, T, spec["vocab_size"])), new_state
 
 
-def char_model_forward(params, inputs, targets, state=None, lengths=None):
+@functools.cache
+def logits_function(nonlinearity: str = "tanh"):
+    """`char_model_logits` with ``nonlinearity`` fixed, one function per value.
+
+    What a compiled sampling or evaluation step wraps: ``jax.jit`` of the same function
+    object compiles once, where a new closure per call would compile anew.
+    """
+    if nonlinearity == "tanh":
+        return char_model_logits
+
+    def logits(params, inputs, state=None, lengths=None):
+        return char_model_logits(params, inputs, state, lengths, nonlinearity=nonlinearity)
+
+    return logits
+
+
+def char_model_forward(
+    params,
+    inputs,
+    targets,
+    state=None,
+    lengths=None,
+    *,
+    nonlinearity="tanh",
+    dropout=0.0,
+    seed=None,
+):
     """Mean cross-entropy of the next characters, and what the backward needs.
 
     Parameters
@@ -330,6 +371,17 @@ def char_model_forward(params, inputs, targets, state=None, lengths=None):
         the stack carries the state through them (`portable_rnn.multilayer_forward`)
         and the loss leaves them out (``temporal_softmax_loss``'s mask), whatever
         their inputs and targets. ``None``: every step counts.
+    nonlinearity : {"tanh", "relu"}, keyword-only
+        The activation of an RNN model (``cell="rnn"``; the other cells take only
+        ``"tanh"``, their own gates): what it was trained with.
+    dropout : float, keyword-only
+        Training only: dropout on the inputs of every recurrent layer but the first
+        (PyTorch's placement), in ``[0, 1)``; ``0`` (the default, and to evaluate): none.
+        A one-layer model has no such inputs: it changes nothing.
+    seed : int or JAX integer scalar, optional, keyword-only
+        The masks' seed, required with ``dropout`` (see `portable_rnn.multilayer_forward`):
+        an int draws them with NumPy on the host (the same on every backend); a 0-d
+        integer JAX array with ``jax.random`` (traceable: one compilation for every seed).
 
     Returns
     -------
@@ -346,7 +398,9 @@ def char_model_forward(params, inputs, targets, state=None, lengths=None):
     cache : object
         For `char_model_backward`.
     """
-    xp, spec, logits, new_state, cache = _run(params, inputs, state, lengths)
+    xp, spec, logits, new_state, cache = _run(
+        params, inputs, state, lengths, nonlinearity, dropout, seed
+    )
     m, T = cache[-1]
     n = m * T
     V = spec["vocab_size"]
@@ -397,7 +451,17 @@ def char_model_backward(cache) -> dict:
     return {k: grads[k] for k in params}
 
 
-def char_model_loss_and_grads(params, inputs, targets, state=None, lengths=None):
+def char_model_loss_and_grads(
+    params,
+    inputs,
+    targets,
+    state=None,
+    lengths=None,
+    *,
+    nonlinearity="tanh",
+    dropout=0.0,
+    seed=None,
+):
     """`char_model_forward` then `char_model_backward`: one training step's numbers.
 
     Parameters
@@ -411,6 +475,8 @@ def char_model_loss_and_grads(params, inputs, targets, state=None, lengths=None)
     lengths : array of an integer dtype, shape (m,), optional
         Variable-length sequences (see `char_model_forward`); padding steps get
         no gradient and give none.
+    nonlinearity, dropout, seed : keyword-only
+        As `char_model_forward` takes them; the backward uses the forward's dropout masks.
 
     Returns
     -------
@@ -421,5 +487,14 @@ def char_model_loss_and_grads(params, inputs, targets, state=None, lengths=None)
     state : dict
         The state after the last step, for the next chunk.
     """
-    loss, new_state, cache = char_model_forward(params, inputs, targets, state, lengths)
+    loss, new_state, cache = char_model_forward(
+        params,
+        inputs,
+        targets,
+        state,
+        lengths,
+        nonlinearity=nonlinearity,
+        dropout=dropout,
+        seed=seed,
+    )
     return loss, char_model_backward(cache), new_state

@@ -27,7 +27,7 @@ from ._checkpoint import (
 from ._sample import MAX_SAMPLE_LENGTH
 from ._text import Vocabulary
 
-__all__ = ["RUN_DTYPES", "STRUCTURAL", "TrainConfig", "master_dtype"]
+__all__ = ["RUN_DTYPES", "STRUCTURAL", "TrainConfig", "dropout_seed", "master_dtype"]
 
 #: The dtypes a run computes in. float16 and bfloat16 (where the backend has them) are
 #: mixed precision: the parameters and Adam's moments stay float32 (the master weights,
@@ -41,6 +41,20 @@ def master_dtype(dtype):
     return "float32" if dtype in ("float16", "bfloat16") else dtype
 
 
+#: Keeps the dropout masks' seeds apart from every other use of a run's seed.
+_DROPOUT_STREAM = 0x0D70
+
+
+def dropout_seed(seed: int, step: int) -> int:
+    """The seed of the dropout masks of training step ``step`` (from 0) of a run of ``seed``.
+
+    A function of the two alone, so a resumed run draws the masks the uninterrupted run
+    drew; in ``[0, 2**31)``, so that it fits the int32 scalar a compiled JAX step takes.
+    """
+    state = np.random.SeedSequence([seed, step, _DROPOUT_STREAM]).generate_state(1)
+    return int(state[0]) >> 1
+
+
 #: Options that fix the model or the batches: a resumed run must keep them.
 STRUCTURAL = (
     "cell",
@@ -51,10 +65,11 @@ STRUCTURAL = (
     "batch",
     "val_fraction",
     "split_lines",
+    "nonlinearity",
 )
 #: Options added after checkpoints were first written, with the value a header without
 #: them means (their runs had no such option).
-_ADDED_LATER = {"split_lines": False}
+_ADDED_LATER = {"split_lines": False, "nonlinearity": "tanh", "dropout": 0.0}
 #: The groups of arrays of a run's checkpoint.
 GROUPS = ("params", "adam_m", "adam_v", "state", "history")
 _SHA256 = re.compile("[0-9a-f]{64}")
@@ -113,6 +128,16 @@ class TrainConfig:
         longer than ``seq_len - 1`` characters cut into pieces of ``seq_len``
         steps; the last lines held out. ``False``: truncated BPTT over the text
         as one stream.
+    nonlinearity : {"tanh", "relu"}
+        The RNN's activation (``cell="rnn"`` only; the other cells take ``"tanh"``).
+        Part of the model: its checkpoints keep it, and sampling, export and a resumed
+        run use it (a checkpoint without it is a tanh model).
+    dropout : float
+        Dropout probability, in ``[0, 1)``, on the inputs of every recurrent layer but
+        the first (PyTorch's placement; a one-layer model has none, so nothing changes).
+        Training only: validation and samples run without it. The masks of step ``k``
+        are drawn from `dropout_seed` ``(seed, k)``, so a resumed run is the run that
+        was not interrupted.
     """
 
     cell: str = "lstm"
@@ -136,6 +161,8 @@ class TrainConfig:
     device: str | None = None
     dtype: str | None = None
     split_lines: bool = False
+    nonlinearity: str = "tanh"
+    dropout: float = 0.0
 
     def __post_init__(self):
         positive = ("hidden", "layers", "embed", "seq_len", "batch", "steps", "eval_every")
@@ -184,7 +211,17 @@ class TrainConfig:
             raise ValueError(f"backend must be a str or None, got {shown(self.backend)}")
         if not isinstance(self.split_lines, bool):
             raise ValueError(f"split_lines must be True or False, got {shown(self.split_lines)}")
+        if self.nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be tanh or relu, got {shown(self.nonlinearity)}")
+        if self.nonlinearity != "tanh" and self.cell != "rnn":
+            raise ValueError(
+                f"nonlinearity {self.nonlinearity} is the RNN's activation (cell rnn); "
+                f"cell {self.cell} has its own gates"
+            )
+        if not (_is_number(self.dropout) and 0 <= self.dropout < 1):
+            raise ValueError(f"dropout must be a number in [0, 1), got {shown(self.dropout)}")
         object.__setattr__(self, "betas", tuple(self.betas))
+        object.__setattr__(self, "dropout", float(self.dropout))
 
     @classmethod
     def from_checkpoint(cls, path, **overrides) -> TrainConfig:

@@ -6,7 +6,7 @@ import numpy as np
 
 from .._backend.devices import to_numpy as _to_numpy
 from .._backend.seam import compile_function
-from ._model import char_model_logits, describe_model, init_char_state, to_device_like
+from ._model import describe_model, init_char_state, logits_function, to_device_like
 from ._text import Vocabulary
 
 __all__ = ["MAX_SAMPLE_LENGTH", "sample"]
@@ -47,7 +47,15 @@ def check_prime(vocab, prime) -> None:
 
 
 def sample(
-    params, vocab, *, length=200, temperature=1.0, prime=None, seed=None, lines=False
+    params,
+    vocab,
+    *,
+    length=200,
+    temperature=1.0,
+    prime=None,
+    seed=None,
+    lines=False,
+    nonlinearity="tanh",
 ) -> str:
     """Generate text, one character at a time.
 
@@ -85,6 +93,8 @@ def sample(
         (``TrainConfig.split_lines``) saw them: the state is reset after every
         newline, and only the last line of ``prime`` is fed (after a newline, as
         in training). ``False``: the state runs on through the whole text.
+    nonlinearity : {"tanh", "relu"}, optional, keyword-only
+        The activation of an RNN model, as it was trained (``TrainConfig.nonlinearity``).
 
     Returns
     -------
@@ -118,7 +128,7 @@ def sample(
     context = "\n" + prime.rsplit("\n", 1)[-1] if newline >= 0 else prime
     ids = vocab.encode(context)
     like = params["Wy"]
-    step = compile_function(char_model_logits, like)
+    step = compile_function(logits_function(nonlinearity), like)
     zeros = state = init_char_state(params, 1)
     if len(ids) > 1:
         _, state = step(params, to_device_like(ids[None, :-1], like), state)
