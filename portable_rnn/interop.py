@@ -451,9 +451,7 @@ def to_torch(
         clip=clip,
         input_forget=input_forget,
     )
-    if not isinstance(reverse, bool):
-        raise TypeError(f"reverse must be True or False, got {reverse!r}")
-    if reverse:
+    if _spec.check_flag("reverse", reverse):
         raise ValueError(
             "no PyTorch module computes reverse=True (a unidirectional stack run backwards); "
             "reverse x in time instead"

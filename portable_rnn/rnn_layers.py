@@ -171,12 +171,6 @@ def _backward_mask(xp, run: _SequenceCache, lengths, what: str):
     return _sequence.step_mask(xp, run.lengths, run.x.shape[-1])
 
 
-def _check_reverse(reverse) -> bool:
-    if not isinstance(reverse, bool):
-        raise TypeError(f"reverse must be True or False, got {reverse!r}")
-    return reverse
-
-
 def _run(xp, cell: _sequence.Cell, w, x_col, init, mask, reverse: bool):
     """`sequence.forward`, over the flipped sequence (and mask) with ``reverse``:
     ``(x_run, mask_run, states)``."""
@@ -347,7 +341,7 @@ def rnn_forward(x, h0, Wx, Wh, b, *, lengths=None, nonlinearity="tanh", reverse=
         For `rnn_backward`.
     """
     math = _rnn.cell(_spec.check_options(_spec.RNN, nonlinearity=nonlinearity))
-    reverse = _check_reverse(reverse)
+    reverse = _spec.check_flag("reverse", reverse)
     xp = _check_arrays({"x": x, "h0": h0, "Wx": Wx, "Wh": Wh, "b": b})
     dims = _rnn_dims("x", x, "N T D", "h0", h0, Wx, Wh, b)
     dims.require_steps("T", "x", x)
@@ -441,7 +435,7 @@ def _gated_dims(spec: _spec.CellSpec, x_name, x, x_letters, h_name, h, Wx, Wh, b
 def _gated_forward(cell: _sequence.Cell, x, h0, Wx, Wh, b, bhn=None, lengths=None, reverse=False):
     """The LSTM's or GRU's sequence forward: checks, then the column core."""
     spec = cell.spec
-    reverse = _check_reverse(reverse)
+    reverse = _spec.check_flag("reverse", reverse)
     named = {"x": x, "h0": h0, "Wx": Wx, "Wh": Wh, "b": b}
     xp = _check_arrays(named if not spec.hidden_biases else {**named, "bhn": bhn})
     dims = _gated_dims(spec, "x", x, "N T D", "h0", h0, Wx, Wh, b, bhn)

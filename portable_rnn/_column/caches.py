@@ -18,7 +18,6 @@ __all__ = [
     "StepCaches",
     "backward_mask",
     "check_da",
-    "check_reverse",
     "in_time_order",
     "run_backward",
     "run_forward",
@@ -161,13 +160,6 @@ def backward_mask(xp, run: StepCaches, lengths, what: str, forward: str):
     `check_backward_lengths` of the backward's optional ``lengths``."""
     check_backward_lengths(xp, run.x, run.lengths, lengths, what, forward)
     return sequence.step_mask(xp, run.lengths, run.x.shape[-1])
-
-
-def check_reverse(reverse) -> bool:
-    """``reverse`` of a sequence forward: ``True`` or ``False``, named otherwise."""
-    if not isinstance(reverse, bool):
-        raise TypeError(f"reverse must be True or False, got {reverse!r}")
-    return reverse
 
 
 def run_forward(xp, cell, w: Weights, x, init, mask, reverse: bool):

@@ -42,12 +42,11 @@ from .._core import gru as core
 from .._core import sequence
 from .._core.activations import softmax
 from .._core.sequence import zero_padded
-from .._core.spec import GRU
+from .._core.spec import GRU, check_flag
 from .._validate import Dims, check_arrays, float32_inside
 from .caches import (
     StepCaches,
     check_da,
-    check_reverse,
     in_time_order,
     run_backward,
     run_forward,
@@ -219,7 +218,7 @@ def gru_forward(x, a0, parameters, *, lengths=None, reverse=False):
         share no memory with the caches, and changing ``x``, ``a0`` or the parameters
         afterwards does not change them (see "Aliasing" in the conventions).
     """
-    reverse = check_reverse(reverse)
+    reverse = check_flag("reverse", reverse)
     xp, p, dims, lengths, mask = check_sequence(GRU, x, a0, parameters, lengths=lengths)
     if a0 is None:
         a0 = zeros_like_state(xp, (dims["n_a"], dims["m"]), x)

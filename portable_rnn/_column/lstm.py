@@ -33,12 +33,11 @@ from .._core import lstm as core
 from .._core import sequence
 from .._core.activations import softmax
 from .._core.sequence import zero_padded
-from .._core.spec import LSTM
+from .._core.spec import LSTM, check_flag
 from .._validate import Dims, check_arrays, float32_inside
 from .caches import (
     StepCaches,
     check_da,
-    check_reverse,
     in_time_order,
     run_backward,
     run_forward,
@@ -235,7 +234,7 @@ def lstm_forward(x, a0, parameters, *, c0=None, lengths=None, reverse=False):
         share no memory with the caches, and changing ``x``, ``a0``, ``c0`` or the
         parameters afterwards does not change them (see "Aliasing" in the conventions).
     """
-    reverse = check_reverse(reverse)
+    reverse = check_flag("reverse", reverse)
     xp, p, dims, lengths, mask = check_sequence(LSTM, x, a0, parameters, c0, lengths)
     shape = (dims["n_a"], dims["m"])
     has_c0 = c0 is not None

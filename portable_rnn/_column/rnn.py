@@ -25,12 +25,11 @@ from .._core import rnn as core
 from .._core import sequence
 from .._core.activations import softmax
 from .._core.sequence import zero_padded
-from .._core.spec import RNN
+from .._core.spec import RNN, check_flag
 from .._validate import Dims, check_arrays, float32_inside
 from .caches import (
     StepCaches,
     check_da,
-    check_reverse,
     in_time_order,
     run_backward,
     run_forward,
@@ -200,7 +199,7 @@ def rnn_forward(x, a0, parameters, *, lengths=None, reverse=False):
     The input product ``Wax @ x`` and the output product ``Wya @ a`` are each
     one matrix product over all steps; only ``Waa @ a<t-1>`` runs per step.
     """
-    reverse = check_reverse(reverse)
+    reverse = check_flag("reverse", reverse)
     xp, p, dims, lengths, mask = check_sequence(RNN, x, a0, parameters, lengths=lengths)
     if a0 is None:
         a0 = zeros_like_state(xp, (dims["n_a"], dims["m"]), x)

@@ -23,7 +23,7 @@ from .._backend.devices import dropout_masks
 from .._backend.seam import snapshot
 from .._core import sequence
 from .._core import stacked as core
-from .._core.spec import OPTION_SHAPES, CellSpec, cell_spec, check_options
+from .._core.spec import OPTION_SHAPES, CellSpec, cell_spec, check_flag, check_options
 from .._validate import (
     Dims,
     check_arrays,
@@ -280,9 +280,7 @@ def multilayer_forward(
         clip=clip,
         input_forget=input_forget,
     )
-    if not isinstance(reverse, bool):
-        raise TypeError(f"reverse must be True or False, got {reverse!r}")
-    if reverse and bidirectional:
+    if check_flag("reverse", reverse) and bidirectional:
         raise ValueError(
             "reverse=True is for a unidirectional stack; a bidirectional one already runs both ways"
         )

@@ -27,6 +27,7 @@ __all__ = [
     "CellSpec",
     "Options",
     "cell_spec",
+    "check_flag",
     "check_options",
 ]
 
@@ -245,6 +246,14 @@ _OWNER = {
 }
 
 
+def check_flag(name: str, value) -> bool:
+    """A ``True``/``False`` argument (``reverse``, ``input_forget``...), or a ``TypeError``
+    naming it (``1``, ``"yes"`` and ``None`` are refused: no truthiness)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
 def check_options(spec: CellSpec, names: Mapping[str, str] | None = None, **given) -> Options:
     """`Options` from keyword values, checked before any work.
 
@@ -278,7 +287,7 @@ def check_options(spec: CellSpec, names: Mapping[str, str] | None = None, **give
             if not value > 0 or value == float("inf"):
                 raise ValueError(f"clip must be a positive finite number or None, got {value!r}")
             value = float(value)
-        elif not isinstance(value, bool):
-            raise TypeError(f"{arg} must be True or False, got {value!r}")
+        else:
+            check_flag(arg, value)
         values[option] = value
     return Options(**values)
