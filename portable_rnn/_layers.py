@@ -161,7 +161,7 @@ def _variant(
         clip=clip,
         input_forget=input_forget,
     )
-    p_drop, _ = check_dropout(dropout, 0, 1)
+    p_drop, _ = check_dropout(dropout, 0)  # the seed comes per call
     return _Variant(dataclasses.replace(options, proj=bool(proj_size)), proj_size, p_drop)
 
 

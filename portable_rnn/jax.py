@@ -207,7 +207,7 @@ def multilayer_forward(
     for k, p in enumerate(params):
         named.update({f"layers[{k}]['{key}']": v for key, v in p.items()})
     _require_jax(_validate.check_arrays(named, optional=("a0", "c0")), named)
-    stacked.check_dropout(dropout, seed, len(layers))
+    stacked.check_dropout(dropout, seed)
     options = {
         "nonlinearity": nonlinearity,
         "reset_after": reset_after,

@@ -153,7 +153,7 @@ def _checked_layers(spec: CellSpec, layers, n_x: int, directions: int):
     return params, n_a, len(layers) // directions, cast(int, n_p if proj else n_a)
 
 
-def check_dropout(dropout, seed, layers: int):
+def check_dropout(dropout, seed):
     """``dropout`` in [0, 1) and, when on, an int ``seed``; returns ``(p, seed)``."""
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
         raise TypeError(f"dropout must be a number in [0, 1), got {dropout!r}")
@@ -301,7 +301,7 @@ def multilayer_forward(
     dims.check("x", x, "n_x m T_x")
     dims.require_steps("T_x", "x", x)
     params, n_a, L, n_h = _check_layers(spec, layers, dims["n_x"], D)
-    p_drop, seed = check_dropout(dropout, seed, L)
+    p_drop, seed = check_dropout(dropout, seed)
     dims.define("n_a", n_a, "layers[0]")
     dims.define("n_p", n_h, "layers[0]['Wp']")
     dims.define("L*D", L * D, "len(layers)")

@@ -129,7 +129,8 @@ def step_backward(xp, w: Weights, dcarry: Carry, saved, prev, options: Options =
     drp = dra * a_prev * r * (1.0 - r)
     drz = xp.concat([drp, dzp], axis=0)
     da_prev = w.WaT[:, : 2 * n_a] @ drz + dra * r + da * z
-    return Carry(da_prev), (xp.concat([drz, dn], axis=0), xp.concat([drz, dn], axis=0))
+    dpre = xp.concat([drz, dn], axis=0)  # at xw and at the recurrent products alike
+    return Carry(da_prev), (dpre, dpre)
 
 
 def _finish_reset_before(xp, w: Weights, dw: Weights, dpre, states, prev, init) -> Weights:

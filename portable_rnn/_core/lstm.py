@@ -36,6 +36,8 @@ __all__ = [
     "step",
     "step_backward",
     "variant_step",
+    "variant_step_backward",
+    "variant_step_forward",
 ]
 
 
@@ -109,18 +111,20 @@ def _gate_grads(xp, da, dc, f, i, cc, o, c_prev, tc):
     )
 
 
-def step(xp, w: Weights, xw, carry: Carry, options: Options = CLASSIC):
+def step(xp, w: Weights, xw, carry: Carry):
     """One step from the input part ``xw (4 n_a, m)`` and the previous carry."""
-    if options == CLASSIC:
-        values = activate(xp, xw + w.Wa @ carry.a, carry.c, carry.c.shape[0])
-        return Carry(values.a, values.c), values
+    values = activate(xp, xw + w.Wa @ carry.a, carry.c, carry.c.shape[0])
+    return Carry(values.a, values.c), values
+
+
+def variant_step_forward(xp, w: Weights, xw, carry: Carry, options: Options):
+    """`step` of a variant (`Options`)."""
     return _variant_step(xp, w, xw + w.Wa @ carry.a, carry.c, options)
 
 
 def _clipped(xp, z, clip):
     """``z`` clipped to ``[-clip, clip]`` and where it was inside (1.0) or not (0.0)."""
-    inside = xp.abs(z) <= clip
-    return xp.clip(z, -clip, clip), xp.where(inside, xp.ones_like(z), xp.zeros_like(z))
+    return xp.clip(z, -clip, clip), xp.astype(xp.abs(z) <= clip, z.dtype)
 
 
 def _variant_step(xp, w: Weights, z, c_prev, options: Options):
@@ -150,18 +154,19 @@ def _variant_step(xp, w: Weights, z, c_prev, options: Options):
     return Carry(a, c), kind(f, i, cc, o, c, tc, a, *extra)
 
 
-def step_backward(xp, w: Weights, dcarry: Carry, saved, prev, options: Options = CLASSIC):
-    """``(da<t-1>, dc<t-1>)`` and ``(dz,)`` of one step; ``saved = (f, i, cc, o, tc)``.
-
-    A variant saves ``(f, i, cc, o, c, tc)`` (and ``keep`` with a clip) and, with a
-    projection, also returns
-    the gradient at ``a<t>`` (``(dz, da)``), whose product with ``m`` gives ``dWp``.
-    """
+def step_backward(xp, w: Weights, dcarry: Carry, saved, prev):
+    """``(da<t-1>, dc<t-1>)`` and ``(dz,)`` of one step; ``saved = (f, i, cc, o, tc)``."""
+    f, i, cc, o, tc = saved
     (c_prev,) = prev
-    if options == CLASSIC:
-        f, i, cc, o, tc = saved
-        dz, dc_prev = pre_activation_grads(xp, dcarry.a, dcarry.c, f, i, cc, o, c_prev, tc)
-        return Carry(w.WaT @ dz, dc_prev), (dz,)
+    dz, dc_prev = pre_activation_grads(xp, dcarry.a, dcarry.c, f, i, cc, o, c_prev, tc)
+    return Carry(w.WaT @ dz, dc_prev), (dz,)
+
+
+def variant_step_backward(xp, w: Weights, dcarry: Carry, saved, prev, options: Options):
+    """`step_backward` of a variant: ``saved = (f, i, cc, o, c, tc)`` (and ``keep`` with a
+    clip); with a projection it also returns the gradient at ``a<t>`` (``(dz, da)``), whose
+    product with ``m`` gives ``dWp``."""
+    (c_prev,) = prev
     f, i, cc, o, _, tc, *rest = saved
     keep: Any = rest[0] if rest else None  # set with a clip
     n_a = c_prev.shape[0]
@@ -220,11 +225,11 @@ def _finish(xp, w: Weights, dw: Weights, dpre, states, prev, init) -> Weights:
 @functools.cache
 def cell(options: Options) -> Cell:
     """The LSTM's math for ``options`` (one object per variant: a static of JAX's caches)."""
-    bound = {"options": options}
-    fwd, bwd = functools.partial(step, **bound), functools.partial(step_backward, **bound)
     if options == CLASSIC:
         # the backward step reads f, i, cc, o, tanh(c) of its step, and the cell state before it
-        return Cell(LSTM, Carry, Step, fwd, bwd, ("f", "i", "cc", "o", "tc"), ("c",), options)
+        return Cell(LSTM, Carry, Step, step, step_backward, ("f", "i", "cc", "o", "tc"), ("c",))
+    fwd = functools.partial(variant_step_forward, options=options)
+    bwd = functools.partial(variant_step_backward, options=options)
     clip = options.clip is not None
     saved = ("f", "i", "cc", "o", "c", "tc", *(("keep",) if clip else ()))
     finish = _finish if options.peepholes or options.proj else None

@@ -263,14 +263,13 @@ def check_options(spec: CellSpec, names: Mapping[str, str] | None = None, **give
     ``{"proj": "proj_size"}``), as is a wrong type or value.
     """
     names = dict(names or {})
-    default = CLASSIC
     values = {}
     for option, value in given.items():
         arg = names.get(option, option)
-        if value is None or (value is getattr(default, option) and option != "clip"):
+        if value is None:
             continue
         if option not in spec.options:
-            if value == getattr(default, option):
+            if value == getattr(CLASSIC, option):
                 continue
             raise ValueError(
                 f"{arg}={value!r} is {_OWNER[option]} option; cell {spec.name!r} has no {arg}"
