@@ -6,6 +6,8 @@ float64; see `portable_rnn._tools.check`. ``portable-rnn bench`` times the seque
 next to PyTorch and JAX references; see `portable_rnn._tools.bench`. ``portable-rnn
 train`` and ``portable-rnn sample`` train and sample a character-level language
 model, and ``portable-rnn export`` writes its ONNX model; see `portable_rnn.train`.
+``portable-rnn score`` computes a checkpoint's bits per character over a text of any
+size, read in pieces, on one machine or on Dask; see `portable_rnn.train._score`.
 """
 
 from __future__ import annotations
@@ -102,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(sub)
     add_sample_parser(sub)
     add_export_parser(sub)
+    from .train._score import add_score_parser
+
+    add_score_parser(sub)
     return parser
 
 
@@ -136,6 +141,10 @@ def main(argv=None) -> int:
         return run_sample(args)
     if args.command == "export":
         return run_export(args)
+    if args.command == "score":
+        from .train._score import run_score
+
+        return run_score(args)
     from ._tools.check import run_check
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None

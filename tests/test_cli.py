@@ -70,7 +70,7 @@ def test_a_bad_top_level_option_gives_the_top_level_usage(capsys):
 def test_every_option_of_every_subcommand_has_a_help_text():
     parser = build_parser()
     commands = subcommands(parser)
-    assert set(commands) == {"check", "bench", "train", "sample", "export"}
+    assert set(commands) == {"check", "bench", "train", "sample", "export", "score"}
     missing = []
     for name, command in [("portable-rnn", parser), *commands.items()]:
         for action in command._actions:

@@ -19,7 +19,9 @@ own (no autodiff). The pieces are public so that a user can write their own loop
     print(T.sample(params, vocab, length=200, seed=0))
 
 `fit` is that loop with validation, checkpoints, resume and a progress bar; the
-``portable-rnn train`` and ``portable-rnn sample`` commands run it.
+``portable-rnn train`` and ``portable-rnn sample`` commands run it. `score` computes a
+model's bits per character over a text of any size, read in pieces, on one machine or
+on Dask (``portable-rnn score``).
 """
 
 from ._checkpoint import (
@@ -44,6 +46,7 @@ from ._model import (
 from ._optim import adam_init, adam_update, clip_grad_norm, global_norm
 from ._runfile import STRUCTURAL, TrainConfig
 from ._sample import MAX_SAMPLE_LENGTH, sample
+from ._score import ScoreResult, score
 from ._text import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_CORPUS,
@@ -72,6 +75,7 @@ __all__ = [
     "CorpusError",
     "DivergenceError",
     "LineBatches",
+    "ScoreResult",
     "TextBatches",
     "TrainConfig",
     "TrainResult",
@@ -97,6 +101,7 @@ __all__ = [
     "read_corpus",
     "sample",
     "save_checkpoint",
+    "score",
     "split_corpus",
     "to_device_like",
 ]
