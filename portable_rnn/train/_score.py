@@ -533,9 +533,9 @@ def _score_dask(params, index: CorpusIndex, vocab, nonlinearity, progress, clien
     from dask.delayed import delayed
     from distributed import as_completed
 
-    host = {k: np.asarray(v) for k, v in params.items()}
     if not all(isinstance(v, np.ndarray) for v in params.values()):
         raise TypeError("score on Dask takes NumPy params (to_backend(params, 'numpy'))")
+    host = dict(params)
     start = time.perf_counter()
     L, nb = index.chunk_len, index.blocks
     parts = [
