@@ -48,6 +48,7 @@ ALLOWED = {
     "_onnx": {"_backend", "_core", "_validate"},
     "interop": {"_backend", "_core", "_creation", "_onnx", "_validate"},
     "testing": {"_backend"},
+    "parallel": set(),
     "jax": {"__init__", "_backend", "_column", "_core", "_validate"},
     "torch": {"__init__", "_backend", "_column", "_core", "_validate", "_creation", "interop"},
     "pytest_plugin": {"testing"},
@@ -61,6 +62,7 @@ ALLOWED = {
         "_creation",
         "_npz",
         "_onnx",
+        "parallel",
     },
     "__main__": {"_tools", "train"},
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -74,6 +75,24 @@ def add_train_parser(sub) -> None:
         "has them) train in mixed precision: float32 parameters and Adam state, the model "
         "run on a half copy",
     )
+    p.add_argument(
+        "--devices",
+        type=_devices,
+        default=None,
+        help="data parallelism with --backend jax: N devices, or 'all' (default 1). The "
+        "batch and the carried state are split over a jax.sharding mesh, the parameters "
+        "and Adam's state replicated; --batch must divide by N. Checkpoints are the same "
+        "files: resume on any number of devices or another backend. More CPU devices for "
+        "trying it: XLA_FLAGS=--xla_force_host_platform_device_count=N",
+    )
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join a multi-host JAX job first (jax.distributed.initialize) from "
+        "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID or the cluster "
+        "manager (Slurm, Open MPI...); with --devices all, every device of the job; "
+        "process 0 writes the checkpoints",
+    )
     p.add_argument("--out", default=None, help=f"checkpoint (default {DEFAULT_OUT}, or --resume)")
     p.add_argument(
         "--keep-best",
@@ -144,6 +163,19 @@ def add_export_parser(sub) -> None:
     )
 
 
+def _devices(text: str):
+    """``--devices``: ``all`` or a positive int (argparse reports anything else)."""
+    if text == "all":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive int or 'all', got {text!r}")
+    return n
+
+
 def _add_target(p, dtype_help: str) -> None:
     p.add_argument("--backend", default=None, help="numpy, jax, torch, cupy... (default: config)")
     p.add_argument("--device", default=None, help="cpu, gpu, gpu:N... (default: config)")
@@ -202,11 +234,27 @@ def _check_variants(args) -> None:
             )
 
 
+def _check_devices(args) -> None:
+    """``--devices``/``--distributed`` on JAX only; ``--distributed`` joins the job first."""
+    parallel = args.distributed or args.devices not in (None, 1)
+    backend = args.backend or get_config().backend
+    if parallel and args.resume is None and backend != "jax":
+        flag = "--distributed" if args.distributed else f"--devices {args.devices}"
+        raise ValueError(
+            f"{flag} runs on JAX's sharding; the backend is {backend} (add --backend jax)"
+        )
+    if args.distributed:
+        from ..parallel import initialize_distributed
+
+        initialize_distributed()
+
+
 def run_train(args) -> int:
     given = {k: getattr(args, k) for k in _OPTIONS if getattr(args, k) is not None}
     out, start = None, 0
     try:
         _check_variants(args)
+        _check_devices(args)
         if args.resume is not None:
             config = TrainConfig.from_checkpoint(args.resume, **given)
         else:
@@ -236,6 +284,7 @@ def run_train(args) -> int:
             log=lambda line: print(line, flush=True),
             progress=not args.no_progress,
             on_start=lambda line: print(f"portable-rnn train: {line}", flush=True),
+            devices=args.devices,
         )
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: fit wrote a checkpoint
         what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"

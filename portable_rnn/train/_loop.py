@@ -206,6 +206,7 @@ def in_dtype(tree: Any, dtype) -> Any:
     return out
 
 
+@functools.cache
 def _make_train_step(
     clip: float,
     betas,
@@ -218,7 +219,8 @@ def _make_train_step(
     """One training step; ``lines``: its ``state`` argument is the batch's lengths instead.
     ``compute``: a half dtype to run the model in (`in_dtype`), or ``None``. ``seed``: the
     step's dropout masks' seed (`dropout_seed`; a JAX int32 scalar for a compiled step, so
-    that every step runs one compilation), ``None`` without dropout."""
+    that every step runs one compilation), ``None`` without dropout. One function per
+    set of options, so that ``jax.jit`` compiles it once for every run of a process."""
     # only the options a run has: a default run calls the model as it always did
     model_options = {} if nonlinearity == "tanh" else {"nonlinearity": nonlinearity}
 
@@ -445,7 +447,7 @@ class _Run:
         val_loss = [(int(s), float(x)) for s, x in hist.get("val", np.zeros((0, 2)))]
         return params, opt, state, int(self.header["step"]), train_loss, val_loss
 
-    def save(self, path, params, m, v, state, step, train_loss, val_loss):
+    def save(self, path, params, m, v, state, step, train_loss, val_loss, trained_on=None):
         c = self.config
         header = {
             # where to run is kept as asked for (names only: device objects are not JSON),
@@ -460,7 +462,8 @@ class _Run:
             "step": step,
             "corpus": {"source": self.source, "sha256": self.digest, "chars": self.chars},
             "saved_by": f"portable_rnn {__version__}",
-            "trained_on": _compat.backend_name(_compat.array_namespace(params["Wy"])),
+            "trained_on": trained_on
+            or _compat.backend_name(_compat.array_namespace(params["Wy"])),
         }
         arrays = {
             "params": params,
@@ -486,6 +489,7 @@ def fit(
     log=None,
     progress=False,
     on_start=None,
+    devices=None,
 ):
     """Train a character-level language model.
 
@@ -540,6 +544,18 @@ def fit(
         one line saying what is trained where: ``lstm 1 x 256 (361,767 parameters)
         on numpy cpu float32; corpus pydoc_data.topics (465,126 chars, 103 symbols)``,
         and ``, split into lines`` with ``config.split_lines``.
+    devices : int or "all", optional
+        Data parallelism on JAX (``config.backend`` must be ``"jax"``): the training
+        step runs on a `jax.sharding.Mesh` of this many devices (`portable_rnn.parallel`),
+        the batch and the carried state split along the batch axis, the parameters and
+        Adam's state replicated; XLA turns the backward's sums over the batch into
+        all-reduces. ``config.batch`` must divide by it. ``None`` or 1: one device, as
+        before. The losses and parameters are those of one device up to the order of
+        the sums (float64: within 1e-12), and the checkpoints are the same files: a run
+        resumes on any number of devices or on another backend. Validation and samples
+        run on one device (the parameters' copy there). In a multi-host job
+        (`portable_rnn.parallel.initialize_distributed`), ``"all"`` is every device of
+        the job and process 0 writes the checkpoints.
 
     Returns
     -------
@@ -568,30 +584,43 @@ def fit(
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     _check_outputs(corpus, out=out, best_out=best_out)
+    mesh = _mesh(config, devices)  # before any work, as every check
     run = _Run(config, corpus, resume)
     params, opt, state, step, train_loss, val_loss = run.start()
+    if mesh is not None:
+        from .. import parallel
+
+        params, opt = parallel.replicate((params, opt), mesh)
+        state = parallel.shard_batch(state, mesh, axis=-1)
+    else:
+        params, opt, state = _committed((params, opt, state))
     log = log or (lambda line: None)
     for path in (out, best_out):
         for stale in remove_stale_temporaries(path) if path is not None else ():
             log(f"removed {str(stale)!r}, left by an interrupted checkpoint write")
     like = params["Wy"]
-    train_step = compile_function(
-        _make_train_step(
-            config.clip,
-            config.betas,
-            config.eps,
-            config.split_lines,
-            run.compute,
-            config.nonlinearity,
-            config.dropout,
-        ),
-        like,
+    step_function = _make_train_step(
+        config.clip,
+        tuple(config.betas),
+        config.eps,
+        config.split_lines,
+        run.compute,
+        config.nonlinearity,
+        config.dropout,
     )
+    if mesh is None:
+        train_step = compile_function(step_function, like)
+        put = functools.partial(to_device_like, like=like)
+        local = _same
+    else:  # the batch placed on the mesh by data_parallel, from the host
+        train_step = _data_parallel_step(step_function, mesh, config.split_lines)
+        put = np.asarray
+        local = _one_copy  # validation and samples: on one device of this process
     traced_seed = _compat.backend_name(_compat.array_namespace(like)) == "jax"
     save_every = config.save_every or config.eval_every
     result = TrainResult(params, run.vocab, step, train_loss, val_loss)
     if on_start is not None and step < config.steps:
-        on_start(_startup_line(config, params, run))
+        on_start(_startup_line(config, params, run, mesh))
     bar = _progress(progress, config.steps, step)
     m, v = opt["m"], opt["v"]
     busy, first, done, rate = 0.0, 0.0, 0, float("nan")  # busy: seconds in training steps
@@ -612,6 +641,13 @@ def fit(
         if not _all_finite(params, m, v):
             raise diverged(step, "the parameters or Adam's moments are not finite")
         try:
+            if mesh is not None and _process_count() > 1:  # every process gathers; one writes
+                from .. import parallel
+
+                host = parallel.to_host((params, m, v, state))
+                if _process_index() != 0:
+                    return Path(path)
+                return run.save(path, *host, step, train_loss, val_loss, trained_on="jax")
             return run.save(path, params, m, v, state, step, train_loss, val_loss)
         except OSError as exc:
             raise CheckpointError(
@@ -624,7 +660,7 @@ def fit(
             while step < config.steps:
                 x, y, carried, step_chars = run.batch(step, state)
                 if config.split_lines:
-                    carried = to_device_like(carried, like)  # the lengths
+                    carried = put(carried)  # the lengths
                 elif carried is None:
                     carried = init_char_state(params, config.batch)
                 t0 = time.perf_counter()
@@ -640,8 +676,8 @@ def fit(
                         m,
                         v,
                         carried,
-                        to_device_like(x, like),
-                        to_device_like(y, like),
+                        put(x),
+                        put(y),
                         step_size,
                         bc2_sqrt,
                         seed,
@@ -672,7 +708,10 @@ def fit(
                 if step % config.eval_every == 0 or last:
                     with _quiet_floats():
                         val = evaluate(
-                            params, run.val, dtype=run.compute, nonlinearity=config.nonlinearity
+                            local(params),
+                            run.val,
+                            dtype=run.compute,
+                            nonlinearity=config.nonlinearity,
                         )
                     if not math.isfinite(val):
                         raise diverged(step, f"the validation loss is {val}")
@@ -686,7 +725,7 @@ def fit(
                     )
                     if config.sample_length:
                         text = sample(
-                            params,
+                            local(params),
                             run.vocab,
                             length=config.sample_length,
                             temperature=SAMPLE_TEMPERATURE,
@@ -715,6 +754,96 @@ def fit(
             bar.close()
         result.params, result.step, result.chars_per_second = params, step, rate
     return result
+
+
+def _mesh(config: TrainConfig, devices):
+    """The `jax.sharding.Mesh` of a data-parallel run, or ``None`` for one device.
+
+    Refuses, before any work: ``devices`` that is not a positive int or ``"all"``, a
+    backend other than JAX, a ``device`` that names one device, more devices than
+    there are, and a batch that does not divide by their number.
+    """
+    if devices is None:
+        return None
+    if isinstance(devices, bool) or not (
+        devices == "all" or (isinstance(devices, (int, np.integer)) and devices >= 1)
+    ):
+        raise ValueError(f"devices must be a positive int or 'all', got {devices!r}")
+    if devices == 1:
+        return None
+    backend = config.backend or get_config().backend
+    if backend != "jax":
+        raise ValueError(
+            f"devices={devices}: data parallelism runs on JAX's sharding; the backend is "
+            f"{backend} (use backend jax, or one device)"
+        )
+    platform = config.device or get_config().device
+    if platform is not None and platform not in ("cpu", "gpu", "tpu"):
+        raise ValueError(
+            f"devices={devices} takes the first devices of a platform; device {platform!r} "
+            "names one device (give cpu or gpu, or no device)"
+        )
+    from .. import parallel
+
+    mesh = parallel.make_mesh(devices, platform=platform)
+    n = mesh.devices.size
+    if n > 1 and config.batch % n:
+        raise ValueError(
+            f"batch {config.batch} does not divide over {n} devices; give a batch that is "
+            f"a multiple of {n} (each device runs batch / {n} streams)"
+        )
+    return mesh if n > 1 else None
+
+
+@functools.cache
+def _data_parallel_step(step_function, mesh, lines: bool):
+    """The training step on ``mesh``: parameters and Adam's state replicated, the batch
+    (inputs, targets, carried state or lengths) split along its batch axis."""
+    from .. import parallel
+
+    state_axis = 0 if lines else -1  # lengths (m,); state (layers, H, m)
+    return parallel.data_parallel(
+        step_function,
+        mesh,
+        # params, m, v, state, x, y, step_size, bc2_sqrt, seed
+        in_axes=(None, None, None, state_axis, 0, 0, None, None, None),
+        # loss, norm, params, m, v, state
+        out_axes=(None, None, None, None, None, -1),
+    )
+
+
+def _committed(tree):
+    """JAX: ``tree``'s arrays committed to their device, so that the compiled step sees the
+    same placement at every step (uncommitted parameters from the host would compile it a
+    second time, at step 2, when they come back committed); other backends: as it is."""
+    leaves = [a for a in _leaves(tree) if hasattr(a, "shape")]
+    if not leaves or _compat.backend_name(_compat.array_namespace(leaves[0])) != "jax":
+        return tree
+    import jax
+
+    dev = _compat.device(leaves[0])
+    return jax.tree.map(lambda a: jax.device_put(a, dev) if hasattr(a, "shape") else a, tree)
+
+
+def _same(tree):
+    return tree
+
+
+def _one_copy(params: dict) -> dict:
+    """The replicated parameters' copy on this process's first device (no copy made)."""
+    return {k: a.addressable_data(0) for k, a in params.items()}
+
+
+def _process_count() -> int:
+    import jax
+
+    return jax.process_count()
+
+
+def _process_index() -> int:
+    import jax
+
+    return jax.process_index()
 
 
 def _check_outputs(corpus, **outputs) -> None:
@@ -790,15 +919,21 @@ def _sigterm_interrupts():
         signal.signal(sigterm, previous if previous is not None else signal.SIG_DFL)
 
 
-def _startup_line(config: TrainConfig, params, run: _Run) -> str:
+def _startup_line(config: TrainConfig, params, run: _Run, mesh=None) -> str:
     """What is trained, where, on what: one line, logged before the first step."""
     like = params["Wy"]
     xp = _compat.array_namespace(like)
     count = sum(int(np.prod(a.shape)) for a in _leaves(params))
     lines = ", split into lines" if config.split_lines else ""
+    if mesh is None:
+        where = _device_label(like)
+    else:
+        n = mesh.devices.size
+        kind = mesh.devices.flat[0].platform
+        where = f"{n} {kind} devices (data parallel, batch {config.batch // n} per device)"
     return (
         f"{config.cell} {config.layers} x {config.hidden} ({count:,} parameters) "
-        f"on {_compat.backend_name(xp)} {_device_label(like)} {_dtype_label(run, like)}; "
+        f"on {_compat.backend_name(xp)} {where} {_dtype_label(run, like)}; "
         f"corpus {printable(run.source)} ({run.chars:,} chars, {len(run.vocab)} symbols){lines}"
     )
 
