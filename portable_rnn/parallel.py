@@ -41,6 +41,7 @@ import numpy as np
 
 __all__ = [
     "AXIS",
+    "DISTRIBUTED_ENV",
     "data_parallel",
     "initialize_distributed",
     "make_mesh",

@@ -58,6 +58,23 @@ def _compare(a, b) -> dict:
     }
 
 
+def docs_example_code() -> str:
+    """The Python block of "Scaling out" (docs/scaling.md)."""
+    import re
+
+    page = Path(__file__).resolve().parent.parent / "docs" / "scaling.md"
+    found = re.search(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S)
+    assert found is not None, "docs/scaling.md has no python block"
+    return found.group(1)
+
+
+def _docs_example() -> list:
+    namespace: dict = {}
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(docs_example_code(), namespace)
+    return namespace["losses"]
+
+
 def _cli_error(argv, cwd: Path) -> dict:
     """``portable-rnn`` run in this process: exit status, stderr, files left in ``cwd``."""
     import os
@@ -189,6 +206,8 @@ def main(out: str, workdir: str) -> None:
     except ValueError as exc:
         message = str(exc)
     report["api"] = {"not_splitting": message, "spec": list(placed["state"]["h"].sharding.spec)}
+    # the worked example of docs/scaling.md, on every device
+    report["docs_example"] = _docs_example()
     Path(out).write_text(json.dumps(report, indent=1))
 
 

@@ -4,6 +4,7 @@ import inspect
 
 import portable_rnn as prnn
 import portable_rnn.jax as prnn_jax
+import portable_rnn.parallel as prnn_parallel
 import portable_rnn.testing as prnn_testing
 import portable_rnn.torch as prnn_torch
 from portable_rnn import interop, rnn_layers, train
@@ -61,6 +62,7 @@ def test_all_is_the_public_api():
     assert sorted(train.__all__) == _public(train)
     assert sorted(prnn_jax.__all__) == _public(prnn_jax)
     assert sorted(prnn_torch.__all__) == _public(prnn_torch)
+    assert sorted(prnn_parallel.__all__) == _public(prnn_parallel)
 
 
 def test_seed_signatures_are_kept():
@@ -71,7 +73,8 @@ def test_seed_signatures_are_kept():
 
 
 def test_every_public_function_has_a_numpydoc_docstring_with_shapes():
-    for module in (prnn, prnn_testing, rnn_layers, interop, train, prnn_jax, prnn_torch):
+    modules = (prnn, prnn_testing, rnn_layers, interop, train, prnn_jax, prnn_torch, prnn_parallel)
+    for module in modules:
         for name in module.__all__:
             obj = getattr(module, name)
             if not callable(obj) or (inspect.isclass(obj) and issubclass(obj, Exception)):

@@ -17,6 +17,7 @@ MODULES = [
     "portable_rnn.train",
     "portable_rnn.jax",
     "portable_rnn.torch",
+    "portable_rnn.parallel",
 ]
 
 

@@ -98,6 +98,18 @@ def test_shard_batch_names_the_array_that_does_not_split(report):
     assert report["api"]["spec"] == [None, None, "batch"]
 
 
+def test_the_scaling_out_example_runs_as_on_one_device(report):
+    """docs/scaling.md's example on 4 devices gives the losses of this process's one."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        from parallel_script import _docs_example
+    finally:
+        sys.path.pop(0)
+    one = _docs_example()
+    assert len(one) == len(report["docs_example"]) == 5
+    np.testing.assert_allclose(report["docs_example"], one, rtol=RTOL)
+
+
 def test_compiled_step_reduces_across_devices(report):
     """XLA turned the backward's sums over the batch into an all-reduce; one device has none."""
     assert report["hlo"]["sharded_all_reduce"] >= 1
