@@ -23,22 +23,6 @@ import numpy as np
 STEPS, HALF = 20, 10
 
 
-def _text(n_words=900, seed=0) -> str:
-    import random
-
-    words = (
-        "the quick brown fox jumps over a lazy dog while seven wizards quietly hex "
-        "jovial bugs and every lisp coder writes (define (f x) (g x)) on tuesdays"
-    ).split()
-    rng = random.Random(seed)
-    lines = []
-    while n_words > 0:
-        k = min(n_words, rng.randint(4, 12))
-        lines.append(" ".join(rng.choice(words) for _ in range(k)).capitalize() + ".")
-        n_words -= k
-    return "\n".join(lines) + "\n"
-
-
 def _rel(a, b) -> float:
     """The largest difference relative to the array's largest magnitude."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
@@ -99,6 +83,8 @@ def main(out: str, workdir: str) -> None:
     import jax
 
     jax.config.update("jax_enable_x64", True)
+    from test_train import _text  # this file's directory is on sys.path: python tests/...
+
     from portable_rnn import train as tr
     from portable_rnn.train import _loop
 

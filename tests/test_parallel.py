@@ -148,30 +148,10 @@ def _corpus(path: Path) -> Path:
     return path
 
 
-TRAIN = [
-    "train",
-    "--backend",
-    "jax",
-    "--dtype",
-    "float64",
-    "--cell",
-    "gru",
-    "--hidden",
-    "8",
-    "--embed",
-    "4",
-    "--seq-len",
-    "8",
-    "--batch",
-    "4",
-    "--steps",
-    "4",
-    "--eval-every",
-    "4",
-    "--sample-length",
-    "0",
-    "--no-progress",
-]
+TRAIN = (
+    "train --backend jax --dtype float64 --cell gru --hidden 8 --embed 4 --seq-len 8 "
+    "--batch 4 --steps 4 --eval-every 4 --sample-length 0 --no-progress"
+).split()
 
 
 def _train(corpus, out) -> list:
