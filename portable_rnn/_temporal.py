@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
-from ._backend.compat import array_namespace, backend_name, device, same_device
+from ._backend.compat import array_namespace, backend_name, device, read_values, same_device
 from ._backend.seam import arange_like, snapshot
 from ._validate import Dims, check_arrays, check_is_array, float32_inside, unpack_cache
 
@@ -77,15 +77,15 @@ def _check_range(xp, name: str, idx, n: int, what: str, source: str) -> None:
     if math.prod(idx.shape) == 0:
         return
     info = xp.iinfo(idx.dtype)
-    try:
-        too_low = info.min < 0 and bool(xp.min(idx) < 0)
-        too_high = n <= info.max and bool(xp.max(idx) >= n)
+    if info.min >= 0 and n > info.max:  # no value of the dtype can be out of range
+        return
+    try:  # read at once (for Dask: one compute of both)
+        lo, hi = (int(v) for v in read_values(xp.min(idx), xp.max(idx)))
     except Exception as exc:
         if _is_untraceable(exc):
             return
         raise
-    if too_low or too_high:
-        lo, hi = int(xp.min(idx)), int(xp.max(idx))
+    if lo < 0 or hi >= n:
         raise ValueError(
             f"{name} must hold {what} in [0, {source}) = [0, {n}), got values from {lo} to {hi}"
         )

@@ -42,6 +42,7 @@ from ._backend.compat import (
     dtype_name,
     is_array,
     is_traced,
+    read_values,
     same_device,
 )
 from ._backend.devices import FLOAT_DTYPES, HALF_DTYPES, backend_dtypes, lacking
@@ -355,6 +356,12 @@ def check_is_array(name: str, arr) -> None:
             f"{name} is a NumPy masked array, whose mask portable_rnn would ignore; "
             f"pass {name}.filled(value) or numpy.asarray({name}) (the data without the mask)"
         )
+    shape = tuple(arr.shape)
+    if any(n is None or n != n for n in shape):  # None, or NaN (Dask's unknown chunk sizes)
+        raise ValueError(
+            f"{name} has unknown dimensions {shape}: a lazy array whose sizes are not known "
+            "yet (a Dask array after boolean indexing, say: call its compute_chunk_sizes())"
+        )
 
 
 def check_lengths(
@@ -407,7 +414,8 @@ def check_lengths(
     if m:
         lo, hi = xp.min(lengths), xp.max(lengths)
         # traced (under jax.jit, also when lengths is a constant there): cannot be read
-        if not is_traced(lo):
+        if not is_traced(lo):  # read at once (for Dask: one compute of both)
+            lo, hi = read_values(lo, hi)
             _check_range(name, [int(lo), int(hi)], T)
     return snapshot(xp, lengths) if lengths.dtype == default else xp.astype(lengths, default)
 

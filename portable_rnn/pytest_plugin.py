@@ -14,8 +14,11 @@ its `Backend.settings` (array_api_strict's strictest flags for
 ``array_api_strict:strictest``).
 
 Backends: ``numpy``, ``numpy:readonly``, ``array_api_strict``,
-``array_api_strict:strictest``, ``jax``, ``torch``,
-and where a GPU is present ``cupy``, ``jax:gpu``, ``torch:gpu``. Choose with
+``array_api_strict:strictest``, ``jax``, ``torch``, ``dask``,
+and where a GPU is present ``cupy``, ``jax:gpu``, ``torch:gpu``.
+``dask`` is forward-only (`portable_rnn.testing.Backend.forward_only`): it runs the
+tests marked ``@pytest.mark.forward`` (no backward, no gradient) and skips the others
+with its reason, which the table at the end repeats. Choose with
 ``--backends numpy,jax`` or ``PORTABLE_RNN_TEST_BACKENDS``; a backend named there
 must run, or the session stops with the reason. Without a choice every known
 backend is parametrized and those that cannot run are skipped with the reason.
@@ -47,7 +50,7 @@ def pytest_addoption(parser):
         help=(
             "comma-separated backends for tests using the xp fixture (numpy, "
             "numpy:readonly, array_api_strict, array_api_strict:strictest, jax, torch, "
-            "cupy, jax:gpu, torch:gpu); "
+            "dask, cupy, jax:gpu, torch:gpu); "
             f"also ${ENV}. Named backends must be able to run."
         ),
     )
@@ -74,6 +77,11 @@ def backends(config):
 
 
 def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "forward: the test runs no backward and no gradient (forward functions, creation, "
+        "input checks); the forward-only backends (dask) run only the tests marked so",
+    )
     config._prnn_outcomes = defaultdict(lambda: defaultdict(int))
     _STATE["config"] = config
     if config.getoption("--backends") or os.environ.get(ENV):
@@ -92,11 +100,21 @@ def _uses_our_xp(metafunc) -> bool:
 
 def pytest_generate_tests(metafunc):
     if _uses_our_xp(metafunc):
+        forward = metafunc.definition.get_closest_marker("forward") is not None
         params = [
-            pytest.param(b, id=b.name, marks=[pytest.mark.skip(reason=why)] if why else [])
+            pytest.param(b, id=b.name, marks=_skips(b, why, forward))
             for b, why in backends(metafunc.config)
         ]
         metafunc.parametrize("xp", params, indirect=True)
+
+
+def _skips(backend, why, forward: bool) -> list:
+    """The skip of a backend that cannot run, or of a forward-only one on an unmarked test."""
+    if why:
+        return [pytest.mark.skip(reason=why)]
+    if backend.forward_only and not forward:
+        return [pytest.mark.skip(reason=f"{backend.name}: {backend.forward_only}")]
+    return []
 
 
 @pytest.fixture
@@ -142,6 +160,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     for b, why in chosen:
         counts = config._prnn_outcomes.get(b.name, {})
         where = why if why else b.describe()
+        if not why and b.forward_only:
+            where += f"; {b.forward_only}"
         tr.write_line(
             f"{b.name:<26} passed {counts.get('passed', 0):>4}  failed "
             f"{counts.get('failed', 0):>3}  skipped {counts.get('skipped', 0):>4}  {where}"

@@ -285,10 +285,11 @@ class Backend:
     ----------
     name : str
         ``numpy``, ``numpy:readonly``, ``array_api_strict``,
-        ``array_api_strict:strictest``, ``jax``, ``torch``, and on GPU machines
-        ``cupy``, ``jax:gpu``, ``torch:gpu``.
+        ``array_api_strict:strictest``, ``jax``, ``torch``, ``dask``, and on GPU
+        machines ``cupy``, ``jax:gpu``, ``torch:gpu``.
     backend : str
-        The library: ``numpy``, ``array_api_strict``, ``jax``, ``torch``, ``cupy``.
+        The library: ``numpy``, ``array_api_strict``, ``jax``, ``torch``, ``dask``,
+        ``cupy``.
     device : str
         The portable_rnn device name, ``"cpu"`` or ``"gpu:0"``.
     """
@@ -313,6 +314,17 @@ class Backend:
         return self.name.endswith(":readonly")
 
     @property
+    def forward_only(self) -> str | None:
+        """Why this backend runs only the tests marked ``forward``, or ``None`` (it runs all).
+
+        ``dask``: the per-step Python loop builds a Dask graph that grows with the sequence
+        (about 40 tasks a step forward, 150 backward for an LSTM), so a test costs seconds
+        where NumPy takes milliseconds. Its backward works and ``portable-rnn check`` runs
+        it; the shared suite runs the forward functions (see docs/backends.md).
+        """
+        return _FORWARD_ONLY.get(self.backend)
+
+    @property
     def strictest(self) -> bool:
         """Whether this is ``array_api_strict:strictest`` (see `settings`)."""
         return self.name.endswith(":strictest")
@@ -322,13 +334,18 @@ class Backend:
 
         For ``array_api_strict:strictest``, array_api_strict's flags with every
         optional feature off (``boolean_indexing``, ``data_dependent_shapes``, the
-        ``linalg`` and ``fft`` extensions), restored on exit; for every other
-        backend, nothing.
+        ``linalg`` and ``fft`` extensions), restored on exit; for ``dask``, Dask's
+        synchronous scheduler (a test's graph is one chain of single-chunk tasks,
+        where a thread pool only adds overhead); for every other backend, nothing.
 
         Returns
         -------
         context : context manager
         """
+        if self.backend == "dask":
+            from dask.config import set as dask_config
+
+            return dask_config(scheduler="synchronous")
         if not self.strictest:
             return contextlib.nullcontext()
         import array_api_strict
@@ -381,6 +398,13 @@ class Backend:
         return f"Backend({self.name!r})"
 
 
+#: backend -> why it runs only the tests marked ``forward`` (`Backend.forward_only`)
+_FORWARD_ONLY = {
+    "dask": (
+        "forward only (tests marked forward): each time step adds ~40 Dask graph tasks "
+        "forward and ~150 backward, seconds a test; its backward runs in portable-rnn check"
+    ),
+}
 _CPU = (
     ("numpy", "numpy", "cpu"),
     ("numpy:readonly", "numpy", "cpu"),
@@ -388,6 +412,7 @@ _CPU = (
     ("array_api_strict:strictest", "array_api_strict", "cpu"),
     ("jax", "jax", "cpu"),
     ("torch", "torch", "cpu"),
+    ("dask", "dask", "cpu"),
 )
 _GPU = (
     ("cupy", "cupy", "gpu:0"),

@@ -41,6 +41,7 @@ def _to(xp, tree, dtype):
     return xp.asarray(tree, dtype=dtype)
 
 
+@pytest.mark.forward
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_activations(xp, dtype, check):
     z = np.random.default_rng(0).standard_normal((4, 7)) * 3
@@ -145,6 +146,7 @@ def test_lstm_sequence(xp, dtype, with_c0, check):
         check(grads[k], want[k], dtype, k)
 
 
+@pytest.mark.forward
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_seed000_names(xp, dtype, check):
     rng = np.random.default_rng(5)
@@ -188,3 +190,112 @@ def test_seed000_names(xp, dtype, check):
     check(h, want_a, dtype, "h")
     check(c, want_c, dtype, "c")
     check(y, want_y, dtype, "y")
+
+
+#: the rows dialect's gate blocks per cell (the column dialect's parameters come from init_*)
+_BLOCKS = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+def _outputs(result):
+    """The arrays a forward returns, without its cache (the last item) and ``None``s."""
+    return [v for v in result[:-1] if v is not None]
+
+
+@pytest.mark.forward
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_forward_functions(xp, cell, dtype, check):
+    """Every forward of ``cell``: the column dialect's cell and sequence, the rows dialect's
+    step and sequence, and a bidirectional 2-layer stack with and without lengths (a list, and
+    an integer array of the backend), against the same functions on NumPy float64. The
+    forward-only backends (dask) run this test: it covers every forward function on them.
+    The other backends run these functions in the forward-and-backward tests (NumPy runs it
+    too, to keep the test itself checked)."""
+    from portable_rnn import rnn_layers
+
+    if not (xp.forward_only or xp.backend == "numpy"):
+        pytest.skip(f"{xp.name} runs these forwards in the forward-and-backward tests")
+
+    rng = np.random.default_rng(6)
+    n_x, n_a, m, T = 3, 5, 4, 4
+    p = getattr(prnn, f"init_{cell}_params")(n_x, n_a, 2, seed=1)
+    layers = prnn.init_multilayer_params(cell, n_x, n_a, num_layers=2, bidirectional=True, seed=2)
+    G = _BLOCKS[cell]
+    rows = {"Wx": rng.standard_normal((n_x, G * n_a)) * 0.5}
+    rows.update(Wh=rng.standard_normal((n_a, G * n_a)) * 0.5, b=rng.standard_normal(G * n_a))
+    if cell == "gru":
+        rows["bhn"] = rng.standard_normal(n_a)
+    x, a0 = rng.standard_normal((n_x, m, T)), rng.standard_normal((n_a, m))
+    xr, h0 = np.ascontiguousarray(x.transpose(1, 2, 0)), np.ascontiguousarray(a0.T)
+    lengths = [4, 2, 0, 1]
+
+    def calls(v):  # name -> the call, on NumPy float64 or on the backend
+        cell_args = (v["x"][:, :, 0], v["a0"]) + ((v["a0"],) if cell == "lstm" else ())
+        row_w = [v["rows"][k] for k in ("Wx", "Wh", "b", "bhn") if k in v["rows"]]
+        step_state = (v["h0"],) * (2 if cell == "lstm" else 1)
+        stack = {"cell": cell, "bidirectional": True}
+        return {
+            "cell_forward": lambda: getattr(prnn, f"{cell}_cell_forward")(*cell_args, v["p"]),
+            "forward": lambda: getattr(prnn, f"{cell}_forward")(v["x"], v["a0"], v["p"]),
+            "step_forward": lambda: getattr(rnn_layers, f"{cell}_step_forward")(
+                v["xr"][:, 0, :], *step_state, *row_w
+            ),
+            "rows forward": lambda: getattr(rnn_layers, f"{cell}_forward")(
+                v["xr"], v["h0"], *row_w
+            ),
+            "multilayer": lambda: prnn.multilayer_forward(v["x"], v["layers"], **stack),
+            "multilayer, lengths": lambda: prnn.multilayer_forward(
+                v["x"], v["layers"], lengths=lengths, **stack
+            ),
+            "multilayer, lengths array": lambda: prnn.multilayer_forward(
+                v["x"], v["layers"], lengths=v["lengths"], **stack
+            ),
+        }
+
+    host = {"x": x, "a0": a0, "xr": xr, "h0": h0, "p": p, "rows": rows}
+    want = calls(
+        {**_round(host, dtype), "layers": [_round(q, dtype) for q in layers], "lengths": lengths}
+    )
+    on = {**_to(xp, host, dtype), "layers": [_to(xp, q, dtype) for q in layers]}
+    on["lengths"] = xp.asarray(np.asarray(lengths))
+    got = calls(on)
+    for name, run in got.items():
+        expected = _outputs(want[name]())
+        actual = _outputs(run())
+        if xp.backend == "dask":  # compute the call's graph once, not once per output read
+            import dask
+
+            actual = list(dask.persist(*actual))  # still Dask arrays, their chunks computed
+        assert len(actual) == len(expected), name
+        for k, (a, w) in enumerate(zip(actual, expected, strict=True)):
+            check(a, w, dtype, f"{cell} {name} [{k}]")
+
+
+def test_dask_forwards_build_a_graph_and_compute_only_to_read_lengths():
+    """On Dask the forwards are lazy: no compute, except one to check the values of a
+    lengths array (a list needs none). Unknown dimensions are refused, naming the array."""
+    dask = pytest.importorskip("dask")
+    from dask.callbacks import Callback
+
+    computes = []
+
+    class Count(Callback):
+        def _start(self, dsk):
+            computes.append(len(dsk))
+
+    def on(v):
+        return prnn.to_backend(v, "dask")
+
+    layers = on(prnn.init_multilayer_params("lstm", 3, 4, num_layers=2, bidirectional=True))
+    x = on(np.random.default_rng(0).standard_normal((3, 4, 5)))
+    with Count(), dask.config.set(scheduler="synchronous"):
+        out, a_n, c_n, _ = prnn.multilayer_forward(x, layers, cell="lstm", bidirectional=True)
+        prnn.multilayer_forward(x, layers, cell="lstm", bidirectional=True, lengths=[5, 2, 0, 1])
+        assert computes == []
+        lengths = on(np.asarray([5, 2, 0, 1]))
+        prnn.multilayer_forward(x, layers, cell="lstm", bidirectional=True, lengths=lengths)
+        assert len(computes) == 1  # min and max of lengths, read together
+    assert all(type(v).__module__.startswith("dask") for v in (out, a_n, c_n))
+    unknown = x[:, :, x[0, 0, :] > -np.inf]  # boolean indexing: unknown length
+    with pytest.raises(ValueError, match=r"^x has unknown dimensions \(3, 4, nan\)"):
+        prnn.lstm_forward(unknown, None, on(prnn.init_lstm_params(3, 4, 2, seed=0)))

@@ -145,6 +145,7 @@ def test_device_objects_are_accepted(xp):
 # -- creation follows the config; functions given arrays follow their inputs --------
 
 
+@pytest.mark.forward
 def test_init_params_same_numbers_on_every_backend(xp):
     ref = prnn.init_lstm_params(3, 5, 2, seed=7, backend="numpy")
     for dtype in ("float64", "float32"):
@@ -185,6 +186,7 @@ def test_init_rejects_bad_sizes():
         prnn.init_lstm_params(2.5, 4, 2)
 
 
+@pytest.mark.forward
 def test_functions_follow_their_inputs_not_the_config(xp):
     params = prnn.init_rnn_params(
         3, 4, 2, seed=0, backend=xp.backend, device=xp.device, dtype="float32"
@@ -216,6 +218,7 @@ def test_jax_float64_without_x64_is_an_error():
 # -- to_backend -------------------------------------------------------------------
 
 
+@pytest.mark.forward
 def test_to_backend_moves_structures_and_keeps_dtypes(xp):
     tree = {
         "W": np.arange(6.0).reshape(2, 3),

@@ -37,6 +37,7 @@ def rnn(xp):
 # -- shapes ---------------------------------------------------------------------
 
 
+@pytest.mark.forward
 def test_wrong_a0_shape_names_a0_with_both_shapes(xp, lstm):
     x, a0, c0, p, _ = lstm
     bad = _to(xp, np.zeros((5, 3)))
@@ -51,6 +52,7 @@ def _rnn_params(xp):
     return _to(xp, ref.rnn_problem(np.random.default_rng(1))[2])
 
 
+@pytest.mark.forward
 def test_wrong_weight_shape_names_the_weight(xp, lstm):
     x, a0, c0, p, _ = lstm
     bad = dict(p, Wf=_to(xp, np.zeros((5, 9))))
@@ -143,6 +145,7 @@ def test_not_an_array_names_the_argument(xp, rnn):
 # -- dtypes ---------------------------------------------------------------------
 
 
+@pytest.mark.forward
 @pytest.mark.parametrize("dtype", ["int64", "bool"])
 def test_integer_and_boolean_arrays_are_refused(xp, rnn, dtype):
     x, a0, p, _ = rnn
@@ -155,6 +158,7 @@ def test_integer_and_boolean_arrays_are_refused(xp, rnn, dtype):
         prnn.rnn_forward(x, a0, dict(p, Waa=xp.asarray(np.ones((5, 5)), dtype=dtype)))
 
 
+@pytest.mark.forward
 def test_mixed_float_dtypes_are_refused_naming_both(xp, lstm):
     """The documented rule: no promotion; every array must have x's dtype."""
     x, a0, c0, p, _ = lstm
@@ -172,6 +176,7 @@ def test_mixed_float_dtypes_are_refused_naming_both(xp, lstm):
 # -- backends and devices ----------------------------------------------------------
 
 
+@pytest.mark.forward
 def test_two_backends_are_refused_naming_both(xp, rnn):
     x, a0, p, _ = rnn
     other = "numpy" if xp.backend != "numpy" else "array_api_strict"

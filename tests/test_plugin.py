@@ -82,3 +82,22 @@ def test_unavailable_backends_are_skipped_with_their_reason(suite):
         assert name in table
     if outcomes.get("skipped"):
         assert "skipped    1" in table
+
+
+def test_a_forward_only_backend_runs_the_tests_marked_forward(pytester, monkeypatch):
+    pytest.importorskip("dask")
+    monkeypatch.delenv("PORTABLE_RNN_TEST_BACKENDS", raising=False)
+    marked = USER_SUITE.replace(
+        "def test_my_rnn", "import pytest\n@pytest.mark.forward\ndef test_my_rnn"
+    )
+    pytester.makepyfile(
+        test_user=marked, test_other="def test_backward(xp):\n    assert xp.name == 'numpy'\n"
+    )
+    result = pytester.runpytest_subprocess(*PLUGIN, "--backends", "dask,numpy", "-rs")
+    result.assert_outcomes(passed=4, skipped=1)  # test_backward: on numpy, not on dask
+    result.stdout.fnmatch_lines(
+        [
+            "dask*passed    1  failed   0  skipped    1  cpu; forward only (tests marked forward)*",
+            "SKIPPED [[]1[]] test_other.py: dask: forward only (tests marked forward)*",
+        ]
+    )

@@ -21,6 +21,7 @@ def _lin(lo, hi, *shape):
 # -- CS231n's published values ------------------------------------------------------
 
 
+@pytest.mark.forward
 def test_cs231n_rnn_step_forward(xp):
     N, D, H = 3, 10, 4
     args = [
@@ -39,6 +40,7 @@ def test_cs231n_rnn_step_forward(xp):
     assert_close(next_h, np.asarray(expected), xp=xp, rtol=0, atol=5e-8)
 
 
+@pytest.mark.forward
 def test_cs231n_rnn_forward(xp):
     N, T, D, H = 2, 3, 4, 5
     args = [
@@ -64,6 +66,7 @@ def test_cs231n_rnn_forward(xp):
     assert_close(h, np.asarray(expected), xp=xp, rtol=0, atol=5e-8)
 
 
+@pytest.mark.forward
 def test_cs231n_lstm_step_forward(xp):
     N, D, H = 3, 4, 5
     args = [
@@ -89,6 +92,7 @@ def test_cs231n_lstm_step_forward(xp):
     assert_close(next_c, np.asarray(expected_c), xp=xp, rtol=0, atol=5e-8)
 
 
+@pytest.mark.forward
 def test_cs231n_lstm_forward(xp):
     N, D, H, T = 2, 5, 4, 3
     args = [
@@ -255,6 +259,7 @@ def test_sequence_backwards_vs_finite_differences():
 # -- seed 001's bugs ------------------------------------------------------------------
 
 
+@pytest.mark.forward
 def test_seed001_rnn_step_forward_runs_and_matches_its_equation(xp):
     """001 called np.tanh(t) on an undefined name (a NameError at the first call)."""
     rng = np.random.default_rng(3)
@@ -283,6 +288,7 @@ def test_seed001_sequences_run_on_python3(xp):
     assert tuple(h.shape) == (2, 3, 5) and tuple(dx.shape) == (2, 3, 4)
 
 
+@pytest.mark.forward
 def test_seed001_lstm_step_has_a_sigmoid(xp):
     """001's lstm_step_forward called a sigmoid it never defined; gates here are exact."""
     H = 2

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import portable_rnn as prnn
 from portable_rnn.testing import to_numpy
@@ -56,6 +57,7 @@ def _seed003_rnn_draws(x_shape):
     return x, a0, {"Waa": Waa, "Wax": Wax, "Wya": Wya, "ba": ba, "by": by}
 
 
+@pytest.mark.forward
 def test_seed002_lstm_forward_values(xp):
     x, a0, p = _seed002_lstm_draws()
     a, y, c, caches = prnn.lstm_forward(_to(xp, x), _to(xp, a0), _to(xp, p))
@@ -69,6 +71,7 @@ def test_seed002_lstm_forward_values(xp):
     np.testing.assert_array_equal(to_numpy(caches[1])[1][1], x[1][1])
 
 
+@pytest.mark.forward
 def test_seed003_rnn_forward_values(xp):
     x, a0, p = _seed003_rnn_draws((3, 10, 4))
     a, y_pred, caches = prnn.rnn_forward(_to(xp, x), _to(xp, a0), _to(xp, p))
@@ -125,6 +128,7 @@ def test_seed000_softmax_shifts_by_each_columns_max(xp):
     np.testing.assert_allclose(to_numpy(prnn.sftmax(z)), p, rtol=0)
 
 
+@pytest.mark.forward
 def test_seed000_fwdprop_uses_one_weight_convention(xp):
     """000's fwdProp mixed U.T @ x with W @ h (a shape error for n_x != n_h)."""
     rng = np.random.default_rng(2)
@@ -144,6 +148,7 @@ def test_seed000_fwdprop_uses_one_weight_convention(xp):
     assert len(cache) == 1 and len(cache[0]) == 4
 
 
+@pytest.mark.forward
 def test_seed000_lstm_carries_the_cell_state(xp):
     """000's LSTMfwdProp never updated cprev: every step restarted from c0."""
     rng = np.random.default_rng(3)
@@ -214,6 +219,7 @@ def test_seed003_lstm_cell_caches_xt(xp):
     assert tuple(cache[1].shape) == (5, 4)
 
 
+@pytest.mark.forward
 def test_seed003_lstm_forward_keeps_c_apart_from_a(xp):
     """003's lstm_forward set c = a, so the cell states overwrote the hidden states."""
     x, a0, c0, p, _ = ref.lstm_problem(np.random.default_rng(7))

@@ -89,6 +89,7 @@ def test_temporal_affine_matches_reference(xp, dtype):
         assert_close(got, desired, err_msg=name, **kw)
 
 
+@pytest.mark.forward
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_temporal_softmax_loss_matches_reference(xp, dtype):
     rng = np.random.default_rng(1)
@@ -332,6 +333,7 @@ def loss_args(xp):
     )
 
 
+@pytest.mark.forward
 def test_labels_out_of_range_name_y(xp, loss_args):
     x, y, mask = loss_args
     for bad, lo, hi in ((10, 0, 10), (-1, -1, 9)):

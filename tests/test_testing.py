@@ -12,6 +12,7 @@ from portable_rnn.testing import (
 )
 
 
+@pytest.mark.forward
 def test_assert_close_checks_backend_shape_dtype_device_then_values(xp):
     a = xp.asarray(np.ones((2, 3)))
     assert_close(a, np.ones((2, 3)), xp=xp, device=xp.array_device)
@@ -97,8 +98,22 @@ def test_strictest_turns_every_optional_feature_of_the_standard_off():
         assert strict.get_array_api_strict_flags() == before  # the plain variant changes nothing
 
 
+@pytest.mark.forward
 def test_the_xp_fixture_runs_each_backend_under_its_settings(xp):
     strict = pytest.importorskip("array_api_strict")
     flags = strict.get_array_api_strict_flags()
     assert (flags["data_dependent_shapes"] is False) is xp.strictest
     assert (flags["boolean_indexing"] is False) is xp.strictest
+    if xp.backend == "dask":
+        import dask
+
+        assert dask.config.get("scheduler") == "synchronous"
+
+
+def test_only_dask_is_forward_only_and_says_why():
+    from portable_rnn.testing import Backend
+
+    for name, backend, device in (("numpy", "numpy", "cpu"), ("torch:gpu", "torch", "gpu:0")):
+        assert Backend(name, backend, device).forward_only is None
+    why = Backend("dask", "dask", "cpu").forward_only
+    assert why.startswith("forward only (tests marked forward)") and "graph" in why

@@ -13,6 +13,8 @@ from array_api_compat import (
     is_array_api_obj,
     is_array_api_strict_namespace,
     is_cupy_namespace,
+    is_dask_array,
+    is_dask_namespace,
     is_jax_array,
     is_jax_namespace,
     is_numpy_namespace,
@@ -26,8 +28,10 @@ __all__ = [
     "dtype_name",
     "is_array",
     "is_cupy_namespace",
+    "is_dask_array",
     "is_traced",
     "namespace_for",
+    "read_values",
     "same_device",
 ]
 
@@ -44,6 +48,8 @@ def backend_name(xp) -> str:
         return "torch"
     if is_array_api_strict_namespace(xp):
         return "array_api_strict"
+    if is_dask_namespace(xp):
+        return "dask"
     return getattr(xp, "__name__", repr(xp))
 
 
@@ -87,9 +93,22 @@ def namespace_for(backend: str):
         import jax.numpy as xp
     elif backend == "array_api_strict":
         import array_api_strict as xp
+    elif backend == "dask":
+        import array_api_compat.dask.array as xp
     else:  # pragma: no cover - callers validate the name first
         raise ValueError(f"unknown backend {backend!r}")
     return xp
+
+
+def read_values(*arrays) -> tuple:
+    """The values of some (0-d) arrays, read to the host at once: for a lazy Dask array one
+    ``dask.compute`` of them all (each ``int()`` or ``bool()`` alone would compute its own
+    graph); for every other backend ``arrays`` as they are (read by ``int()`` later)."""
+    if any(is_dask_array(a) for a in arrays):
+        from dask.base import compute
+
+        return tuple(compute(*arrays))
+    return arrays
 
 
 def same_device(d1, d2) -> bool:

@@ -53,6 +53,7 @@ BACKENDS: dict[str, BackendInfo] = {
     "jax": BackendInfo("jax", "portable_rnn[jax]"),
     "torch": BackendInfo("torch", "portable_rnn[torch]"),
     "array_api_strict": BackendInfo("array_api_strict", "portable_rnn[test]"),
+    "dask": BackendInfo("dask", "portable_rnn[dask]"),
 }
 #: The dtypes the arithmetic runs in.
 DTYPES = ("float32", "float64")
@@ -68,6 +69,7 @@ _HALVES = {
     "jax": ("float16", "bfloat16"),
     "torch": ("float16", "bfloat16"),
     "array_api_strict": (),
+    "dask": (),  # dask.array computes float16, but array-api-compat's namespace lacks it
 }
 _DEVICE_RE = re.compile(r"^(cpu|gpu|cuda)(?::(\d+))?$")
 
@@ -116,7 +118,8 @@ def backend_dtypes(backend: str) -> tuple[str, ...]:
     """The floating dtypes ``backend`` has: float32, float64 and its half dtypes.
 
     torch and JAX have ``float16`` and ``bfloat16``; NumPy and CuPy ``float16``;
-    array_api_strict neither (the array API standard has no half-precision dtype).
+    array_api_strict neither (the array API standard has no half-precision dtype), nor
+    Dask (array-api-compat's ``dask.array`` namespace has no ``float16``).
     (float64 on JAX also needs ``jax_enable_x64``: see `dtype_of`.)
     """
     return DTYPES + _HALVES.get(backend, ())
@@ -126,7 +129,11 @@ def lacking(backend: str) -> str:
     """``"which backend 'numpy' does not have (its floating dtypes: ...)"``: the one wording
     of every message about a dtype a backend lacks (the configuration, `to_backend`, the
     ``init_*`` functions and the functions' input checks)."""
-    why = "; the array API standard has no half dtype" if not _HALVES.get(backend) else ""
+    why = ""
+    if backend == "dask":
+        why = "; array-api-compat's dask namespace has no half dtype"
+    elif not _HALVES.get(backend):
+        why = "; the array API standard has no half dtype"
     return (
         f"which backend {backend!r} does not have "
         f"(its floating dtypes: {', '.join(backend_dtypes(backend))}{why})"
@@ -223,7 +230,7 @@ def _device_object(backend: str, device, source: str):
         import cupy
 
         kinds = (cupy.cuda.Device,)
-    else:  # NumPy's only device is the string "cpu"
+    else:  # NumPy's and Dask's only device is the string "cpu"
         kinds = ()
     if not isinstance(device, kinds):
         raise TypeError(
@@ -272,13 +279,13 @@ def resolve_device(backend: str, device, source: str = "device"):
     spec = check_device(device, source)
     kind, _, index = spec.partition(":")
     n = int(index) if index else 0
-    if backend in ("numpy", "array_api_strict"):
+    if backend in ("numpy", "array_api_strict", "dask"):
         if kind != "cpu":
             raise ValueError(
                 f"backend {backend!r} runs on the CPU only, got device {device!r} "
                 "(use backend 'cupy', 'jax' or 'torch' for a GPU)"
             )
-        if backend == "numpy":
+        if backend in ("numpy", "dask"):  # a NumPy-backed Dask array's device is "cpu"
             return "cpu"
         import array_api_strict
 
