@@ -209,7 +209,12 @@ def multilayer_forward(
         (layer 0 forward, [layer 0 reverse,] layer 1 forward, ...), each with the
         keys of the cell (``Wax``, ``Waa``, ``ba``; or the LSTM's or GRU's gate
         weights and biases). Layer 0 has ``n_x`` inputs, later layers
-        ``num_directions * n_a``.
+        ``num_directions * n_a``. The LSTM's peepholes and projection are parameters:
+        every dict may hold ``Pi``, ``Pf``, ``Po`` (each ``(n_a, 1)``; ONNX's ``P``) and
+        ``Wp`` (``(n_p, n_a)``, ``n_p < n_a``; PyTorch's ``weight_hr``). With ``Wp`` the
+        hidden states have ``n_p`` rows (``a0``, ``a_n``, ``out``: ``n_p`` for ``n_a``;
+        the gate weights ``n_p + n_in`` columns), the cell states ``n_a``. See "Cell
+        variants" in the conventions.
     cell : {"rnn", "lstm", "gru"}, keyword-only
         The cell of every layer.
     bidirectional : bool, keyword-only
@@ -247,12 +252,6 @@ def multilayer_forward(
         masks on every backend and device, and the backward uses the forward's. On JAX it
         may also be a 0-d integer JAX array (traced inside ``jax.jit``: one compilation
         for every seed); the masks are then drawn by ``jax.random``.
-
-    The LSTM's peepholes and projection are parameters: every dict may hold ``Pi``,
-    ``Pf``, ``Po`` (each ``(n_a, 1)``; ONNX's ``P``) and ``Wp`` (``(n_p, n_a)``, ``n_p <
-    n_a``; PyTorch's ``weight_hr``). With ``Wp`` the hidden states have ``n_p`` rows
-    (``a0``, ``a_n``, ``out``: ``n_p`` for ``n_a``; the gate weights ``n_p + n_in``
-    columns), the cell states ``n_a``. See "Cell variants" in the conventions.
 
     Returns
     -------
