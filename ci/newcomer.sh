@@ -18,7 +18,7 @@ if [ "${#cmds[@]}" -ne 2 ]; then
     echo "ci/newcomer.sh: the README's quick start has ${#cmds[@]} commands, not 2" >&2
     exit 1
 fi
-export PORTABLE_RNN_TEST_BACKENDS=${PORTABLE_RNN_TEST_BACKENDS:-numpy,numpy:readonly,array_api_strict,array_api_strict:strictest,jax,torch}
+export PORTABLE_RNN_TEST_BACKENDS=${PORTABLE_RNN_TEST_BACKENDS:-numpy,numpy:readonly,array_api_strict,array_api_strict:strictest,jax,torch,dask}
 for i in 0 1; do
     echo
     echo "=== README command $((i + 1)) of 2, verbatim: ${cmds[$i]}"

@@ -29,7 +29,7 @@ else
     step "tests: the README's test command, every CPU backend required"
 fi
 # On CI no CPU backend may be skipped: naming them makes a missing one an error.
-export PORTABLE_RNN_TEST_BACKENDS=${PORTABLE_RNN_TEST_BACKENDS:-numpy,numpy:readonly,array_api_strict,array_api_strict:strictest,jax,torch}
+export PORTABLE_RNN_TEST_BACKENDS=${PORTABLE_RNN_TEST_BACKENDS:-numpy,numpy:readonly,array_api_strict,array_api_strict:strictest,jax,torch,dask}
 # CuPy is installed on CI (no GPU): the tests that trace its fused kernels must run, not skip.
 export PORTABLE_RNN_REQUIRE_CUPY=${PORTABLE_RNN_REQUIRE_CUPY:-1}
 # The README's command: on every core (pytest-xdist), each worker a process of its own.
