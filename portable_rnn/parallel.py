@@ -35,7 +35,7 @@ import functools
 import math
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -118,7 +118,7 @@ def make_mesh(
             raise ValueError(f"devices={n} but JAX has {len(present)} {kind} device(s){hint}")
         chosen = list(present[:n])
     else:
-        chosen = list(devices)
+        chosen = list(cast(Sequence[Any], devices))
         if not chosen:
             raise ValueError("devices is an empty sequence")
     return jax.sharding.Mesh(np.array(chosen, dtype=object), (axis_name,))

@@ -462,8 +462,7 @@ class _Run:
             "step": step,
             "corpus": {"source": self.source, "sha256": self.digest, "chars": self.chars},
             "saved_by": f"portable_rnn {__version__}",
-            "trained_on": trained_on
-            or _compat.backend_name(_compat.array_namespace(params["Wy"])),
+            "trained_on": trained_on or _compat.backend_name(_compat.array_namespace(params["Wy"])),
         }
         arrays = {
             "params": params,
@@ -644,10 +643,10 @@ def fit(
             if mesh is not None and _process_count() > 1:  # every process gathers; one writes
                 from .. import parallel
 
-                host = parallel.to_host((params, m, v, state))
+                p, mm, vv, st = parallel.to_host((params, m, v, state))
                 if _process_index() != 0:
                     return Path(path)
-                return run.save(path, *host, step, train_loss, val_loss, trained_on="jax")
+                return run.save(path, p, mm, vv, st, step, train_loss, val_loss, trained_on="jax")
             return run.save(path, params, m, v, state, step, train_loss, val_loss)
         except OSError as exc:
             raise CheckpointError(
@@ -785,7 +784,7 @@ def _mesh(config: TrainConfig, devices):
         )
     from .. import parallel
 
-    mesh = parallel.make_mesh(devices, platform=platform)
+    mesh = parallel.make_mesh("all" if devices == "all" else int(devices), platform=platform)
     n = mesh.devices.size
     if n > 1 and config.batch % n:
         raise ValueError(
