@@ -188,6 +188,25 @@ def test_dask_local_cluster_equals_numpy(model, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["corpus.txt"]  # nothing written (no dask-scratch)
 
 
+@pytest.mark.skipif(
+    importlib.util.find_spec("distributed") is None, reason="dask[distributed] is not installed"
+)
+def test_dask_in_windows_of_blocks_equals_numpy(model, tmp_path, monkeypatch):
+    """The blocks go to Dask a window at a time (the client's memory does not grow with the
+    file); 24 blocks in windows of 5, the last one short, on an in-process cluster."""
+    from distributed import Client
+
+    from portable_rnn.train import _score
+
+    monkeypatch.setattr(_score, "DASK_WINDOW", 5)
+    path = write(tmp_path, make_text(3000, seed=4))
+    want = score(model.params, path, model.vocab, chunk_len=16, block=8)
+    with Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as c:
+        got = score(model.params, path, model.vocab, chunk_len=16, block=8, client=c)
+    assert got.blocks == 24 and got.chars == want.chars == 2999
+    assert got.loss == pytest.approx(want.loss, rel=1e-12, abs=0)
+
+
 # --------------------------------------------------------------------------- a large file
 
 MB = 10**6
