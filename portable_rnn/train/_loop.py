@@ -235,7 +235,12 @@ def _make_train_step(
                 model, x, y, in_dtype(state, compute), **options
             )
         if compute is not None:  # clipping and Adam on the float32 master weights
-            grads = in_dtype(grads, _compat.dtype_name(params["Wy"].dtype))
+            master = _compat.dtype_name(params["Wy"].dtype)
+            grads = in_dtype(grads, master)
+            # the carried state back in float32, as it came in (and as a checkpoint keeps
+            # it): exact, the next step rounds it to the same half values, and a compiled
+            # step sees the same input types at every step (a half state compiled it anew)
+            state = in_dtype(state, master)
         if clip > 0:
             grads, norm = clip_grad_norm(grads, clip)
         else:
