@@ -32,7 +32,6 @@ Examples
 from __future__ import annotations
 
 import functools
-import math
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -124,10 +123,6 @@ def make_mesh(
     return jax.sharding.Mesh(np.array(chosen, dtype=object), (axis_name,))
 
 
-def _size(mesh) -> int:
-    return int(math.prod(mesh.devices.shape))
-
-
 def _spec(mesh, ndim: int, axis: int | None, axis_name: str):
     """The `NamedSharding` of an ``ndim``-d array: replicated, or split along ``axis``."""
     jax = _jax()
@@ -147,8 +142,6 @@ def _is_array(x) -> bool:
 
 def _place(leaf, axis: int | None, mesh, axis_name: str, where: str):
     jax = _jax()
-    if leaf is None:
-        return None
     if not _is_array(leaf):  # a Python scalar: a constant of the program, replicated
         if axis is not None:
             raise TypeError(f"{where} is not an array; it cannot be split along axis {axis}")
@@ -156,7 +149,7 @@ def _place(leaf, axis: int | None, mesh, axis_name: str, where: str):
     shape = tuple(int(s) for s in leaf.shape)
     sharding = _spec(mesh, len(shape), axis, axis_name)
     if axis is not None:
-        n, size = shape[axis % len(shape)], _size(mesh)
+        n, size = shape[axis % len(shape)], mesh.devices.size
         if n % size:
             raise ValueError(
                 f"{where} has {n} rows along its batch axis {axis}, which do not split "
@@ -286,7 +279,7 @@ def data_parallel(
         out = fn(*args)
 
         def constrain(leaf, ax, where):
-            if leaf is None or not _is_array(leaf):
+            if not _is_array(leaf):
                 return leaf
             return jax.lax.with_sharding_constraint(leaf, _spec(mesh, leaf.ndim, ax, axis_name))
 

@@ -176,10 +176,11 @@ def _devices(text: str):
     return n
 
 
-def _add_target(p, dtype_help: str) -> None:
+def _add_target(p, dtype_help: str, dtypes=RUN_DTYPES) -> None:
+    """``--backend``, ``--device`` and ``--dtype`` (one of ``dtypes``) of a subcommand."""
     p.add_argument("--backend", default=None, help="numpy, jax, torch, cupy... (default: config)")
     p.add_argument("--device", default=None, help="cpu, gpu, gpu:N... (default: config)")
-    p.add_argument("--dtype", choices=RUN_DTYPES, default=None, help=dtype_help)
+    p.add_argument("--dtype", choices=dtypes, default=None, help=dtype_help)
 
 
 def _enable_x64_if_needed(backend, dtype) -> None:

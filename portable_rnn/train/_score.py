@@ -629,6 +629,8 @@ _DESCRIPTION = (
 
 def add_score_parser(sub) -> None:
     """Register ``portable-rnn score`` on the subparsers ``sub``."""
+    from ._cli import _add_target
+
     p = sub.add_parser(
         "score",
         help="a checkpoint's bits/char over a large text, on one machine or on Dask",
@@ -662,13 +664,10 @@ def add_score_parser(sub) -> None:
         help="score only the first N predicted characters (the whole file is still checked; "
         "default: all)",
     )
-    p.add_argument("--backend", default=None, help="numpy, jax, torch, cupy... (default: config)")
-    p.add_argument("--device", default=None, help="cpu, gpu, gpu:N... (default: config)")
-    p.add_argument(
-        "--dtype",
-        choices=("float32", "float64"),
-        default=None,
-        help="default: the checkpoint's (float32 for a half-precision run)",
+    _add_target(
+        p,
+        "default: the checkpoint's (float32 for a half-precision run)",
+        dtypes=("float32", "float64"),
     )
     p.add_argument(
         "--dask",
@@ -822,10 +821,10 @@ def run_score(args) -> int:
 
 
 def _placement(like) -> str:
-    from .._backend import compat as _compat
+    """``numpy cpu``, ``jax gpu:0``...: the backend and device, as `fit`'s first line says."""
+    from ._loop import _device_label
 
-    xp = _compat.array_namespace(like)
-    return f"{_compat.backend_name(xp)} {_compat.device(like)}"
+    return f"{_compat.backend_name(_compat.array_namespace(like))} {_device_label(like)}"
 
 
 def _run_on_dask(args, params, index, vocab, options) -> tuple[ScoreResult, str]:
