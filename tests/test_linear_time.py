@@ -156,8 +156,15 @@ def test_a_new_length_compiles_no_new_chunk(cell, monkeypatch):
     seam._chunk_program.cache_clear()  # so that the first length traces the chunks
     compiled, armed = [], [True]
 
+    # a program is compiled, or read back from the persistent cache the suite shares
+    # (tests/conftest.py): either way, one program
+    programs = {
+        "/jax/core/compile/backend_compile_duration",
+        "/jax/compilation_cache/cache_retrieval_time_sec",
+    }
+
     def listener(event, duration, **kwargs):
-        if armed[0] and event == "/jax/core/compile/backend_compile_duration":
+        if armed[0] and event in programs:
             compiled.append(duration)
 
     jax.monitoring.register_event_duration_secs_listener(listener)
