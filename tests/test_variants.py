@@ -262,10 +262,12 @@ def test_variant_backward_equals_jax_vjp(name, record_diff):
         )
         return (out, a_n) if c_n is None else (out, a_n, c_n)
 
-    outs, vjp = jax.vjp(forward, J)  # JAX's autodiff of the time loop (lax.scan when traced)
+    # JAX's autodiff of the time loop (lax.scan when traced), compiled whole: eagerly, each
+    # of its thousands of small operations would compile apart
+    outs = jax.eval_shape(forward, J)
     rng = np.random.default_rng(9)
     cot = tuple(jnp.asarray(rng.standard_normal(o.shape)) for o in outs)
-    (auto,) = vjp(cot)
+    (auto,) = jax.jit(lambda J, cot: jax.vjp(forward, J)[1](cot))(J, cot)
     _, _, _, cache = prnn.multilayer_forward(
         J["x"], _unflat(J, len(layers)), lengths=jnp.asarray(lengths), **kw
     )
