@@ -132,3 +132,43 @@ def test_bench_refuses_unknown_lengths(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "--lengths", "half"])
     assert "invalid choice: 'half'" in capsys.readouterr().err
+
+
+def _train_throughput():
+    """benchmarks/train_throughput.py, imported from its path (benchmarks/ is no package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "train_throughput.py"
+    spec = importlib.util.spec_from_file_location("train_throughput", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_train_throughput_smoke(capsys, tmp_path):
+    """Two steps of the main job on NumPy and of its torch.nn.LSTM twin: a row each."""
+    import re
+
+    import pytest
+
+    pytest.importorskip("torch", reason="the reference is torch.nn.LSTM")
+    out = tmp_path / "train.md"
+    args = ["--backends", "numpy", "--steps", "2", "--repeat", "1", "--output", str(out)]
+    assert _train_throughput().main(args) == 0
+    report = capsys.readouterr().out
+    assert out.read_text(encoding="utf-8") == report
+    row = r"^\| (ours \(numpy\)|torch\.nn\.LSTM [^|]*) \| ([\d,]+) \|"
+    rates = dict(re.findall(row, report, re.M))
+    assert set(rates) == {"ours (numpy)", "torch.nn.LSTM + autograd (cpu)"}, report
+    assert all(int(r.replace(",", "")) > 0 for r in rates.values()), report
+
+
+def test_train_throughput_refuses_one_step(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as exc:
+        _train_throughput().main(["--steps", "1"])
+    assert exc.value.code == 2
+    assert "--steps must be at least 2" in capsys.readouterr().err
