@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import statistics
 import time
 from dataclasses import replace
 
 from portable_rnn import train as tr
+from portable_rnn._tools.bench import _versions  # the versions `portable-rnn bench` reports
 from portable_rnn._tools.process import keep_freed_memory
 from portable_rnn.testing import full_precision
 
@@ -87,17 +89,10 @@ def torch_reference(steps: int, device: str) -> float:
     return chars / busy
 
 
-def _versions() -> str:
-    import importlib.metadata as md
+def _gpu_name(device: str) -> str:
+    import torch
 
-    names = ("portable_rnn", "numpy", "jax", "torch", "cupy-cuda12x", "cupy-cuda13x")
-    found = []
-    for name in names:
-        try:
-            found.append(f"{name} {md.version(name)}")
-        except md.PackageNotFoundError:
-            continue
-    return ", ".join(found)
+    return torch.cuda.get_device_name(torch.device(device))
 
 
 def main(argv=None) -> int:
@@ -128,8 +123,9 @@ def main(argv=None) -> int:
     lines = [
         f"# Training throughput, {datetime.date.today().isoformat()}",
         "",
-        f"Machine: {platform.machine()}, {platform.processor() or platform.platform()}; "
-        f"{_versions()}.",
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU threads"
+        + (f", GPU: {_gpu_name(args.torch_device)}" if args.torch_device != "cpu" else "")
+        + f"; Python {platform.python_version()}, {_versions()}.",
         f"Model: {c.cell} {c.hidden} units, embedding {c.embed}, {c.layers} layer; batch "
         f"{c.batch} x {c.seq_len} steps; float32; Adam {c.lr}, clip {c.clip}. "
         f"{args.steps} steps per run, median of {args.repeat} runs, the first step left out.",
